@@ -1,0 +1,1 @@
+"""Darkroom pipelines: the math and the models. No HTTP anywhere in here."""

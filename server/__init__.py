@@ -1,0 +1,1 @@
+"""Darkroom server: FastAPI app, batching engine, settings, CLI."""
