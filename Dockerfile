@@ -1,0 +1,62 @@
+# syntax=docker/dockerfile:1
+# Darkroom on one GPU: `docker compose up` (docker-compose.yml) or
+#   docker build -t darkroom . && docker run --gpus all -p 8000:8000 -v darkroom-weights:/weights darkroom
+# The CUDA user-space libraries come with the torch wheel; the base image brings the CUDA runtime
+# and the driver hooks the NVIDIA container toolkit expects.
+ARG BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+FROM ${BASE_IMAGE}
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# Ubuntu 24.04 ships Python 3.12; the project needs >= 3.10.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv "$VIRTUAL_ENV" \
+    && groupadd --system --gid 10001 darkroom \
+    && useradd --system --uid 10001 --gid darkroom --create-home --home-dir /home/darkroom darkroom \
+    && mkdir -p /weights \
+    && chown darkroom:darkroom /weights
+
+WORKDIR /app
+
+# Dependency layer: rebuilt only when pyproject.toml changes, not on every source edit.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Source layer: the package itself, no dependency resolution.
+COPY README.md ./
+COPY pipelines ./pipelines
+COPY server ./server
+COPY training ./training
+COPY weights ./weights
+COPY weights_manifest.yaml ./
+RUN pip install --no-cache-dir --no-deps . \
+    && python -c "import server.cli"
+
+# The bundled model ships inside the image (/app/weights); user checkpoints live on the volume.
+# A named volume mounted here starts as a copy of this (empty, darkroom-owned) directory.
+VOLUME ["/weights"]
+ENV DARKROOM_WEIGHTS_ROOT=/weights \
+    DARKROOM_PORT=8000
+
+USER 10001:10001
+EXPOSE 8000
+
+# Liveness only: /readyz (models loaded, not draining) is the orchestrator's readiness probe.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DARKROOM_PORT', '8000'), timeout=4)"]
+
+# uvicorn handles SIGTERM: /readyz turns 503 and in-flight work drains (compose: stop_grace_period).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["darkroom", "serve", "--host", "0.0.0.0"]
+CMD ["--port", "8000"]
