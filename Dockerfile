@@ -3,7 +3,7 @@
 #   docker build -t darkroom . && docker run --gpus all -p 8000:8000 -v darkroom-weights:/weights darkroom
 # The CUDA user-space libraries come with the torch wheel; the base image brings the CUDA runtime
 # and the driver hooks the NVIDIA container toolkit expects.
-ARG BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+ARG BASE_IMAGE=docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 FROM ${BASE_IMAGE}
 
 ENV DEBIAN_FRONTEND=noninteractive \
