@@ -1,0 +1,162 @@
+"""Request and response bodies of the HTTP API (pydantic); no torch here.
+
+Bounds that hold for every model live in Field(...); bounds that depend on the model (size
+multiple of the latent factor, pixel budget, the sampler's step range) are checked in
+server.validation against the model's card before any model work.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OutputFormat = Literal["png", "jpeg", "webp"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+MAX_PROMPT_CHARS = 4000
+MAX_SEED = 2**63 - 1
+
+
+class _Strict(BaseModel):
+    # Unknown fields are typos worth naming; NaN / Infinity are never valid numbers here.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class GenerateRequest(_Strict):
+    """POST /generate and POST /v1/jobs: one prompt, `num_images` images."""
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS, description="What to draw.")
+    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="What to steer away from (the uncond rows).")
+    model: str | None = Field(None, description="Model id from GET /v1/models; default: the server's first model.")
+    sampler: str | None = Field(None, description="Sampler name from GET /v1/models; default: the model's.")
+    steps: int | None = Field(None, ge=1, le=1000, description="Sampler steps; default: the model's.")
+    guidance: float | None = Field(None, ge=0.0, le=50.0, description="Classifier-free guidance scale w (1 = none).")
+    guidance_interval: tuple[float, float] | None = Field(
+        None,
+        description="[sigma_lo, sigma_hi]: guidance only where sigma_lo < sigma <= sigma_hi (Kynkaanniemi et al. 2024); "
+        "outside it the uncond pass is skipped.",
+    )
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Random seed; drawn at random when absent and always returned.")
+    width: int | None = Field(None, ge=8, le=8192, description="Pixels; a multiple of the model's latent factor.")
+    height: int | None = Field(None, ge=8, le=8192, description="Pixels; a multiple of the model's latent factor.")
+    num_images: int = Field(1, ge=1, le=64, description="Images for this prompt (each its own latent row).")
+    output_format: OutputFormat = "png"
+    init_image: str | None = Field(None, description="Base64 PNG/JPEG/WebP for img2img (SDEdit).")
+    strength: float = Field(0.8, gt=0.0, le=1.0, description="img2img: fraction of the schedule re-noised (1 = ignore the image).")
+    control_image: str | None = Field(None, description="Base64 control image for a ControlNet.")
+    controlnet: str | None = Field(None, description="ControlNet name from GET /v1/models; default: the model's only one.")
+    control_scale: float = Field(1.0, ge=0.0, le=5.0, description="ControlNet residual scale.")
+    preview: bool = Field(False, description="Jobs only: low-resolution previews in the event stream.")
+
+
+class Timings(BaseModel):
+    queue_s: float = Field(description="Arrival until denoising started.")
+    denoise_s: float = Field(description="Denoising (shared forward passes included).")
+    decode_s: float = Field(description="VAE decode.")
+    encode_s: float = Field(description="PNG/JPEG/WebP encoding.")
+    total_s: float = Field(description="Arrival until the images were ready.")
+
+
+class GenerationMetadata(BaseModel):
+    seed: int
+    model: str
+    sampler: str
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    num_images: int
+    prompt_truncated: bool = Field(description="The prompt (or negative prompt) was longer than the text encoder's window.")
+    timings: Timings
+
+
+class GenerateResponse(BaseModel):
+    id: str
+    format: OutputFormat
+    images: list[str] = Field(description="Base64-encoded images, `num_images` of them.")
+    metadata: GenerationMetadata
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class JobCreated(BaseModel):
+    id: str
+    status: JobState
+
+
+class JobStatus(BaseModel):
+    id: str
+    status: JobState
+    step: int = Field(description="Model evaluations done.")
+    total: int = Field(description="Model evaluations the sampler needs.")
+    result: GenerateResponse | None = None
+    error: ErrorBody | None = None
+
+
+class SamplerInfo(BaseModel):
+    name: str
+    min_steps: int
+    max_steps: int
+    description: str
+
+
+class ModelInfo(BaseModel):
+    id: str
+    family: str
+    description: str
+    text_conditioned: bool
+    samplers: list[SamplerInfo]
+    controlnets: list[str]
+    default_sampler: str
+    default_steps: int
+    default_guidance: float
+    default_width: int
+    default_height: int
+    latent_factor: int
+    min_side: int
+    max_side: int
+    max_pixels: int
+    max_num_images: int
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class OpenAIImagesRequest(BaseModel):
+    """POST /v1/images/generations, the OpenAI images API shape."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    prompt: str = Field(max_length=MAX_PROMPT_CHARS)
+    model: str | None = None
+    n: int = Field(1, ge=1, le=64)
+    size: str | None = Field(None, pattern=r"^[0-9]{1,5}x[0-9]{1,5}$", description="'WIDTHxHEIGHT', e.g. '512x512'.")
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    output_format: OutputFormat = "png"
+    quality: str | None = Field(None, description="Accepted and ignored.")
+    style: str | None = Field(None, description="Accepted and ignored.")
+    user: str | None = Field(None, description="Accepted and ignored.")
+
+
+class OpenAIImage(BaseModel):
+    b64_json: str
+    revised_prompt: str | None = None
+
+
+class OpenAIImagesResponse(BaseModel):
+    created: int
+    data: list[OpenAIImage]
