@@ -1,0 +1,76 @@
+"""The KL autoencoder (Rombach et al. 2022, sec. 3) between pixels in [0, 1] and scaled latents.
+
+    latents = (E(2 * image - 1) - shift) * scaling_factor
+    image   = (D(latents / scaling_factor + shift) + 1) / 2, clamped to [0, 1]
+
+Some VAEs overflow in fp16 (SDXL's: `force_upcast` in its config): those decode in fp32.
+`decode(..., force_fp32=True)` is the one-time retry after a NaN output.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+
+
+def has_nan(images: Tensor) -> Tensor:
+    """(B,) bool: rows holding any NaN or inf."""
+    return ~torch.isfinite(images.flatten(1)).all(dim=1)
+
+
+class KLAutoencoder:
+    """AutoencoderKL with its scaling (and shift) factor, decode to [0, 1], fp32 when needed."""
+
+    def __init__(
+        self,
+        vae: torch.nn.Module,
+        *,
+        scaling_factor: float | None = None,
+        shift_factor: float | None = None,
+        upcast: bool | None = None,
+    ) -> None:
+        config = vae.config
+        self.scaling_factor = float(scaling_factor if scaling_factor is not None else config.scaling_factor)
+        shift = shift_factor if shift_factor is not None else getattr(config, "shift_factor", None)
+        self.shift_factor = float(shift) if shift is not None else 0.0
+        self.latent_channels = int(config.latent_channels)
+        self.latent_factor = 2 ** (len(config.block_out_channels) - 1)  # pixels per latent cell
+        force_upcast = bool(getattr(config, "force_upcast", False)) if upcast is None else upcast
+        self.vae = vae.eval()
+        self._fp32: torch.nn.Module | None = None
+        if force_upcast and vae.dtype == torch.float16:
+            self._fp32 = self._fp32_copy()
+
+    def _fp32_copy(self) -> torch.nn.Module:
+        if self.vae.dtype == torch.float32:
+            return self.vae
+        if self._fp32 is None:
+            self._fp32 = copy.deepcopy(self.vae).float().eval()
+        return self._fp32
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor, *, force_fp32: bool = False) -> Tensor:
+        """(B, C, h, w) scaled latents -> (B, 3, h * f, w * f) float32 images in [0, 1]."""
+        vae = self._fp32_copy() if (force_fp32 or self._fp32 is not None) else self.vae
+        z = latents / self.scaling_factor + self.shift_factor
+        decoded = vae.decode(z.to(vae.dtype), return_dict=False)[0]  # (B, 3, H, W) in [-1, 1]
+        return (decoded.float() / 2 + 0.5).clamp(0, 1)
+
+    @torch.no_grad()
+    def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """(B, 3, H, W) images in [0, 1] -> scaled latents; a sample of q(z | x) drawn from `generator`.
+
+        The posterior sample uses the generator's device (CPU generators stay reproducible
+        across devices); without a generator the posterior mean is returned.
+        """
+        vae = self._fp32_copy() if self._fp32 is not None else self.vae
+        device = next(vae.parameters()).device
+        dist = vae.encode((images * 2 - 1).to(device, vae.dtype)).latent_dist
+        if generator is None:
+            z = dist.mean
+        else:
+            eps = torch.randn(dist.mean.shape, generator=generator, device=generator.device, dtype=torch.float32)
+            z = dist.mean + dist.std * eps.to(device, dist.mean.dtype)
+        return ((z.float() - self.shift_factor) * self.scaling_factor)
