@@ -38,13 +38,14 @@ COPY README.md ./
 COPY pipelines ./pipelines
 COPY server ./server
 COPY training ./training
-COPY weights ./weights
 COPY weights_manifest.yaml ./
 RUN pip install --no-cache-dir --no-deps . \
     && python -c "import server.cli"
 
-# The bundled model ships inside the image (/app/weights); user checkpoints live on the volume.
-# A named volume mounted here starts as a copy of this (empty, darkroom-owned) directory.
+# The weights root. The bundled model ships in the image at /weights/bundled; a named volume
+# mounted here starts as a copy of it, and other checkpoints are pulled into the volume
+# (`darkroom weights pull ID`). A bind mount replaces it: give it a bundled/ folder too.
+COPY --chown=10001:10001 weights/bundled /weights/bundled
 VOLUME ["/weights"]
 ENV DARKROOM_WEIGHTS_ROOT=/weights \
     DARKROOM_PORT=8000
@@ -58,5 +59,5 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
 
 # uvicorn handles SIGTERM: /readyz turns 503 and in-flight work drains (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
+# The port comes from DARKROOM_PORT (Settings), which the healthchecks read too.
 ENTRYPOINT ["darkroom", "serve", "--host", "0.0.0.0"]
-CMD ["--port", "8000"]
