@@ -34,7 +34,7 @@ class GenerateRequest(_Strict):
     guidance: float | None = Field(None, ge=0.0, le=50.0, description="Classifier-free guidance scale w (1 = none).")
     guidance_interval: tuple[float, float] | None = Field(
         None,
-        description="[sigma_lo, sigma_hi]: guidance only where sigma_lo < sigma <= sigma_hi (Kynkaanniemi et al. 2024); "
+        description="[sigma_lo, sigma_hi]: guidance only where sigma_lo <= sigma <= sigma_hi (Kynkaanniemi et al. 2024); "
         "outside it the uncond pass is skipped.",
     )
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Random seed; drawn at random when absent and always returned.")
