@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipelines.conditioning import Conditioning, GuidedConditioning
+from pipelines.conditioning import Conditioning, Denoiser, GuidedConditioning
 from pipelines.model import LoadedModel
 from server.errors import (
     Cancelled,
@@ -137,8 +137,8 @@ class _Served:
     """A loaded model with what the engine derives from it once."""
 
     model: LoadedModel
-    guided: GuidedForward
     card: ModelCard
+    guided: dict[str | None, GuidedForward] = field(default_factory=dict)  # ControlNet name -> forward
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,21 +242,20 @@ class Engine:
         models: list[LoadedModel],
         settings: Settings | None = None,
         metrics: Metrics | None = None,
-        guided: Callable[[LoadedModel], GuidedForward] | None = None,
+        guidance: Callable[[Denoiser], GuidedForward] | None = None,
     ) -> None:
         if not models:
             raise ValueError("the engine needs at least one model")
         self.settings = settings or Settings()
         self.metrics = metrics or Metrics()
-        samplers = _sampler_cards()
-        if guided is None:
+        if guidance is None:
             from pipelines.guidance import cfg
 
-            def guided(model: LoadedModel) -> GuidedForward:
-                return cfg(model.denoiser)  # type: ignore[return-value]
-
+            guidance = cfg  # type: ignore[assignment]
+        self._guidance = guidance
+        samplers = _sampler_cards()
         self._served: dict[str, _Served] = {
-            m.id: _Served(model=m, guided=guided(m), card=model_card(m, self.settings, samplers)) for m in models
+            m.id: _Served(model=m, card=model_card(m, self.settings, samplers)) for m in models
         }
         self._text_cache = TextCache(self.settings.text_cache_size)
         self._lock = threading.Lock()
@@ -727,13 +726,25 @@ class Engine:
             # padding repeats the last real row: valid inputs whose outputs are dropped
             index = torch.cat([torch.arange(rows), torch.full((padded - rows,), rows - 1)]).to(x.device)
             x, sigma, cond = x[index], sigma[index], cond.rows(index)
-        guided = self._served[members[0].key[0]].guided
+        guided = self._guided_forward(members[0].key)
         started = time.perf_counter()
         x0 = guided(x, sigma, cond)
         self.metrics.step_latency.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(rows)
         self.metrics.batch_requests.observe(len(members))
         return x0[:rows]
+
+    def _guided_forward(self, key: ClassKey) -> GuidedForward:
+        """The guided denoiser of a class: the model's, with the class's ControlNet attached."""
+        served = self._served[key[0]]
+        controlnet = key[2]
+        forward = served.guided.get(controlnet)
+        if forward is None:
+            denoiser: Denoiser = served.model.denoiser
+            if controlnet is not None:
+                denoiser = served.model.denoiser.with_controlnet(served.model.controlnets[controlnet])  # type: ignore[attr-defined]
+            forward = served.guided[controlnet] = self._guidance(denoiser)  # type: ignore[misc]
+        return forward
 
     @staticmethod
     def _guided_at(work: Work, sigma: float) -> GuidedConditioning:

@@ -1,0 +1,87 @@
+"""`darkroom serve`: load the model, start the engine and the HTTP server, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from types import FrameType
+
+from server.settings import Settings
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """DARKROOM_* settings, overridden by the command line where given."""
+    overrides = {k: v for k in ("host", "port", "manifest", "model") if (v := getattr(args, k, None)) is not None}
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def how_to_call(settings: Settings, model_id: str, port: int) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    auth = ' -H "Authorization: Bearer $DARKROOM_KEY"' if settings.api_keys else ""
+    return (
+        f"Darkroom is serving '{model_id}' on http://{host}:{port}\n"
+        f"  curl -s http://{host}:{port}/generate{auth} -H 'Content-Type: application/json' \\\n"
+        f"       -H 'Accept: image/png' -d '{{\"prompt\": \"a red circle left of a blue square\", \"seed\": 1}}' -o out.png\n"
+        f"  models: curl -s http://{host}:{port}/v1/models   docs: http://{host}:{port}/docs"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.engine import Engine
+    from server.models import load_served_model
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from(args)
+    model, notice = load_served_model(settings)
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
+    engine = Engine([model], settings)
+    app = create_app(settings, engine)
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM / SIGINT readiness turns 503 at once; uvicorn then lets in-flight requests
+        finish and the lifespan drains the engine."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            engine.begin_drain()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+        access_log=False,  # paths only would be safe, but bodies never are; keep the log to ids
+    )
+    server = DrainingServer(config)
+
+    async def announce() -> None:
+        # printed once the socket is bound, with the real port (port 0 picks a free one)
+        import asyncio
+
+        while not server.started:
+            await asyncio.sleep(0.05)
+        port = settings.port
+        for s in server.servers:
+            for sock in s.sockets:
+                port = sock.getsockname()[1]
+        print(how_to_call(settings, model.id, port), flush=True)
+        if notice:
+            print("(tiny random model: expect noise, not pictures)", flush=True)
+
+    import asyncio
+
+    async def run() -> None:
+        task = asyncio.create_task(announce())
+        try:
+            await server.serve()
+        finally:
+            task.cancel()
+
+    asyncio.run(run())
+    return 0

@@ -1,0 +1,63 @@
+"""Which model `darkroom serve` loads: the manifest's, or a clearly labelled tiny random model.
+
+When no model is named and the manifest's default model has no weights on disk yet (the bundled
+model before it ships), the server still starts, on `pipelines.tiny.tiny_sd1()`, and says loudly
+that its images are noise. A model named explicitly must load or the server refuses to start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.model import LoadedModel
+from server.settings import Settings
+
+TINY_ID = "tiny-sd1"
+TINY_NOTICE = (
+    "*** Serving '{id}': a TINY RANDOM MODEL (untrained; its images are noise). ***\n"
+    "*** {reason} ***"
+)
+
+
+def _weights_present(root: Path, entry: object) -> bool:
+    files = getattr(entry, "files", [])
+    folder = root / str(getattr(entry, "path", ""))
+    return bool(files) and all((folder / f.path).is_file() for f in files)
+
+
+def _tiny(reason: str) -> tuple[LoadedModel, str]:
+    from pipelines.tiny import tiny_sd1
+
+    model = tiny_sd1()
+    return model, TINY_NOTICE.format(id=model.id, reason=reason)
+
+
+def load_served_model(settings: Settings) -> tuple[LoadedModel, str | None]:
+    """(the model to serve, a notice to print when it is the tiny random stand-in)."""
+    import torch  # noqa: F401  (loaded here, never at import time of the HTTP side)
+
+    from pipelines.manifest import ManifestError, load_manifest
+    from server.engine import pick_device, pick_dtype
+
+    if settings.model == TINY_ID:
+        return _tiny("asked for by name")
+    device = pick_device(settings.device)
+    dtype = pick_dtype(settings.dtype, device)
+    manifest_path = Path(settings.manifest)
+    root = Path(settings.weights_root)
+    if settings.model is None:
+        try:
+            manifest = load_manifest(manifest_path)
+        except ManifestError as e:
+            if not manifest_path.exists():
+                return _tiny(f"no manifest at {manifest_path}")
+            raise SystemExit(str(e)) from None
+        entry = manifest.get(None)
+        if not _weights_present(root, entry):
+            return _tiny(f"the default model '{entry.id}' has no weights under {root / entry.path} yet")
+    from pipelines.loading import load_from_manifest
+
+    model = load_from_manifest(
+        settings.model, manifest_path=manifest_path, weights_root=root, device=device, dtype=dtype
+    )
+    return model, None
