@@ -119,10 +119,13 @@ def populate(
         tensor = store.get(source.key, device)
         if source.transform is not None:
             tensor = source.transform(tensor)
+        wanted = tensor.dtype
         if tensor.is_floating_point() and expected[name].is_floating_point():
             wanted = torch.float32 if keep_fp32 & set(name.split(".")) else dtype
-            tensor = tensor.to(dtype=wanted)
-        state[name] = tensor.contiguous()
+        # Always a fresh, aligned, contiguous copy: never a view of the file's mapping (which
+        # could change after its hash was checked) nor of a fused tensor (fused qkv chunks).
+        fresh = torch.empty(tensor.shape, dtype=wanted, device=tensor.device)
+        state[name] = fresh.copy_(tensor)
     for target, origin in tied.items():
         if target not in state and origin in state:
             state[target] = state[origin]
