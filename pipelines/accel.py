@@ -24,6 +24,7 @@ class _CapturedCall:
     sample: Tensor  # static input buffers, filled before each replay
     timestep: Tensor
     context: Tensor
+    timestep_cond: Tensor | None  # LCM guidance embedding, when the UNet takes one
     added: dict[str, Tensor]
     output: Tensor  # static output buffer, cloned after each replay
 
@@ -60,6 +61,7 @@ class CudaGraphUNet(torch.nn.Module):
         sample: Tensor,
         timestep: Tensor | float | int,
         encoder_hidden_states: Tensor,
+        timestep_cond: Tensor | None = None,
         added_cond_kwargs: dict[str, Tensor] | None = None,
         down_block_additional_residuals: tuple[Tensor, ...] | None = None,
         mid_block_additional_residual: Tensor | None = None,
@@ -76,6 +78,7 @@ class CudaGraphUNet(torch.nn.Module):
                 sample,
                 timestep,
                 encoder_hidden_states=encoder_hidden_states,
+                timestep_cond=timestep_cond,
                 added_cond_kwargs=added_cond_kwargs,
                 down_block_additional_residuals=down_block_additional_residuals,
                 mid_block_additional_residual=mid_block_additional_residual,
@@ -89,15 +92,18 @@ class CudaGraphUNet(torch.nn.Module):
             sample.dtype,
             timestep.dtype,
             tuple(encoder_hidden_states.shape),
+            None if timestep_cond is None else tuple(timestep_cond.shape),
             tuple((name, tuple(t.shape), t.dtype) for name, t in sorted(added.items())),
         )
         call = self._graphs.get(key)
         if call is None:
-            call = self._capture(sample, timestep, encoder_hidden_states, added)
+            call = self._capture(sample, timestep, encoder_hidden_states, timestep_cond, added)
             self._graphs[key] = call
         call.sample.copy_(sample)
         call.timestep.copy_(timestep)
         call.context.copy_(encoder_hidden_states)
+        if call.timestep_cond is not None and timestep_cond is not None:
+            call.timestep_cond.copy_(timestep_cond)
         for name, value in added.items():
             call.added[name].copy_(value)
         call.graph.replay()
@@ -105,11 +111,17 @@ class CudaGraphUNet(torch.nn.Module):
         return SimpleNamespace(sample=out) if return_dict else (out,)
 
     def _capture(
-        self, sample: Tensor, timestep: Tensor, context: Tensor, added: dict[str, Tensor]
+        self,
+        sample: Tensor,
+        timestep: Tensor,
+        context: Tensor,
+        timestep_cond: Tensor | None,
+        added: dict[str, Tensor],
     ) -> _CapturedCall:
         static_sample = sample.clone()
         static_timestep = timestep.clone()
         static_context = context.clone()
+        static_timestep_cond = None if timestep_cond is None else timestep_cond.clone()
         static_added = {name: value.clone() for name, value in added.items()}
 
         def forward() -> Tensor:
@@ -117,6 +129,7 @@ class CudaGraphUNet(torch.nn.Module):
                 static_sample,
                 static_timestep,
                 encoder_hidden_states=static_context,
+                timestep_cond=static_timestep_cond,
                 added_cond_kwargs=static_added or None,
                 return_dict=False,
             )[0]
@@ -132,7 +145,9 @@ class CudaGraphUNet(torch.nn.Module):
         graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool):
             output = forward()
-        return _CapturedCall(graph, static_sample, static_timestep, static_context, static_added, output)
+        return _CapturedCall(
+            graph, static_sample, static_timestep, static_context, static_timestep_cond, static_added, output
+        )
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
