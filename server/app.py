@@ -188,8 +188,8 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     async def http(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
-        field = {404: "path", 405: "method"}.get(error.status_code)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        field = {400: "body", 404: "path", 405: "method"}.get(error.status_code)
+        code = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         body = {"error": {"code": code, "message": str(error.detail), "field": field}}
         return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
 
