@@ -1,0 +1,188 @@
+"""End to end on tiny random models: text_to_image against the diffusers pipelines as oracles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from diffusers import (
+    DDIMScheduler,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
+from transformers import CLIPTokenizer
+
+from pipelines.text import write_hf_clip_tokenizer_files
+from pipelines.text_to_image import text_to_image
+from pipelines.tiny import SD_SCHEDULER_CONFIG, tiny_sd1, tiny_sdxl
+
+PROMPT = "a small red circle left of a blue square"
+STEPS = 3
+SIZE = 32  # pixels; divisible by 8 as diffusers' check requires
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    vocab, merges = write_hf_clip_tokenizer_files(tmp_path_factory.mktemp("clip_tokenizer"))
+    return str(vocab), str(merges)
+
+
+@pytest.fixture(scope="module")
+def sd1():
+    return tiny_sd1(seed=0, controlnet=True)
+
+
+@pytest.fixture(scope="module")
+def sdxl():
+    return tiny_sdxl(seed=0)
+
+
+def _ddim() -> DDIMScheduler:
+    config = {k: v for k, v in SD_SCHEDULER_CONFIG.items() if not k.startswith("_")}
+    return DDIMScheduler(**config)
+
+
+def _initial_noise(model, seed: int, n: int = 1) -> torch.Tensor:
+    f = model.family.latent_factor
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn((n, 4, SIZE // f, SIZE // f), generator=generator)
+
+
+@pytest.mark.parametrize("guidance", [7.5, 1.0])
+def test_sd1_matches_diffusers_pipeline(sd1, hf_tokenizer_files, guidance: float) -> None:
+    vocab, merges = hf_tokenizer_files
+    pipe = StableDiffusionPipeline(
+        vae=sd1.vae.vae,
+        text_encoder=sd1.text_encoder.model,
+        tokenizer=CLIPTokenizer(vocab, merges, model_max_length=77),  # pads with <|endoftext|> = 49407, as SD1's
+        unet=sd1.denoiser.unet,
+        scheduler=_ddim(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        PROMPT,
+        negative_prompt="blurry",
+        num_inference_steps=STEPS,
+        guidance_scale=guidance,
+        height=SIZE,
+        width=SIZE,
+        latents=_initial_noise(sd1, seed=3),
+        output_type="pt",
+    ).images
+    images, meta = text_to_image(
+        sd1, PROMPT, negative_prompt="blurry", sampler="ddim", steps=STEPS, guidance=guidance,
+        seed=3, width=SIZE, height=SIZE,
+    )
+    assert images.shape == expected.shape == (1, 3, SIZE, SIZE)
+    assert float(images.std()) > 0.01  # a non-constant image: the comparison means something
+    assert (images - expected).abs().max().item() <= 1e-3
+    assert meta["model_evaluations"] == STEPS
+    assert meta["uncond_rows"] == (STEPS if guidance > 1 else 0)
+
+
+def test_sdxl_matches_diffusers_pipeline(sdxl, hf_tokenizer_files) -> None:
+    vocab, merges = hf_tokenizer_files
+    pipe = StableDiffusionXLPipeline(
+        vae=sdxl.vae.vae,
+        text_encoder=sdxl.text_encoder.model,
+        text_encoder_2=sdxl.text_encoder.model_2,
+        tokenizer=CLIPTokenizer(vocab, merges, model_max_length=77),
+        tokenizer_2=CLIPTokenizer(vocab, merges, pad_token="!", model_max_length=77),  # SDXL's second tokenizer pads with 0
+        unet=sdxl.denoiser.unet,
+        scheduler=_ddim(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        PROMPT,
+        num_inference_steps=STEPS,
+        guidance_scale=5.0,
+        height=SIZE,
+        width=SIZE,
+        latents=_initial_noise(sdxl, seed=5),
+        output_type="pt",
+    ).images
+    # no negative prompt: diffusers zeroes the uncond embeddings (force_zeros_for_empty_prompt)
+    images, _ = text_to_image(sdxl, PROMPT, sampler="ddim", steps=STEPS, guidance=5.0, seed=5, width=SIZE, height=SIZE)
+    assert float(images.std()) > 0.01
+    assert (images - expected).abs().max().item() <= 1e-3
+
+
+def test_seeds_determine_images(sd1) -> None:
+    a, _ = text_to_image(sd1, PROMPT, steps=2, seed=1, width=SIZE, height=SIZE, num_images=2)
+    b, meta = text_to_image(sd1, PROMPT, steps=2, seed=1, width=SIZE, height=SIZE, num_images=2)
+    c, _ = text_to_image(sd1, PROMPT, steps=2, seed=2, width=SIZE, height=SIZE)
+    assert a.shape == (2, 3, SIZE, SIZE) and meta["num_images"] == 2
+    assert torch.equal(a, b)
+    assert (a[0] - a[1]).abs().max().item() > 1e-3  # each image its own noise
+    assert (a[0] - c[0]).abs().max().item() > 1e-3
+
+
+def test_controlnet_scale_changes_image_and_zero_scale_is_plain(sd1) -> None:
+    control = torch.zeros(3, SIZE, SIZE)
+    control[:, 8:24, 8:24] = 1.0
+    run = {"steps": 2, "seed": 4, "width": SIZE, "height": SIZE}
+    plain, _ = text_to_image(sd1, PROMPT, **run)
+    zero, _ = text_to_image(sd1, PROMPT, **run, control_image=control, control_scale=0.0)
+    full, _ = text_to_image(sd1, PROMPT, **run, control_image=control, control_scale=1.0)
+    assert (zero - plain).abs().max().item() <= 1e-5
+    assert (full - plain).abs().max().item() > 1e-3
+
+
+def test_img2img_matches_diffusers_img2img_pipeline(sd1, hf_tokenizer_files) -> None:
+    vocab, merges = hf_tokenizer_files
+    pipe = StableDiffusionImg2ImgPipeline(
+        vae=sd1.vae.vae,
+        text_encoder=sd1.text_encoder.model,
+        tokenizer=CLIPTokenizer(vocab, merges, model_max_length=77),
+        unet=sd1.denoiser.unet,
+        scheduler=_ddim(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    init = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    expected = pipe(
+        PROMPT,
+        image=init * 2 - 1,  # diffusers takes tensors in [-1, 1]
+        strength=0.5,
+        num_inference_steps=4,
+        guidance_scale=6.0,
+        generator=torch.Generator("cpu").manual_seed(9),
+        output_type="pt",
+    ).images
+    images, meta = text_to_image(sd1, PROMPT, steps=4, guidance=6.0, seed=9, init_image=init, strength=0.5)
+    assert meta["model_evaluations"] == 2  # 4 steps x strength 0.5
+    assert (images - expected).abs().max().item() <= 1e-3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"sampler": "nope"}, "sampler"),
+        ({"steps": 0}, "steps"),
+        ({"guidance": math.nan}, "guidance"),
+        ({"guidance": math.inf}, "guidance"),
+        ({"width": 33}, "width"),
+        ({"height": 30 + 1}, "height"),
+        ({"width": 4096}, "width"),
+        ({"seed": -1}, "seed"),
+        ({"num_images": 0}, "num_images"),
+        ({"strength": 0.5}, "strength"),
+        ({"init_image": torch.rand(3, 16, 16), "width": 32}, "init_image"),
+        ({"control_scale": math.nan}, "control_scale"),
+    ],
+)
+def test_bad_input_names_the_parameter(sd1, kwargs: dict, param: str) -> None:
+    with pytest.raises(ValueError, match=param):
+        text_to_image(sd1, PROMPT, **kwargs)
+
+
+def test_control_image_without_controlnet_is_refused(sdxl) -> None:
+    with pytest.raises(ValueError, match="control_image"):
+        text_to_image(sdxl, PROMPT, control_image=torch.rand(3, SIZE, SIZE))
