@@ -44,7 +44,9 @@ class DiscreteSchedule:
     def __post_init__(self) -> None:
         a = self.alphas_cumprod
         if a.dim() != 1 or a.numel() < 2:
-            raise ValueError(f"alphas_cumprod must be a 1-d tensor of >= 2 entries, got shape {tuple(a.shape)}")
+            raise ValueError(
+                f"alphas_cumprod must be a 1-d tensor of >= 2 entries, got shape {tuple(a.shape)}"
+            )
         object.__setattr__(self, "alphas_cumprod", a.detach().to(dtype=torch.float64, device="cpu"))
         a = self.alphas_cumprod
         if not bool(((a > 0) & (a < 1)).all()):
@@ -79,7 +81,9 @@ class DiscreteSchedule:
         s = torch.as_tensor(sigma, dtype=torch.float64)
         log_s = s.clamp(self.sigma_min, self.sigma_max).log()
         # index of the table entry at or below log_s; the last interval is [T-2, T-1]
-        low = (torch.searchsorted(log_sigmas, log_s.reshape(-1), right=True) - 1).clamp(0, len(log_sigmas) - 2)
+        low = (torch.searchsorted(log_sigmas, log_s.reshape(-1), right=True) - 1).clamp(
+            0, len(log_sigmas) - 2
+        )
         low = low.reshape(s.shape)
         lo, hi = log_sigmas[low], log_sigmas[low + 1]
         w = (log_s - lo) / (hi - lo)
@@ -95,7 +99,10 @@ class DiscreteSchedule:
 
 
 def training_schedule(
-    beta_schedule: str, beta_start: float = 0.00085, beta_end: float = 0.012, num_train_timesteps: int = 1000
+    beta_schedule: str,
+    beta_start: float = 0.00085,
+    beta_end: float = 0.012,
+    num_train_timesteps: int = 1000,
 ) -> DiscreteSchedule:
     """The DDPM training schedule alpha_bar_t = prod (1 - beta_s) (Ho et al. 2020; cosine: Nichol & Dhariwal 2021, eq. 17).
 
@@ -116,7 +123,8 @@ def training_schedule(
 
         # beta capped at 0.999 so alpha_bar never reaches 0 (Nichol & Dhariwal 2021, section 3.2)
         betas = torch.tensor(
-            [min(1 - alpha_bar((i + 1) / T) / alpha_bar(i / T), 0.999) for i in range(T)], dtype=torch.float64
+            [min(1 - alpha_bar((i + 1) / T) / alpha_bar(i / T), 0.999) for i in range(T)],
+            dtype=torch.float64,
         )
     else:
         raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}")
@@ -130,7 +138,9 @@ def _check_steps(steps: int) -> None:
 
 def _check_final_sigma(final_sigma: float, smallest: float) -> None:
     if not (math.isfinite(final_sigma) and 0.0 <= final_sigma < smallest):
-        raise ValueError(f"final_sigma must be >= 0 and below the schedule's last sigma {smallest}, got {final_sigma}")
+        raise ValueError(
+            f"final_sigma must be >= 0 and below the schedule's last sigma {smallest}, got {final_sigma}"
+        )
 
 
 def _from_timesteps(schedule: DiscreteSchedule, timesteps: Tensor, final_sigma: float) -> Tensor:
@@ -143,7 +153,7 @@ def _from_timesteps(schedule: DiscreteSchedule, timesteps: Tensor, final_sigma: 
 def sigmas_leading(
     schedule: DiscreteSchedule, steps: int, *, steps_offset: int = 1, final_sigma: float = 0.0
 ) -> Tensor:
-    """"Leading" spacing (Lin et al. 2023, Table 2; diffusers DDIM/Euler): t_i = i * (T // steps) + offset, descending.
+    """ "Leading" spacing (Lin et al. 2023, Table 2; diffusers DDIM/Euler): t_i = i * (T // steps) + offset, descending.
 
     Stable Diffusion's own schedule. `final_sigma = schedule.sigma_min` reproduces DDIM with
     set_alpha_to_one=False (it stops at alpha_bar_0, sigma ~= 0.029 for SD), 0.0 reproduces Euler.
@@ -160,7 +170,7 @@ def sigmas_leading(
 
 
 def sigmas_trailing(schedule: DiscreteSchedule, steps: int, *, final_sigma: float = 0.0) -> Tensor:
-    """"Trailing" spacing (Lin et al. 2023, Table 2): t_i = round(T - i * T / steps) - 1, starting at T - 1.
+    """ "Trailing" spacing (Lin et al. 2023, Table 2): t_i = round(T - i * T / steps) - 1, starting at T - 1.
 
     The schedule of SD-Turbo / SDXL-Turbo and of zero-terminal-SNR models. (diffusers' DDIM
     steps to t - T // steps instead of the next listed timestep when T / steps is not an
@@ -176,7 +186,7 @@ def sigmas_trailing(schedule: DiscreteSchedule, steps: int, *, final_sigma: floa
 
 
 def sigmas_linspace(schedule: DiscreteSchedule, steps: int, *, final_sigma: float = 0.0) -> Tensor:
-    """"Linspace" spacing (Lin et al. 2023, Table 2): continuous t evenly from T - 1 down to 0.
+    """ "Linspace" spacing (Lin et al. 2023, Table 2): continuous t evenly from T - 1 down to 0.
 
     Fractional timesteps map to sigma by log-sigma interpolation (the inverse of
     `sigma_to_t`; k-diffusion's choice). diffusers' Euler interpolates sigma linearly instead,
@@ -184,7 +194,11 @@ def sigmas_linspace(schedule: DiscreteSchedule, steps: int, *, final_sigma: floa
     """
     _check_steps(steps)
     T = schedule.num_train_timesteps
-    timesteps = torch.linspace(T - 1, 0, steps, dtype=torch.float64) if steps > 1 else torch.tensor([T - 1.0])
+    timesteps = (
+        torch.linspace(T - 1, 0, steps, dtype=torch.float64)
+        if steps > 1
+        else torch.tensor([T - 1.0])
+    )
     return _from_timesteps(schedule, timesteps, final_sigma)
 
 
@@ -194,17 +208,25 @@ def sigmas_karras(
     """Karras et al. 2022, eq. 5: sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho."""
     _check_steps(steps)
     if not (0 < sigma_min < sigma_max and math.isfinite(sigma_max)):
-        raise ValueError(f"sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        raise ValueError(
+            f"sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}"
+        )
     if not (math.isfinite(rho) and rho > 0):
         raise ValueError(f"rho must be a positive number, got {rho}")
-    ramp = torch.linspace(0, 1, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
+    ramp = (
+        torch.linspace(0, 1, steps, dtype=torch.float64)
+        if steps > 1
+        else torch.zeros(1, dtype=torch.float64)
+    )
     inv_max, inv_min = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     sigmas = (inv_max + ramp * (inv_min - inv_max)) ** rho
     _check_final_sigma(final_sigma, float(sigmas[-1]))
     return torch.cat([sigmas, sigmas.new_tensor([final_sigma])])
 
 
-def sigmas_lcm(schedule: DiscreteSchedule, steps: int, original_steps: int = 50, *, final_sigma: float = 0.0) -> Tensor:
+def sigmas_lcm(
+    schedule: DiscreteSchedule, steps: int, original_steps: int = 50, *, final_sigma: float = 0.0
+) -> Tensor:
     """Latent Consistency Model timesteps (Luo et al. 2023, section 4.2 "skipping-step"), as diffusers' LCMScheduler picks them.
 
     The distillation grid is t_j = j * (T // original_steps) - 1 for j = 1 .. original_steps;
@@ -215,26 +237,42 @@ def sigmas_lcm(schedule: DiscreteSchedule, steps: int, original_steps: int = 50,
     if not (isinstance(original_steps, int) and 1 <= original_steps <= T):
         raise ValueError(f"original_steps must be an integer in [1, {T}], got {original_steps!r}")
     if steps > original_steps:
-        raise ValueError(f"steps must be <= original_steps ({original_steps}) for the lcm schedule, got {steps}")
+        raise ValueError(
+            f"steps must be <= original_steps ({original_steps}) for the lcm schedule, got {steps}"
+        )
     k = T // original_steps
-    grid = torch.arange(original_steps, 0, -1, dtype=torch.float64) * k - 1  # descending distillation grid
-    indices = torch.floor(torch.arange(steps, dtype=torch.float64) * (original_steps / steps)).long()
+    grid = (
+        torch.arange(original_steps, 0, -1, dtype=torch.float64) * k - 1
+    )  # descending distillation grid
+    indices = torch.floor(
+        torch.arange(steps, dtype=torch.float64) * (original_steps / steps)
+    ).long()
     return _from_timesteps(schedule, grid[indices], final_sigma)
 
 
 def sigmas_flow(steps: int, shift: float = 1.0, *, num_train_timesteps: int = 1000) -> Tensor:
     """Rectified-flow schedule (Esser et al. 2024, eq. 23 time shift) in the VE view sigma = t / (1 - t).
 
-    Flow time t runs evenly from 1 to 1/T (as diffusers' FlowMatchEulerDiscreteScheduler),
-    shifted t' = shift t / (1 + (shift - 1) t), capped at FLOW_T_MAX (t = 1 is pure noise,
-    infinite sigma), and ends at sigma 0.
+    As diffusers' FlowMatchEulerDiscreteScheduler (what SD3-style checkpoints are served with):
+    t runs evenly from 1 down to the shifted training minimum shift(1/T), then every entry is
+    shifted, shift(t) = shift t / (1 + (shift - 1) t). The top is capped at FLOW_T_MAX (t = 1 is
+    pure noise, infinite sigma) and the schedule ends at sigma 0.
     """
     _check_steps(steps)
     if not (math.isfinite(shift) and shift > 0):
         raise ValueError(f"shift must be a positive number, got {shift}")
     T = num_train_timesteps
-    t = torch.linspace(1.0, 1.0 / T, steps, dtype=torch.float64) if steps > 1 else torch.ones(1, dtype=torch.float64)
-    t = shift * t / (1 + (shift - 1) * t)
+
+    def shifted(t: Tensor) -> Tensor:
+        return shift * t / (1 + (shift - 1) * t)
+
+    t_min = float(shifted(torch.tensor(1.0 / T, dtype=torch.float64)))
+    t = (
+        torch.linspace(1.0, t_min, steps, dtype=torch.float64)
+        if steps > 1
+        else torch.ones(1, dtype=torch.float64)
+    )
+    t = shifted(t)
     t = t.clamp(max=FLOW_T_MAX)
     sigmas = t / (1 - t)
     return torch.cat([sigmas, sigmas.new_zeros(1)])
@@ -271,7 +309,9 @@ def make_sigmas(
     if spacing not in SPACINGS:
         raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     if schedule is None:
-        raise ValueError(f"spacing {spacing!r} needs the model's training schedule, got schedule=None")
+        raise ValueError(
+            f"spacing {spacing!r} needs the model's training schedule, got schedule=None"
+        )
     if spacing == "leading":
         return sigmas_leading(schedule, steps, steps_offset=steps_offset, final_sigma=final_sigma)
     if spacing == "trailing":
@@ -279,5 +319,7 @@ def make_sigmas(
     if spacing == "linspace":
         return sigmas_linspace(schedule, steps, final_sigma=final_sigma)
     if spacing == "karras":
-        return sigmas_karras(steps, schedule.sigma_min, schedule.sigma_max, rho, final_sigma=final_sigma)
+        return sigmas_karras(
+            steps, schedule.sigma_min, schedule.sigma_max, rho, final_sigma=final_sigma
+        )
     return sigmas_lcm(schedule, steps, original_steps, final_sigma=final_sigma)
