@@ -361,6 +361,7 @@ def create_app(settings: Settings | None = None, engine: EngineProtocol | None =
                     default_width=c.default_width, default_height=c.default_height,
                     latent_factor=c.latent_factor, min_side=c.min_side, max_side=c.max_side,
                     max_pixels=c.max_pixels, max_num_images=min(c.max_num_images, settings.max_num_images),
+                    num_classes=c.num_classes,
                 )
                 for c in cards
             ]

@@ -204,6 +204,7 @@ def model_card(model: LoadedModel, settings: Settings, samplers: tuple[SamplerCa
         max_side=f.max_side,
         max_pixels=max_pixels,
         max_num_images=max_rows,
+        num_classes=None if model.text_encoder is not None else getattr(model.denoiser, "null_class", None),
     )
 
 
@@ -527,10 +528,12 @@ class Engine:
         served = self._served[model_id]
         encoder = served.model.text_encoder
         out: dict[str, tuple[Conditioning, Conditioning, bool]] = {}
-        if encoder is None:
+        if encoder is None:  # class-conditional (DiT): the prompt is a class id, validated already
+            null_class = int(served.card.num_classes or 0)
             for work in works:
-                self._fail(
-                    work, InvalidRequest(f"model '{model_id}' is not text-conditioned", field="model"), "invalid"
+                label = torch.tensor([int(work.spec.prompt)])
+                out[work.spec.id] = (
+                    Conditioning(class_labels=label), Conditioning(class_labels=torch.tensor([null_class])), False
                 )
             return out
         wanted = []
@@ -567,6 +570,7 @@ class Engine:
     def _start_sampler(self, work: Work, cond_row: Conditioning, uncond_row: Conditioning, truncated: bool) -> None:
         """Initial latents from the request's seed (img2img: its image at the start sigma) and its generator."""
         from pipelines.samplers import make_sampler, seeded_noise
+        from pipelines.text_to_image import sampling_sigmas
 
         spec = work.spec
         model = self._served[spec.model].model
@@ -583,26 +587,32 @@ class Engine:
             cond = replace(cond, control_image=control, control_scale=scale)
             uncond = replace(uncond, control_image=control, control_scale=scale)
         cond, uncond = cond.to(device), uncond.to(device)
+        # w <= 1 means no guidance (diffusers' convention, as pipelines.text_to_image): no uncond pass
+        scale = spec.guidance if spec.guidance > 1.0 else 1.0
         work.guided = GuidedConditioning(
             cond=cond,
             uncond=uncond,
-            guidance_scale=torch.full((n,), spec.guidance, dtype=torch.float32, device=device),
-            guide=torch.full((n,), spec.guidance != 1.0, dtype=torch.bool, device=device),
+            guidance_scale=torch.full((n,), scale, dtype=torch.float32, device=device),
+            guide=torch.ones((n,), dtype=torch.bool, device=device),
         )
+        # the same draws, in the same order, as pipelines.text_to_image: an engine image equals
+        # the one-request path's for the same seed
         generator = torch.Generator(device="cpu").manual_seed(spec.seed)
-        sigmas = self._sigmas(model, spec)
-        latents = torch.randn((n, c, h, w), generator=generator, dtype=torch.float32)
+        sigmas = sampling_sigmas(model, spec.sampler, spec.steps)
         if spec.init_image is not None:
-            # SDEdit (Meng et al. 2022): x = x0 + sigma_start * eps, from the encoded init image
-            steps = len(sigmas) - 1
-            kept = min(steps, max(1, int(round(steps * spec.strength))))
-            sigmas = sigmas[steps - kept :]
-            image = torch.from_numpy(spec.init_image).permute(2, 0, 1)[None].float().div(255)
-            image = image.expand(n, -1, -1, -1).to(device)
-            x0 = model.vae.encode(image, generator=generator).float().to(device)  # (n, C, h, w)
-            x = x0 + float(sigmas[0]) * latents.to(device)
+            # SDEdit (Meng et al. 2022, sec. 3): x = x0_init + sigma_start * eps, skipping the
+            # first (1 - strength) of the steps as diffusers' get_timesteps does
+            used = min(int(spec.steps * spec.strength), spec.steps)
+            if used < 1:
+                raise InvalidRequest("strength x steps must be at least one step", field="strength")
+            sigmas = sigmas[spec.steps - used :]
+            image = torch.from_numpy(spec.init_image).permute(2, 0, 1)[None].float().div(255)  # (1, 3, H, W)
+            x0_init = model.vae.encode(image.to(device), generator=generator).float()  # (1, C, h, w)
+            eps = torch.randn((n, c, h, w), generator=generator, dtype=torch.float32).to(device)
+            x = x0_init + float(sigmas[0]) * eps
         else:
-            x = latents.to(device) * denoiser.prior_scale(float(sigmas[0]))
+            eps = torch.randn((n, c, h, w), generator=generator, dtype=torch.float32).to(device)
+            x = eps * denoiser.prior_scale(float(sigmas[0]))
         work.sigmas = sigmas
         work.evals_total = self._evals_total(spec.sampler, len(sigmas) - 1)
         work.prompt_truncated = truncated
@@ -617,12 +627,6 @@ class Engine:
         from pipelines.text import sdxl_time_ids
 
         return replace(cond, time_ids=sdxl_time_ids((spec.height, spec.width), cond.batch_size).to(cond.time_ids))
-
-    @staticmethod
-    def _sigmas(model: LoadedModel, spec: GenerationSpec) -> Tensor:
-        from pipelines.samplers import SAMPLERS
-
-        return model.denoiser.sigmas(spec.steps, SAMPLERS[spec.sampler].default_spacing).to(torch.float64)
 
     @staticmethod
     def _evals_total(sampler: str, steps: int) -> int:
@@ -755,7 +759,7 @@ class Engine:
         if interval is None:
             return g
         lo, hi = interval
-        inside = lo <= sigma <= hi and work.spec.guidance != 1.0  # pipelines.guidance.in_guidance_interval
+        inside = lo <= sigma <= hi  # pipelines.guidance.in_guidance_interval
         assert g.guide is not None
         return replace(g, guide=torch.full_like(g.guide, inside))
 

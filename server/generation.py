@@ -43,6 +43,7 @@ class ModelCard:
     max_side: int
     max_pixels: int  # per image
     max_num_images: int  # per request: rows of one request must fit one forward pass
+    num_classes: int | None = None  # class-conditional models (DiT): the prompt is a class id below this
 
     def sampler(self, name: str) -> SamplerCard | None:
         return next((s for s in self.samplers if s.name == name), None)

@@ -126,6 +126,7 @@ class ModelInfo(BaseModel):
     max_side: int
     max_pixels: int
     max_num_images: int
+    num_classes: int | None = Field(None, description="Class-conditional models: the prompt is a class id below this.")
 
 
 class ModelsResponse(BaseModel):

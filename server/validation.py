@@ -60,8 +60,14 @@ def resolve(req: GenerateRequest, cards: list[ModelCard], *, timeout_s: float, m
             field="steps",
         )
     guidance = req.guidance if req.guidance is not None else card.default_guidance
-    if not card.text_conditioned and req.prompt.strip() == "":
-        raise InvalidRequest("'prompt' must not be empty", field="prompt")
+    if not card.text_conditioned:
+        classes = card.num_classes or 0
+        label = req.prompt.strip()
+        if not (label.isdigit() and int(label) < classes):
+            raise InvalidRequest(
+                f"model '{card.id}' is class-conditional: 'prompt' must be a class id in [0, {classes})",
+                field="prompt",
+            )
     width = req.width if req.width is not None else card.default_width
     height = req.height if req.height is not None else card.default_height
     check_size(card, width, height, width_field="width", height_field="height")
@@ -78,6 +84,10 @@ def resolve(req: GenerateRequest, cards: list[ModelCard], *, timeout_s: float, m
             )
     init = None
     if req.init_image is not None:
+        if int(steps * req.strength) < 1:
+            raise InvalidRequest(
+                f"'strength' x 'steps' must be at least one step, got {req.strength} x {steps}", field="strength"
+            )
         init = decode_base64_image(req.init_image, field="init_image", width=width, height=height)
     control = None
     controlnet = req.controlnet

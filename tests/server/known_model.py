@@ -96,10 +96,10 @@ class AnalyticDenoiser:
     def to_decoder_input(self, x: Tensor, sigma: float) -> Tensor:
         return x
 
-    def sigmas(self, steps: int, spacing: str | None = None) -> Tensor:
+    def sigmas(self, steps: int, spacing: str | None = None, *, final_sigma: float | None = None) -> Tensor:
         ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
         sig = self.sigma_max * (self.sigma_min / self.sigma_max) ** ramp  # geometric, descending
-        return torch.cat([sig, torch.zeros(1, dtype=torch.float64)])
+        return torch.cat([sig, torch.full((1,), final_sigma or 0.0, dtype=torch.float64)])
 
 
 class KnownVAE:
