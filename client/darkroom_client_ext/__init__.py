@@ -4,7 +4,7 @@
     image = Darkroom("http://127.0.0.1:8000").generate("a small red circle left of a blue square")
 """
 
-from .client import AsyncDarkroom, Darkroom, decode_image, decode_images, make_request
+from .client import AsyncDarkroom, Darkroom, decode_image, decode_images, job_outcome, make_request
 from .errors import (
     BadRequest,
     Conflict,
@@ -39,5 +39,6 @@ __all__ = [
     "ValidationError",
     "decode_image",
     "decode_images",
+    "job_outcome",
     "make_request",
 ]

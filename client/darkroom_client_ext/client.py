@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import httpx
@@ -28,7 +28,7 @@ from darkroom_client.models import (
 )
 from darkroom_client.types import UNSET
 
-from .errors import error_from_response
+from .errors import Conflict, StreamError, error_from_body, error_from_response
 from .events import ServerSentEvent, aiter_sse, iter_sse
 
 if TYPE_CHECKING:
@@ -90,6 +90,35 @@ def _raise_for_error(response: httpx.Response) -> None:
     """Raise the typed DarkroomError of a non-2xx answer (its body must be read)."""
     if response.is_error:
         raise error_from_response(response)
+
+
+ProgressCallback = Callable[[int, int], None]  # (step, total): model evaluations done / needed
+
+
+def job_outcome(event: ServerSentEvent, on_progress: ProgressCallback | None) -> GenerateResponse | None:
+    """Handle one job event: None for progress, the result at the end, or raise the job's error.
+
+    The server's events (server/app.py): `progress` {step, total, preview_png?}, then one of
+    `result` (a GenerateResponse), `error` {error: {code, message, field}} or `cancelled`.
+    """
+    if event.event == "progress":
+        if on_progress is not None:
+            data = event.json()
+            on_progress(int(data["step"]), int(data["total"]))
+        return None
+    if event.event == "result":
+        return GenerateResponse.from_dict(event.json())
+    if event.event == "error":
+        raise error_from_body(event.json().get("error"))
+    if event.event == "cancelled":
+        raise Conflict("the job was cancelled", status_code=409, code="cancelled")
+    return None  # an event type this client does not know yet: skip it
+
+
+def _stream_ended(job_id: str) -> StreamError:
+    return StreamError(
+        f"the event stream of job {job_id!r} ended before the job did", status_code=200, code="stream_ended"
+    )
 
 
 def _make_api(
@@ -179,6 +208,14 @@ class Darkroom:
                 response.read()
                 _raise_for_error(response)
             yield from iter_sse(response.iter_lines())
+
+    def wait_job(self, job_id: str, on_progress: ProgressCallback | None = None) -> GenerateResponse:
+        """Follow the job's events to its end; its result, or its error as a typed exception."""
+        for event in self.iter_job_events(job_id):
+            result = job_outcome(event, on_progress)
+            if result is not None:
+                return result
+        raise _stream_ended(job_id)
 
     def models(self) -> list[ModelInfo]:
         """GET /v1/models: every served model with its samplers, defaults and limits."""
@@ -271,6 +308,14 @@ class AsyncDarkroom:
                 _raise_for_error(response)
             async for event in aiter_sse(response.aiter_lines()):
                 yield event
+
+    async def wait_job(self, job_id: str, on_progress: ProgressCallback | None = None) -> GenerateResponse:
+        """Follow the job's events to its end; its result, or its error as a typed exception."""
+        async for event in self.iter_job_events(job_id):
+            result = job_outcome(event, on_progress)
+            if result is not None:
+                return result
+        raise _stream_ended(job_id)
 
     async def models(self) -> list[ModelInfo]:
         """GET /v1/models: every served model with its samplers, defaults and limits."""

@@ -77,7 +77,7 @@ class ServerError(DarkroomError):
 
 
 class StreamError(DarkroomError):
-    """The job's event stream reported a failure of the job itself."""
+    """A job's event stream ended without the job's result, error or cancellation."""
 
 
 _BY_STATUS: dict[int, type[DarkroomError]] = {
@@ -90,6 +90,25 @@ _BY_STATUS: dict[int, type[DarkroomError]] = {
     422: ValidationError,
     503: Overloaded,
     504: DeadlineExceeded,
+}
+
+
+# The HTTP status of each server error code (server/errors.py), for errors that arrive inside a
+# job's event stream (whose own status is 200).
+STATUS_OF_CODE: dict[str, int] = {
+    "invalid_request": 422,
+    "unauthorized": 401,
+    "not_found": 404,
+    "not_acceptable": 406,
+    "payload_too_large": 413,
+    "cancelled": 409,
+    "unavailable": 503,
+    "queue_full": 503,
+    "draining": 503,
+    "out_of_memory": 503,
+    "deadline_exceeded": 504,
+    "model_error": 500,
+    "nan_output": 500,
 }
 
 
@@ -139,4 +158,15 @@ def error_from_response(response: httpx.Response) -> DarkroomError:
     retry_after_s = float(retry_after) if retry_after and retry_after.isdigit() else None
     return error_class(status)(
         message, status_code=status, code=code, field=field, retry_after_s=retry_after_s
+    )
+
+
+def error_from_body(error: object) -> DarkroomError:
+    """The typed exception for an error body `{"code", "message", "field"}` from a job's events."""
+    body = error if isinstance(error, dict) else {}
+    code = str(body.get("code") or "internal_error")
+    field = body.get("field") if isinstance(body.get("field"), str) else None
+    status = STATUS_OF_CODE.get(code, 500)
+    return error_class(status)(
+        str(body.get("message") or code), status_code=status, code=code, field=field
     )

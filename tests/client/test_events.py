@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
 from darkroom_client_ext import Darkroom, ServerSentEvent
 from darkroom_client_ext.events import aiter_sse, iter_sse
@@ -75,3 +76,53 @@ def test_iter_job_events_reads_a_chunked_stream() -> None:
         ("progress", {"step": 2}),
         ("done", {}),
     ]
+
+
+RESULT = {
+    "id": "j1",
+    "format": "png",
+    "images": ["iVBORw0KGgo="],
+    "metadata": {
+        "seed": 7, "model": "bundled", "sampler": "ddim", "steps": 4, "guidance": 4.0, "width": 64,
+        "height": 32, "num_images": 1, "prompt_truncated": False,
+        "timings": {"queue_s": 0.0, "denoise_s": 0.1, "decode_s": 0.01, "encode_s": 0.01, "total_s": 0.12},
+    },
+}
+
+
+def _stream_client(body: str) -> Darkroom:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
+
+    return Darkroom("http://test", transport=httpx.MockTransport(handler))
+
+
+def test_wait_job_reports_progress_and_returns_the_result() -> None:
+    import json
+
+    body = (
+        'event: progress\ndata: {"step": 1, "total": 2}\n\n: ping\n\n'
+        'event: progress\ndata: {"step": 2, "total": 2}\n\n'
+        f"event: result\ndata: {json.dumps(RESULT)}\n\n"
+    )
+    seen: list[tuple[int, int]] = []
+    result = _stream_client(body).wait_job("j1", on_progress=lambda step, total: seen.append((step, total)))
+    assert seen == [(1, 2), (2, 2)]
+    assert (result.id, result.metadata.seed, result.metadata.height, result.images) == ("j1", 7, 32, ["iVBORw0KGgo="])
+
+
+def test_wait_job_raises_the_jobs_error_typed() -> None:
+    from darkroom_client_ext import Conflict, Overloaded, ServerError, StreamError
+
+    error = '{"error": {"code": "nan_output", "message": "the image had NaNs", "field": null}}'
+    with pytest.raises(ServerError) as info:
+        _stream_client(f"event: error\ndata: {error}\n\n").wait_job("j1")
+    assert (info.value.status_code, info.value.code) == (500, "nan_output")
+    oom = '{"error": {"code": "out_of_memory", "message": "too big", "field": null}}'
+    with pytest.raises(Overloaded):
+        _stream_client(f"event: error\ndata: {oom}\n\n").wait_job("j1")
+    with pytest.raises(Conflict) as cancelled:
+        _stream_client('event: cancelled\ndata: {"id": "j1"}\n\n').wait_job("j1")
+    assert cancelled.value.code == "cancelled"
+    with pytest.raises(StreamError):
+        _stream_client('event: progress\ndata: {"step": 1, "total": 2}\n\n').wait_job("j1")

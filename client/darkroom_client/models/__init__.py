@@ -8,7 +8,6 @@ from .generate_response import GenerateResponse
 from .generate_response_format import GenerateResponseFormat
 from .generation_metadata import GenerationMetadata
 from .health import Health
-from .http_validation_error import HTTPValidationError
 from .job_created import JobCreated
 from .job_created_status import JobCreatedStatus
 from .job_status import JobStatus
@@ -22,8 +21,6 @@ from .open_ai_images_request_response_format import OpenAIImagesRequestResponseF
 from .open_ai_images_response import OpenAIImagesResponse
 from .sampler_info import SamplerInfo
 from .timings import Timings
-from .validation_error import ValidationError
-from .validation_error_context import ValidationErrorContext
 
 __all__ = (
     "ErrorBody",
@@ -34,7 +31,6 @@ __all__ = (
     "GenerateResponseFormat",
     "GenerationMetadata",
     "Health",
-    "HTTPValidationError",
     "JobCreated",
     "JobCreatedStatus",
     "JobStatus",
@@ -48,6 +44,4 @@ __all__ = (
     "OpenAIImagesResponse",
     "SamplerInfo",
     "Timings",
-    "ValidationError",
-    "ValidationErrorContext",
 )

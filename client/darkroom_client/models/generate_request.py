@@ -17,67 +17,61 @@ class GenerateRequest:
 
     Attributes:
         prompt (str): What to draw.
-        negative_prompt (str | Unset): What to steer away from (the uncond rows). Default: ''.
-        model (None | str | Unset): Model id from GET /v1/models; default: the server's first model.
-        sampler (None | str | Unset): Sampler name from GET /v1/models; default: the model's.
-        steps (int | None | Unset): Sampler steps; default: the model's.
+        control_image (None | str | Unset): Base64 control image for a ControlNet.
+        control_scale (float | Unset): ControlNet residual scale. Default: 1.0.
+        controlnet (None | str | Unset): ControlNet name from GET /v1/models; default: the model's only one.
         guidance (float | None | Unset): Classifier-free guidance scale w (1 = none).
-        guidance_interval (list[float] | None | Unset): [sigma_lo, sigma_hi]: guidance only where sigma_lo < sigma <=
+        guidance_interval (list[float] | None | Unset): [sigma_lo, sigma_hi]: guidance only where sigma_lo <= sigma <=
             sigma_hi (Kynkaanniemi et al. 2024); outside it the uncond pass is skipped.
-        seed (int | None | Unset): Random seed; drawn at random when absent and always returned.
-        width (int | None | Unset): Pixels; a multiple of the model's latent factor.
         height (int | None | Unset): Pixels; a multiple of the model's latent factor.
+        init_image (None | str | Unset): Base64 PNG/JPEG/WebP for img2img (SDEdit).
+        model (None | str | Unset): Model id from GET /v1/models; default: the server's first model.
+        negative_prompt (str | Unset): What to steer away from (the uncond rows). Default: ''.
         num_images (int | Unset): Images for this prompt (each its own latent row). Default: 1.
         output_format (GenerateRequestOutputFormat | Unset):  Default: GenerateRequestOutputFormat.PNG.
-        init_image (None | str | Unset): Base64 PNG/JPEG/WebP for img2img (SDEdit).
-        strength (float | Unset): img2img: fraction of the schedule re-noised (1 = ignore the image). Default: 0.8.
-        control_image (None | str | Unset): Base64 control image for a ControlNet.
-        controlnet (None | str | Unset): ControlNet name from GET /v1/models; default: the model's only one.
-        control_scale (float | Unset): ControlNet residual scale. Default: 1.0.
         preview (bool | Unset): Jobs only: low-resolution previews in the event stream. Default: False.
+        sampler (None | str | Unset): Sampler name from GET /v1/models; default: the model's.
+        seed (int | None | Unset): Random seed; drawn at random when absent and always returned.
+        steps (int | None | Unset): Sampler steps; default: the model's.
+        strength (float | Unset): img2img: fraction of the schedule re-noised (1 = ignore the image). Default: 0.8.
+        width (int | None | Unset): Pixels; a multiple of the model's latent factor.
     """
 
     prompt: str
-    negative_prompt: str | Unset = ""
-    model: None | str | Unset = UNSET
-    sampler: None | str | Unset = UNSET
-    steps: int | None | Unset = UNSET
+    control_image: None | str | Unset = UNSET
+    control_scale: float | Unset = 1.0
+    controlnet: None | str | Unset = UNSET
     guidance: float | None | Unset = UNSET
     guidance_interval: list[float] | None | Unset = UNSET
-    seed: int | None | Unset = UNSET
-    width: int | None | Unset = UNSET
     height: int | None | Unset = UNSET
+    init_image: None | str | Unset = UNSET
+    model: None | str | Unset = UNSET
+    negative_prompt: str | Unset = ""
     num_images: int | Unset = 1
     output_format: GenerateRequestOutputFormat | Unset = GenerateRequestOutputFormat.PNG
-    init_image: None | str | Unset = UNSET
-    strength: float | Unset = 0.8
-    control_image: None | str | Unset = UNSET
-    controlnet: None | str | Unset = UNSET
-    control_scale: float | Unset = 1.0
     preview: bool | Unset = False
+    sampler: None | str | Unset = UNSET
+    seed: int | None | Unset = UNSET
+    steps: int | None | Unset = UNSET
+    strength: float | Unset = 0.8
+    width: int | None | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
         prompt = self.prompt
 
-        negative_prompt = self.negative_prompt
-
-        model: None | str | Unset
-        if isinstance(self.model, Unset):
-            model = UNSET
+        control_image: None | str | Unset
+        if isinstance(self.control_image, Unset):
+            control_image = UNSET
         else:
-            model = self.model
+            control_image = self.control_image
 
-        sampler: None | str | Unset
-        if isinstance(self.sampler, Unset):
-            sampler = UNSET
-        else:
-            sampler = self.sampler
+        control_scale = self.control_scale
 
-        steps: int | None | Unset
-        if isinstance(self.steps, Unset):
-            steps = UNSET
+        controlnet: None | str | Unset
+        if isinstance(self.controlnet, Unset):
+            controlnet = UNSET
         else:
-            steps = self.steps
+            controlnet = self.controlnet
 
         guidance: float | None | Unset
         if isinstance(self.guidance, Unset):
@@ -98,29 +92,11 @@ class GenerateRequest:
         else:
             guidance_interval = self.guidance_interval
 
-        seed: int | None | Unset
-        if isinstance(self.seed, Unset):
-            seed = UNSET
-        else:
-            seed = self.seed
-
-        width: int | None | Unset
-        if isinstance(self.width, Unset):
-            width = UNSET
-        else:
-            width = self.width
-
         height: int | None | Unset
         if isinstance(self.height, Unset):
             height = UNSET
         else:
             height = self.height
-
-        num_images = self.num_images
-
-        output_format: str | Unset = UNSET
-        if not isinstance(self.output_format, Unset):
-            output_format = self.output_format.value
 
         init_image: None | str | Unset
         if isinstance(self.init_image, Unset):
@@ -128,23 +104,47 @@ class GenerateRequest:
         else:
             init_image = self.init_image
 
-        strength = self.strength
-
-        control_image: None | str | Unset
-        if isinstance(self.control_image, Unset):
-            control_image = UNSET
+        model: None | str | Unset
+        if isinstance(self.model, Unset):
+            model = UNSET
         else:
-            control_image = self.control_image
+            model = self.model
 
-        controlnet: None | str | Unset
-        if isinstance(self.controlnet, Unset):
-            controlnet = UNSET
-        else:
-            controlnet = self.controlnet
+        negative_prompt = self.negative_prompt
 
-        control_scale = self.control_scale
+        num_images = self.num_images
+
+        output_format: str | Unset = UNSET
+        if not isinstance(self.output_format, Unset):
+            output_format = self.output_format.value
 
         preview = self.preview
+
+        sampler: None | str | Unset
+        if isinstance(self.sampler, Unset):
+            sampler = UNSET
+        else:
+            sampler = self.sampler
+
+        seed: int | None | Unset
+        if isinstance(self.seed, Unset):
+            seed = UNSET
+        else:
+            seed = self.seed
+
+        steps: int | None | Unset
+        if isinstance(self.steps, Unset):
+            steps = UNSET
+        else:
+            steps = self.steps
+
+        strength = self.strength
+
+        width: int | None | Unset
+        if isinstance(self.width, Unset):
+            width = UNSET
+        else:
+            width = self.width
 
         field_dict: dict[str, Any] = {}
 
@@ -153,40 +153,40 @@ class GenerateRequest:
                 "prompt": prompt,
             }
         )
-        if negative_prompt is not UNSET:
-            field_dict["negative_prompt"] = negative_prompt
-        if model is not UNSET:
-            field_dict["model"] = model
-        if sampler is not UNSET:
-            field_dict["sampler"] = sampler
-        if steps is not UNSET:
-            field_dict["steps"] = steps
+        if control_image is not UNSET:
+            field_dict["control_image"] = control_image
+        if control_scale is not UNSET:
+            field_dict["control_scale"] = control_scale
+        if controlnet is not UNSET:
+            field_dict["controlnet"] = controlnet
         if guidance is not UNSET:
             field_dict["guidance"] = guidance
         if guidance_interval is not UNSET:
             field_dict["guidance_interval"] = guidance_interval
-        if seed is not UNSET:
-            field_dict["seed"] = seed
-        if width is not UNSET:
-            field_dict["width"] = width
         if height is not UNSET:
             field_dict["height"] = height
+        if init_image is not UNSET:
+            field_dict["init_image"] = init_image
+        if model is not UNSET:
+            field_dict["model"] = model
+        if negative_prompt is not UNSET:
+            field_dict["negative_prompt"] = negative_prompt
         if num_images is not UNSET:
             field_dict["num_images"] = num_images
         if output_format is not UNSET:
             field_dict["output_format"] = output_format
-        if init_image is not UNSET:
-            field_dict["init_image"] = init_image
-        if strength is not UNSET:
-            field_dict["strength"] = strength
-        if control_image is not UNSET:
-            field_dict["control_image"] = control_image
-        if controlnet is not UNSET:
-            field_dict["controlnet"] = controlnet
-        if control_scale is not UNSET:
-            field_dict["control_scale"] = control_scale
         if preview is not UNSET:
             field_dict["preview"] = preview
+        if sampler is not UNSET:
+            field_dict["sampler"] = sampler
+        if seed is not UNSET:
+            field_dict["seed"] = seed
+        if steps is not UNSET:
+            field_dict["steps"] = steps
+        if strength is not UNSET:
+            field_dict["strength"] = strength
+        if width is not UNSET:
+            field_dict["width"] = width
 
         return field_dict
 
@@ -195,34 +195,25 @@ class GenerateRequest:
         d = dict(src_dict)
         prompt = d.pop("prompt")
 
-        negative_prompt = d.pop("negative_prompt", UNSET)
-
-        def _parse_model(data: object) -> None | str | Unset:
+        def _parse_control_image(data: object) -> None | str | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
                 return data
             return cast(None | str | Unset, data)
 
-        model = _parse_model(d.pop("model", UNSET))
+        control_image = _parse_control_image(d.pop("control_image", UNSET))
 
-        def _parse_sampler(data: object) -> None | str | Unset:
+        control_scale = d.pop("control_scale", UNSET)
+
+        def _parse_controlnet(data: object) -> None | str | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
                 return data
             return cast(None | str | Unset, data)
 
-        sampler = _parse_sampler(d.pop("sampler", UNSET))
-
-        def _parse_steps(data: object) -> int | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(int | None | Unset, data)
-
-        steps = _parse_steps(d.pop("steps", UNSET))
+        controlnet = _parse_controlnet(d.pop("controlnet", UNSET))
 
         def _parse_guidance(data: object) -> float | None | Unset:
             if data is None:
@@ -261,24 +252,6 @@ class GenerateRequest:
 
         guidance_interval = _parse_guidance_interval(d.pop("guidance_interval", UNSET))
 
-        def _parse_seed(data: object) -> int | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(int | None | Unset, data)
-
-        seed = _parse_seed(d.pop("seed", UNSET))
-
-        def _parse_width(data: object) -> int | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(int | None | Unset, data)
-
-        width = _parse_width(d.pop("width", UNSET))
-
         def _parse_height(data: object) -> int | None | Unset:
             if data is None:
                 return data
@@ -287,15 +260,6 @@ class GenerateRequest:
             return cast(int | None | Unset, data)
 
         height = _parse_height(d.pop("height", UNSET))
-
-        num_images = d.pop("num_images", UNSET)
-
-        _output_format = d.pop("output_format", UNSET)
-        output_format: GenerateRequestOutputFormat | Unset
-        if isinstance(_output_format, Unset):
-            output_format = UNSET
-        else:
-            output_format = GenerateRequestOutputFormat(_output_format)
 
         def _parse_init_image(data: object) -> None | str | Unset:
             if data is None:
@@ -306,49 +270,85 @@ class GenerateRequest:
 
         init_image = _parse_init_image(d.pop("init_image", UNSET))
 
-        strength = d.pop("strength", UNSET)
-
-        def _parse_control_image(data: object) -> None | str | Unset:
+        def _parse_model(data: object) -> None | str | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
                 return data
             return cast(None | str | Unset, data)
 
-        control_image = _parse_control_image(d.pop("control_image", UNSET))
+        model = _parse_model(d.pop("model", UNSET))
 
-        def _parse_controlnet(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
+        negative_prompt = d.pop("negative_prompt", UNSET)
 
-        controlnet = _parse_controlnet(d.pop("controlnet", UNSET))
+        num_images = d.pop("num_images", UNSET)
 
-        control_scale = d.pop("control_scale", UNSET)
+        _output_format = d.pop("output_format", UNSET)
+        output_format: GenerateRequestOutputFormat | Unset
+        if isinstance(_output_format, Unset):
+            output_format = UNSET
+        else:
+            output_format = GenerateRequestOutputFormat(_output_format)
 
         preview = d.pop("preview", UNSET)
 
+        def _parse_sampler(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        sampler = _parse_sampler(d.pop("sampler", UNSET))
+
+        def _parse_seed(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        seed = _parse_seed(d.pop("seed", UNSET))
+
+        def _parse_steps(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        steps = _parse_steps(d.pop("steps", UNSET))
+
+        strength = d.pop("strength", UNSET)
+
+        def _parse_width(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        width = _parse_width(d.pop("width", UNSET))
+
         generate_request = cls(
             prompt=prompt,
-            negative_prompt=negative_prompt,
-            model=model,
-            sampler=sampler,
-            steps=steps,
+            control_image=control_image,
+            control_scale=control_scale,
+            controlnet=controlnet,
             guidance=guidance,
             guidance_interval=guidance_interval,
-            seed=seed,
-            width=width,
             height=height,
+            init_image=init_image,
+            model=model,
+            negative_prompt=negative_prompt,
             num_images=num_images,
             output_format=output_format,
-            init_image=init_image,
-            strength=strength,
-            control_image=control_image,
-            controlnet=controlnet,
-            control_scale=control_scale,
             preview=preview,
+            sampler=sampler,
+            seed=seed,
+            steps=steps,
+            strength=strength,
+            width=width,
         )
 
         return generate_request

@@ -19,22 +19,22 @@ T = TypeVar("T", bound="GenerateResponse")
 class GenerateResponse:
     """
     Attributes:
-        id (str):
         format_ (GenerateResponseFormat):
+        id (str):
         images (list[str]): Base64-encoded images, `num_images` of them.
         metadata (GenerationMetadata):
     """
 
-    id: str
     format_: GenerateResponseFormat
+    id: str
     images: list[str]
     metadata: GenerationMetadata
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        id = self.id
-
         format_ = self.format_.value
+
+        id = self.id
 
         images = self.images
 
@@ -44,8 +44,8 @@ class GenerateResponse:
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
-                "id": id,
                 "format": format_,
+                "id": id,
                 "images": images,
                 "metadata": metadata,
             }
@@ -58,17 +58,17 @@ class GenerateResponse:
         from ..models.generation_metadata import GenerationMetadata  # noqa: PLC0415
 
         d = dict(src_dict)
-        id = d.pop("id")
-
         format_ = GenerateResponseFormat(d.pop("format"))
+
+        id = d.pop("id")
 
         images = cast(list[str], d.pop("images"))
 
         metadata = GenerationMetadata.from_dict(d.pop("metadata"))
 
         generate_response = cls(
-            id=id,
             format_=format_,
+            id=id,
             images=images,
             metadata=metadata,
         )

@@ -17,65 +17,65 @@ T = TypeVar("T", bound="GenerationMetadata")
 class GenerationMetadata:
     """
     Attributes:
-        seed (int):
-        model (str):
-        sampler (str):
-        steps (int):
         guidance (float):
-        width (int):
         height (int):
+        model (str):
         num_images (int):
         prompt_truncated (bool): The prompt (or negative prompt) was longer than the text encoder's window.
+        sampler (str):
+        seed (int):
+        steps (int):
         timings (Timings):
+        width (int):
     """
 
-    seed: int
-    model: str
-    sampler: str
-    steps: int
     guidance: float
-    width: int
     height: int
+    model: str
     num_images: int
     prompt_truncated: bool
+    sampler: str
+    seed: int
+    steps: int
     timings: Timings
+    width: int
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        seed = self.seed
-
-        model = self.model
-
-        sampler = self.sampler
-
-        steps = self.steps
-
         guidance = self.guidance
 
-        width = self.width
-
         height = self.height
+
+        model = self.model
 
         num_images = self.num_images
 
         prompt_truncated = self.prompt_truncated
 
+        sampler = self.sampler
+
+        seed = self.seed
+
+        steps = self.steps
+
         timings = self.timings.to_dict()
+
+        width = self.width
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
-                "seed": seed,
-                "model": model,
-                "sampler": sampler,
-                "steps": steps,
                 "guidance": guidance,
-                "width": width,
                 "height": height,
+                "model": model,
                 "num_images": num_images,
                 "prompt_truncated": prompt_truncated,
+                "sampler": sampler,
+                "seed": seed,
+                "steps": steps,
                 "timings": timings,
+                "width": width,
             }
         )
 
@@ -86,37 +86,37 @@ class GenerationMetadata:
         from ..models.timings import Timings  # noqa: PLC0415
 
         d = dict(src_dict)
-        seed = d.pop("seed")
-
-        model = d.pop("model")
-
-        sampler = d.pop("sampler")
-
-        steps = d.pop("steps")
-
         guidance = d.pop("guidance")
 
-        width = d.pop("width")
-
         height = d.pop("height")
+
+        model = d.pop("model")
 
         num_images = d.pop("num_images")
 
         prompt_truncated = d.pop("prompt_truncated")
 
+        sampler = d.pop("sampler")
+
+        seed = d.pop("seed")
+
+        steps = d.pop("steps")
+
         timings = Timings.from_dict(d.pop("timings"))
 
+        width = d.pop("width")
+
         generation_metadata = cls(
-            seed=seed,
-            model=model,
-            sampler=sampler,
-            steps=steps,
             guidance=guidance,
-            width=width,
             height=height,
+            model=model,
             num_images=num_images,
             prompt_truncated=prompt_truncated,
+            sampler=sampler,
+            seed=seed,
+            steps=steps,
             timings=timings,
+            width=width,
         )
 
         generation_metadata.additional_properties = d

@@ -25,16 +25,16 @@ class JobStatus:
         status (JobStatusStatus):
         step (int): Model evaluations done.
         total (int): Model evaluations the sampler needs.
-        result (GenerateResponse | None | Unset):
         error (ErrorBody | None | Unset):
+        result (GenerateResponse | None | Unset):
     """
 
     id: str
     status: JobStatusStatus
     step: int
     total: int
-    result: GenerateResponse | None | Unset = UNSET
     error: ErrorBody | None | Unset = UNSET
+    result: GenerateResponse | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,14 +49,6 @@ class JobStatus:
 
         total = self.total
 
-        result: dict[str, Any] | None | Unset
-        if isinstance(self.result, Unset):
-            result = UNSET
-        elif isinstance(self.result, GenerateResponse):
-            result = self.result.to_dict()
-        else:
-            result = self.result
-
         error: dict[str, Any] | None | Unset
         if isinstance(self.error, Unset):
             error = UNSET
@@ -64,6 +56,14 @@ class JobStatus:
             error = self.error.to_dict()
         else:
             error = self.error
+
+        result: dict[str, Any] | None | Unset
+        if isinstance(self.result, Unset):
+            result = UNSET
+        elif isinstance(self.result, GenerateResponse):
+            result = self.result.to_dict()
+        else:
+            result = self.result
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -75,10 +75,10 @@ class JobStatus:
                 "total": total,
             }
         )
-        if result is not UNSET:
-            field_dict["result"] = result
         if error is not UNSET:
             field_dict["error"] = error
+        if result is not UNSET:
+            field_dict["result"] = result
 
         return field_dict
 
@@ -95,23 +95,6 @@ class JobStatus:
         step = d.pop("step")
 
         total = d.pop("total")
-
-        def _parse_result(data: object) -> GenerateResponse | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            try:
-                if not isinstance(data, dict):
-                    raise TypeError()
-                result_type_0 = GenerateResponse.from_dict(data)
-
-                return result_type_0
-            except (TypeError, ValueError, AttributeError, KeyError):
-                pass
-            return cast(GenerateResponse | None | Unset, data)
-
-        result = _parse_result(d.pop("result", UNSET))
 
         def _parse_error(data: object) -> ErrorBody | None | Unset:
             if data is None:
@@ -130,13 +113,30 @@ class JobStatus:
 
         error = _parse_error(d.pop("error", UNSET))
 
+        def _parse_result(data: object) -> GenerateResponse | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                result_type_0 = GenerateResponse.from_dict(data)
+
+                return result_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(GenerateResponse | None | Unset, data)
+
+        result = _parse_result(d.pop("result", UNSET))
+
         job_status = cls(
             id=id,
             status=status,
             step=step,
             total=total,
-            result=result,
             error=error,
+            result=result,
         )
 
         job_status.additional_properties = d

@@ -17,98 +17,98 @@ T = TypeVar("T", bound="ModelInfo")
 class ModelInfo:
     """
     Attributes:
-        id (str):
-        family (str):
-        description (str):
-        text_conditioned (bool):
-        samplers (list[SamplerInfo]):
         controlnets (list[str]):
+        default_guidance (float):
+        default_height (int):
         default_sampler (str):
         default_steps (int):
-        default_guidance (float):
         default_width (int):
-        default_height (int):
+        description (str):
+        family (str):
+        id (str):
         latent_factor (int):
-        min_side (int):
-        max_side (int):
-        max_pixels (int):
         max_num_images (int):
+        max_pixels (int):
+        max_side (int):
+        min_side (int):
+        samplers (list[SamplerInfo]):
+        text_conditioned (bool):
     """
 
-    id: str
-    family: str
-    description: str
-    text_conditioned: bool
-    samplers: list[SamplerInfo]
     controlnets: list[str]
+    default_guidance: float
+    default_height: int
     default_sampler: str
     default_steps: int
-    default_guidance: float
     default_width: int
-    default_height: int
+    description: str
+    family: str
+    id: str
     latent_factor: int
-    min_side: int
-    max_side: int
-    max_pixels: int
     max_num_images: int
+    max_pixels: int
+    max_side: int
+    min_side: int
+    samplers: list[SamplerInfo]
+    text_conditioned: bool
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        id = self.id
+        controlnets = self.controlnets
 
-        family = self.family
+        default_guidance = self.default_guidance
+
+        default_height = self.default_height
+
+        default_sampler = self.default_sampler
+
+        default_steps = self.default_steps
+
+        default_width = self.default_width
 
         description = self.description
 
-        text_conditioned = self.text_conditioned
+        family = self.family
+
+        id = self.id
+
+        latent_factor = self.latent_factor
+
+        max_num_images = self.max_num_images
+
+        max_pixels = self.max_pixels
+
+        max_side = self.max_side
+
+        min_side = self.min_side
 
         samplers = []
         for samplers_item_data in self.samplers:
             samplers_item = samplers_item_data.to_dict()
             samplers.append(samplers_item)
 
-        controlnets = self.controlnets
-
-        default_sampler = self.default_sampler
-
-        default_steps = self.default_steps
-
-        default_guidance = self.default_guidance
-
-        default_width = self.default_width
-
-        default_height = self.default_height
-
-        latent_factor = self.latent_factor
-
-        min_side = self.min_side
-
-        max_side = self.max_side
-
-        max_pixels = self.max_pixels
-
-        max_num_images = self.max_num_images
+        text_conditioned = self.text_conditioned
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
-                "id": id,
-                "family": family,
-                "description": description,
-                "text_conditioned": text_conditioned,
-                "samplers": samplers,
                 "controlnets": controlnets,
+                "default_guidance": default_guidance,
+                "default_height": default_height,
                 "default_sampler": default_sampler,
                 "default_steps": default_steps,
-                "default_guidance": default_guidance,
                 "default_width": default_width,
-                "default_height": default_height,
+                "description": description,
+                "family": family,
+                "id": id,
                 "latent_factor": latent_factor,
-                "min_side": min_side,
-                "max_side": max_side,
-                "max_pixels": max_pixels,
                 "max_num_images": max_num_images,
+                "max_pixels": max_pixels,
+                "max_side": max_side,
+                "min_side": min_side,
+                "samplers": samplers,
+                "text_conditioned": text_conditioned,
             }
         )
 
@@ -119,13 +119,33 @@ class ModelInfo:
         from ..models.sampler_info import SamplerInfo  # noqa: PLC0415
 
         d = dict(src_dict)
-        id = d.pop("id")
+        controlnets = cast(list[str], d.pop("controlnets"))
 
-        family = d.pop("family")
+        default_guidance = d.pop("default_guidance")
+
+        default_height = d.pop("default_height")
+
+        default_sampler = d.pop("default_sampler")
+
+        default_steps = d.pop("default_steps")
+
+        default_width = d.pop("default_width")
 
         description = d.pop("description")
 
-        text_conditioned = d.pop("text_conditioned")
+        family = d.pop("family")
+
+        id = d.pop("id")
+
+        latent_factor = d.pop("latent_factor")
+
+        max_num_images = d.pop("max_num_images")
+
+        max_pixels = d.pop("max_pixels")
+
+        max_side = d.pop("max_side")
+
+        min_side = d.pop("min_side")
 
         samplers = []
         _samplers = d.pop("samplers")
@@ -134,45 +154,25 @@ class ModelInfo:
 
             samplers.append(samplers_item)
 
-        controlnets = cast(list[str], d.pop("controlnets"))
-
-        default_sampler = d.pop("default_sampler")
-
-        default_steps = d.pop("default_steps")
-
-        default_guidance = d.pop("default_guidance")
-
-        default_width = d.pop("default_width")
-
-        default_height = d.pop("default_height")
-
-        latent_factor = d.pop("latent_factor")
-
-        min_side = d.pop("min_side")
-
-        max_side = d.pop("max_side")
-
-        max_pixels = d.pop("max_pixels")
-
-        max_num_images = d.pop("max_num_images")
+        text_conditioned = d.pop("text_conditioned")
 
         model_info = cls(
-            id=id,
-            family=family,
-            description=description,
-            text_conditioned=text_conditioned,
-            samplers=samplers,
             controlnets=controlnets,
+            default_guidance=default_guidance,
+            default_height=default_height,
             default_sampler=default_sampler,
             default_steps=default_steps,
-            default_guidance=default_guidance,
             default_width=default_width,
-            default_height=default_height,
+            description=description,
+            family=family,
+            id=id,
             latent_factor=latent_factor,
-            min_side=min_side,
-            max_side=max_side,
-            max_pixels=max_pixels,
             max_num_images=max_num_images,
+            max_pixels=max_pixels,
+            max_side=max_side,
+            min_side=min_side,
+            samplers=samplers,
+            text_conditioned=text_conditioned,
         )
 
         model_info.additional_properties = d

@@ -24,11 +24,11 @@ class OpenAIImagesRequest:
         prompt (str):
         model (None | str | Unset):
         n (int | Unset):  Default: 1.
-        size (None | str | Unset): 'WIDTHxHEIGHT', e.g. '512x512'.
-        response_format (OpenAIImagesRequestResponseFormat | Unset):  Default:
-            OpenAIImagesRequestResponseFormat.B64_JSON.
         output_format (OpenAIImagesRequestOutputFormat | Unset):  Default: OpenAIImagesRequestOutputFormat.PNG.
         quality (None | str | Unset): Accepted and ignored.
+        response_format (OpenAIImagesRequestResponseFormat | Unset):  Default:
+            OpenAIImagesRequestResponseFormat.B64_JSON.
+        size (None | str | Unset): 'WIDTHxHEIGHT', e.g. '512x512'.
         style (None | str | Unset): Accepted and ignored.
         user (None | str | Unset): Accepted and ignored.
     """
@@ -36,12 +36,12 @@ class OpenAIImagesRequest:
     prompt: str
     model: None | str | Unset = UNSET
     n: int | Unset = 1
-    size: None | str | Unset = UNSET
+    output_format: OpenAIImagesRequestOutputFormat | Unset = OpenAIImagesRequestOutputFormat.PNG
+    quality: None | str | Unset = UNSET
     response_format: OpenAIImagesRequestResponseFormat | Unset = (
         OpenAIImagesRequestResponseFormat.B64_JSON
     )
-    output_format: OpenAIImagesRequestOutputFormat | Unset = OpenAIImagesRequestOutputFormat.PNG
-    quality: None | str | Unset = UNSET
+    size: None | str | Unset = UNSET
     style: None | str | Unset = UNSET
     user: None | str | Unset = UNSET
 
@@ -56,16 +56,6 @@ class OpenAIImagesRequest:
 
         n = self.n
 
-        size: None | str | Unset
-        if isinstance(self.size, Unset):
-            size = UNSET
-        else:
-            size = self.size
-
-        response_format: str | Unset = UNSET
-        if not isinstance(self.response_format, Unset):
-            response_format = self.response_format.value
-
         output_format: str | Unset = UNSET
         if not isinstance(self.output_format, Unset):
             output_format = self.output_format.value
@@ -75,6 +65,16 @@ class OpenAIImagesRequest:
             quality = UNSET
         else:
             quality = self.quality
+
+        response_format: str | Unset = UNSET
+        if not isinstance(self.response_format, Unset):
+            response_format = self.response_format.value
+
+        size: None | str | Unset
+        if isinstance(self.size, Unset):
+            size = UNSET
+        else:
+            size = self.size
 
         style: None | str | Unset
         if isinstance(self.style, Unset):
@@ -99,14 +99,14 @@ class OpenAIImagesRequest:
             field_dict["model"] = model
         if n is not UNSET:
             field_dict["n"] = n
-        if size is not UNSET:
-            field_dict["size"] = size
-        if response_format is not UNSET:
-            field_dict["response_format"] = response_format
         if output_format is not UNSET:
             field_dict["output_format"] = output_format
         if quality is not UNSET:
             field_dict["quality"] = quality
+        if response_format is not UNSET:
+            field_dict["response_format"] = response_format
+        if size is not UNSET:
+            field_dict["size"] = size
         if style is not UNSET:
             field_dict["style"] = style
         if user is not UNSET:
@@ -130,22 +130,6 @@ class OpenAIImagesRequest:
 
         n = d.pop("n", UNSET)
 
-        def _parse_size(data: object) -> None | str | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(None | str | Unset, data)
-
-        size = _parse_size(d.pop("size", UNSET))
-
-        _response_format = d.pop("response_format", UNSET)
-        response_format: OpenAIImagesRequestResponseFormat | Unset
-        if isinstance(_response_format, Unset):
-            response_format = UNSET
-        else:
-            response_format = OpenAIImagesRequestResponseFormat(_response_format)
-
         _output_format = d.pop("output_format", UNSET)
         output_format: OpenAIImagesRequestOutputFormat | Unset
         if isinstance(_output_format, Unset):
@@ -161,6 +145,22 @@ class OpenAIImagesRequest:
             return cast(None | str | Unset, data)
 
         quality = _parse_quality(d.pop("quality", UNSET))
+
+        _response_format = d.pop("response_format", UNSET)
+        response_format: OpenAIImagesRequestResponseFormat | Unset
+        if isinstance(_response_format, Unset):
+            response_format = UNSET
+        else:
+            response_format = OpenAIImagesRequestResponseFormat(_response_format)
+
+        def _parse_size(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        size = _parse_size(d.pop("size", UNSET))
 
         def _parse_style(data: object) -> None | str | Unset:
             if data is None:
@@ -184,10 +184,10 @@ class OpenAIImagesRequest:
             prompt=prompt,
             model=model,
             n=n,
-            size=size,
-            response_format=response_format,
             output_format=output_format,
             quality=quality,
+            response_format=response_format,
+            size=size,
             style=style,
             user=user,
         )

@@ -13,35 +13,35 @@ T = TypeVar("T", bound="SamplerInfo")
 class SamplerInfo:
     """
     Attributes:
-        name (str):
-        min_steps (int):
-        max_steps (int):
         description (str):
+        max_steps (int):
+        min_steps (int):
+        name (str):
     """
 
-    name: str
-    min_steps: int
-    max_steps: int
     description: str
+    max_steps: int
+    min_steps: int
+    name: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        name = self.name
-
-        min_steps = self.min_steps
+        description = self.description
 
         max_steps = self.max_steps
 
-        description = self.description
+        min_steps = self.min_steps
+
+        name = self.name
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
-                "name": name,
-                "min_steps": min_steps,
-                "max_steps": max_steps,
                 "description": description,
+                "max_steps": max_steps,
+                "min_steps": min_steps,
+                "name": name,
             }
         )
 
@@ -50,19 +50,19 @@ class SamplerInfo:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
-        name = d.pop("name")
-
-        min_steps = d.pop("min_steps")
+        description = d.pop("description")
 
         max_steps = d.pop("max_steps")
 
-        description = d.pop("description")
+        min_steps = d.pop("min_steps")
+
+        name = d.pop("name")
 
         sampler_info = cls(
-            name=name,
-            min_steps=min_steps,
-            max_steps=max_steps,
             description=description,
+            max_steps=max_steps,
+            min_steps=min_steps,
+            name=name,
         )
 
         sampler_info.additional_properties = d

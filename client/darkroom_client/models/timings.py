@@ -13,28 +13,28 @@ T = TypeVar("T", bound="Timings")
 class Timings:
     """
     Attributes:
-        queue_s (float): Arrival until denoising started.
-        denoise_s (float): Denoising (shared forward passes included).
         decode_s (float): VAE decode.
+        denoise_s (float): Denoising (shared forward passes included).
         encode_s (float): PNG/JPEG/WebP encoding.
+        queue_s (float): Arrival until denoising started.
         total_s (float): Arrival until the images were ready.
     """
 
-    queue_s: float
-    denoise_s: float
     decode_s: float
+    denoise_s: float
     encode_s: float
+    queue_s: float
     total_s: float
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        queue_s = self.queue_s
+        decode_s = self.decode_s
 
         denoise_s = self.denoise_s
 
-        decode_s = self.decode_s
-
         encode_s = self.encode_s
+
+        queue_s = self.queue_s
 
         total_s = self.total_s
 
@@ -42,10 +42,10 @@ class Timings:
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
-                "queue_s": queue_s,
-                "denoise_s": denoise_s,
                 "decode_s": decode_s,
+                "denoise_s": denoise_s,
                 "encode_s": encode_s,
+                "queue_s": queue_s,
                 "total_s": total_s,
             }
         )
@@ -55,21 +55,21 @@ class Timings:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
-        queue_s = d.pop("queue_s")
+        decode_s = d.pop("decode_s")
 
         denoise_s = d.pop("denoise_s")
 
-        decode_s = d.pop("decode_s")
-
         encode_s = d.pop("encode_s")
+
+        queue_s = d.pop("queue_s")
 
         total_s = d.pop("total_s")
 
         timings = cls(
-            queue_s=queue_s,
-            denoise_s=denoise_s,
             decode_s=decode_s,
+            denoise_s=denoise_s,
             encode_s=encode_s,
+            queue_s=queue_s,
             total_s=total_s,
         )
 

@@ -5,7 +5,6 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
-from ...models.health import Health
 from ...types import Response
 
 
@@ -13,7 +12,7 @@ def _get_kwargs() -> dict[str, Any]:
 
     _kwargs: dict[str, Any] = {
         "method": "get",
-        "url": "/healthz",
+        "url": "/metrics",
     }
 
     return _kwargs
@@ -21,10 +20,9 @@ def _get_kwargs() -> dict[str, Any]:
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Health | None:
+) -> str | None:
     if response.status_code == 200:
-        response_200 = Health.from_dict(response.json())
-
+        response_200 = response.text
         return response_200
 
     if client.raise_on_unexpected_status:
@@ -35,7 +33,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[Health]:
+) -> Response[str]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -47,15 +45,17 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
-) -> Response[Health]:
-    """Healthz
+) -> Response[str]:
+    """Metrics Route
+
+     Prometheus metrics of this app.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[Health]
+        Response[str]
     """
 
     kwargs = _get_kwargs()
@@ -70,15 +70,17 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient | Client,
-) -> Health | None:
-    """Healthz
+) -> str | None:
+    """Metrics Route
+
+     Prometheus metrics of this app.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Health
+        str
     """
 
     return sync_detailed(
@@ -89,15 +91,17 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
-) -> Response[Health]:
-    """Healthz
+) -> Response[str]:
+    """Metrics Route
+
+     Prometheus metrics of this app.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[Health]
+        Response[str]
     """
 
     kwargs = _get_kwargs()
@@ -110,15 +114,17 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient | Client,
-) -> Health | None:
-    """Healthz
+) -> str | None:
+    """Metrics Route
+
+     Prometheus metrics of this app.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Health
+        str
     """
 
     return (

@@ -1,48 +1,67 @@
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_response import ErrorResponse
-from ...models.http_validation_error import HTTPValidationError
-from ...models.job_status import JobStatus
+from ...models.open_ai_images_request import OpenAIImagesRequest
+from ...models.open_ai_images_response import OpenAIImagesResponse
 from ...types import Response
 
 
 def _get_kwargs(
-    job_id: str,
+    *,
+    body: OpenAIImagesRequest,
 ) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
 
     _kwargs: dict[str, Any] = {
-        "method": "delete",
-        "url": "/v1/jobs/{job_id}".format(
-            job_id=quote(str(job_id), safe=""),
-        ),
+        "method": "post",
+        "url": "/v1/images/generations",
     }
 
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
     return _kwargs
 
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorResponse | HTTPValidationError | JobStatus | None:
+) -> ErrorResponse | OpenAIImagesResponse | None:
     if response.status_code == 200:
-        response_200 = JobStatus.from_dict(response.json())
+        response_200 = OpenAIImagesResponse.from_dict(response.json())
 
         return response_200
 
-    if response.status_code == 404:
-        response_404 = ErrorResponse.from_dict(response.json())
+    if response.status_code == 401:
+        response_401 = ErrorResponse.from_dict(response.json())
 
-        return response_404
+        return response_401
+
+    if response.status_code == 413:
+        response_413 = ErrorResponse.from_dict(response.json())
+
+        return response_413
 
     if response.status_code == 422:
-        response_422 = HTTPValidationError.from_dict(response.json())
+        response_422 = ErrorResponse.from_dict(response.json())
 
         return response_422
+
+    if response.status_code == 503:
+        response_503 = ErrorResponse.from_dict(response.json())
+
+        return response_503
+
+    if response.status_code == 504:
+        response_504 = ErrorResponse.from_dict(response.json())
+
+        return response_504
 
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
@@ -52,7 +71,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorResponse | HTTPValidationError | JobStatus]:
+) -> Response[ErrorResponse | OpenAIImagesResponse]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -62,25 +81,27 @@ def _build_response(
 
 
 def sync_detailed(
-    job_id: str,
     *,
-    client: AuthenticatedClient | Client,
-) -> Response[ErrorResponse | HTTPValidationError | JobStatus]:
-    """Delete Job
+    client: AuthenticatedClient,
+    body: OpenAIImagesRequest,
+) -> Response[ErrorResponse | OpenAIImagesResponse]:
+    """Openai Images
+
+     The OpenAI images API shape (b64_json responses).
 
     Args:
-        job_id (str):
+        body (OpenAIImagesRequest): POST /v1/images/generations, the OpenAI images API shape.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | HTTPValidationError | JobStatus]
+        Response[ErrorResponse | OpenAIImagesResponse]
     """
 
     kwargs = _get_kwargs(
-        job_id=job_id,
+        body=body,
     )
 
     response = client.get_httpx_client().request(
@@ -91,49 +112,53 @@ def sync_detailed(
 
 
 def sync(
-    job_id: str,
     *,
-    client: AuthenticatedClient | Client,
-) -> ErrorResponse | HTTPValidationError | JobStatus | None:
-    """Delete Job
+    client: AuthenticatedClient,
+    body: OpenAIImagesRequest,
+) -> ErrorResponse | OpenAIImagesResponse | None:
+    """Openai Images
+
+     The OpenAI images API shape (b64_json responses).
 
     Args:
-        job_id (str):
+        body (OpenAIImagesRequest): POST /v1/images/generations, the OpenAI images API shape.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | HTTPValidationError | JobStatus
+        ErrorResponse | OpenAIImagesResponse
     """
 
     return sync_detailed(
-        job_id=job_id,
         client=client,
+        body=body,
     ).parsed
 
 
 async def asyncio_detailed(
-    job_id: str,
     *,
-    client: AuthenticatedClient | Client,
-) -> Response[ErrorResponse | HTTPValidationError | JobStatus]:
-    """Delete Job
+    client: AuthenticatedClient,
+    body: OpenAIImagesRequest,
+) -> Response[ErrorResponse | OpenAIImagesResponse]:
+    """Openai Images
+
+     The OpenAI images API shape (b64_json responses).
 
     Args:
-        job_id (str):
+        body (OpenAIImagesRequest): POST /v1/images/generations, the OpenAI images API shape.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | HTTPValidationError | JobStatus]
+        Response[ErrorResponse | OpenAIImagesResponse]
     """
 
     kwargs = _get_kwargs(
-        job_id=job_id,
+        body=body,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -142,26 +167,28 @@ async def asyncio_detailed(
 
 
 async def asyncio(
-    job_id: str,
     *,
-    client: AuthenticatedClient | Client,
-) -> ErrorResponse | HTTPValidationError | JobStatus | None:
-    """Delete Job
+    client: AuthenticatedClient,
+    body: OpenAIImagesRequest,
+) -> ErrorResponse | OpenAIImagesResponse | None:
+    """Openai Images
+
+     The OpenAI images API shape (b64_json responses).
 
     Args:
-        job_id (str):
+        body (OpenAIImagesRequest): POST /v1/images/generations, the OpenAI images API shape.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | HTTPValidationError | JobStatus
+        ErrorResponse | OpenAIImagesResponse
     """
 
     return (
         await asyncio_detailed(
-            job_id=job_id,
             client=client,
+            body=body,
         )
     ).parsed

@@ -6,37 +6,37 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_response import ErrorResponse
-from ...models.generate_request import GenerateRequest
-from ...models.generate_response import GenerateResponse
+from ...models.models_response import ModelsResponse
 from ...types import Response
 
 
-def _get_kwargs(
-    *,
-    body: GenerateRequest,
-) -> dict[str, Any]:
-    headers: dict[str, Any] = {}
+def _get_kwargs() -> dict[str, Any]:
 
     _kwargs: dict[str, Any] = {
-        "method": "post",
-        "url": "/generate",
+        "method": "get",
+        "url": "/v1/models",
     }
 
-    _kwargs["json"] = body.to_dict()
-
-    headers["Content-Type"] = "application/json"
-
-    _kwargs["headers"] = headers
     return _kwargs
 
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorResponse | GenerateResponse | None:
+) -> ErrorResponse | ModelsResponse | None:
     if response.status_code == 200:
-        response_200 = GenerateResponse.from_dict(response.json())
+        response_200 = ModelsResponse.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 401:
+        response_401 = ErrorResponse.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 413:
+        response_413 = ErrorResponse.from_dict(response.json())
+
+        return response_413
 
     if response.status_code == 422:
         response_422 = ErrorResponse.from_dict(response.json())
@@ -48,6 +48,11 @@ def _parse_response(
 
         return response_503
 
+    if response.status_code == 504:
+        response_504 = ErrorResponse.from_dict(response.json())
+
+        return response_504
+
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
     else:
@@ -56,7 +61,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorResponse | GenerateResponse]:
+) -> Response[ErrorResponse | ModelsResponse]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -67,25 +72,21 @@ def _build_response(
 
 def sync_detailed(
     *,
-    client: AuthenticatedClient | Client,
-    body: GenerateRequest,
-) -> Response[ErrorResponse | GenerateResponse]:
-    """Generate
+    client: AuthenticatedClient,
+) -> Response[ErrorResponse | ModelsResponse]:
+    """Models
 
-    Args:
-        body (GenerateRequest): POST /generate and POST /v1/jobs: one prompt, `num_images` images.
+     Served models with their samplers, defaults and limits.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | GenerateResponse]
+        Response[ErrorResponse | ModelsResponse]
     """
 
-    kwargs = _get_kwargs(
-        body=body,
-    )
+    kwargs = _get_kwargs()
 
     response = client.get_httpx_client().request(
         **kwargs,
@@ -96,49 +97,42 @@ def sync_detailed(
 
 def sync(
     *,
-    client: AuthenticatedClient | Client,
-    body: GenerateRequest,
-) -> ErrorResponse | GenerateResponse | None:
-    """Generate
+    client: AuthenticatedClient,
+) -> ErrorResponse | ModelsResponse | None:
+    """Models
 
-    Args:
-        body (GenerateRequest): POST /generate and POST /v1/jobs: one prompt, `num_images` images.
+     Served models with their samplers, defaults and limits.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | GenerateResponse
+        ErrorResponse | ModelsResponse
     """
 
     return sync_detailed(
         client=client,
-        body=body,
     ).parsed
 
 
 async def asyncio_detailed(
     *,
-    client: AuthenticatedClient | Client,
-    body: GenerateRequest,
-) -> Response[ErrorResponse | GenerateResponse]:
-    """Generate
+    client: AuthenticatedClient,
+) -> Response[ErrorResponse | ModelsResponse]:
+    """Models
 
-    Args:
-        body (GenerateRequest): POST /generate and POST /v1/jobs: one prompt, `num_images` images.
+     Served models with their samplers, defaults and limits.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | GenerateResponse]
+        Response[ErrorResponse | ModelsResponse]
     """
 
-    kwargs = _get_kwargs(
-        body=body,
-    )
+    kwargs = _get_kwargs()
 
     response = await client.get_async_httpx_client().request(**kwargs)
 
@@ -147,25 +141,22 @@ async def asyncio_detailed(
 
 async def asyncio(
     *,
-    client: AuthenticatedClient | Client,
-    body: GenerateRequest,
-) -> ErrorResponse | GenerateResponse | None:
-    """Generate
+    client: AuthenticatedClient,
+) -> ErrorResponse | ModelsResponse | None:
+    """Models
 
-    Args:
-        body (GenerateRequest): POST /generate and POST /v1/jobs: one prompt, `num_images` images.
+     Served models with their samplers, defaults and limits.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | GenerateResponse
+        ErrorResponse | ModelsResponse
     """
 
     return (
         await asyncio_detailed(
             client=client,
-            body=body,
         )
     ).parsed

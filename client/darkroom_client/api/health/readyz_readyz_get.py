@@ -5,7 +5,8 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
-from ...models.models_response import ModelsResponse
+from ...models.error_response import ErrorResponse
+from ...models.health import Health
 from ...types import Response
 
 
@@ -13,7 +14,7 @@ def _get_kwargs() -> dict[str, Any]:
 
     _kwargs: dict[str, Any] = {
         "method": "get",
-        "url": "/v1/models",
+        "url": "/readyz",
     }
 
     return _kwargs
@@ -21,11 +22,16 @@ def _get_kwargs() -> dict[str, Any]:
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ModelsResponse | None:
+) -> ErrorResponse | Health | None:
     if response.status_code == 200:
-        response_200 = ModelsResponse.from_dict(response.json())
+        response_200 = Health.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 503:
+        response_503 = ErrorResponse.from_dict(response.json())
+
+        return response_503
 
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
@@ -35,7 +41,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ModelsResponse]:
+) -> Response[ErrorResponse | Health]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -47,15 +53,17 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
-) -> Response[ModelsResponse]:
-    """Models
+) -> Response[ErrorResponse | Health]:
+    """Readyz
+
+     Readiness: models loaded, engine running and not draining (503 during shutdown).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ModelsResponse]
+        Response[ErrorResponse | Health]
     """
 
     kwargs = _get_kwargs()
@@ -70,15 +78,17 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient | Client,
-) -> ModelsResponse | None:
-    """Models
+) -> ErrorResponse | Health | None:
+    """Readyz
+
+     Readiness: models loaded, engine running and not draining (503 during shutdown).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ModelsResponse
+        ErrorResponse | Health
     """
 
     return sync_detailed(
@@ -89,15 +99,17 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
-) -> Response[ModelsResponse]:
-    """Models
+) -> Response[ErrorResponse | Health]:
+    """Readyz
+
+     Readiness: models loaded, engine running and not draining (503 during shutdown).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ModelsResponse]
+        Response[ErrorResponse | Health]
     """
 
     kwargs = _get_kwargs()
@@ -110,15 +122,17 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient | Client,
-) -> ModelsResponse | None:
-    """Models
+) -> ErrorResponse | Health | None:
+    """Readyz
+
+     Readiness: models loaded, engine running and not draining (503 during shutdown).
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ModelsResponse
+        ErrorResponse | Health
     """
 
     return (

@@ -7,19 +7,18 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_response import ErrorResponse
-from ...models.http_validation_error import HTTPValidationError
 from ...models.job_status import JobStatus
 from ...types import Response
 
 
 def _get_kwargs(
-    job_id: str,
+    id: str,
 ) -> dict[str, Any]:
 
     _kwargs: dict[str, Any] = {
-        "method": "get",
-        "url": "/v1/jobs/{job_id}".format(
-            job_id=quote(str(job_id), safe=""),
+        "method": "delete",
+        "url": "/v1/jobs/{id}".format(
+            id=quote(str(id), safe=""),
         ),
     }
 
@@ -28,21 +27,41 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorResponse | HTTPValidationError | JobStatus | None:
+) -> ErrorResponse | JobStatus | None:
     if response.status_code == 200:
         response_200 = JobStatus.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 401:
+        response_401 = ErrorResponse.from_dict(response.json())
+
+        return response_401
 
     if response.status_code == 404:
         response_404 = ErrorResponse.from_dict(response.json())
 
         return response_404
 
+    if response.status_code == 413:
+        response_413 = ErrorResponse.from_dict(response.json())
+
+        return response_413
+
     if response.status_code == 422:
-        response_422 = HTTPValidationError.from_dict(response.json())
+        response_422 = ErrorResponse.from_dict(response.json())
 
         return response_422
+
+    if response.status_code == 503:
+        response_503 = ErrorResponse.from_dict(response.json())
+
+        return response_503
+
+    if response.status_code == 504:
+        response_504 = ErrorResponse.from_dict(response.json())
+
+        return response_504
 
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
@@ -52,7 +71,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorResponse | HTTPValidationError | JobStatus]:
+) -> Response[ErrorResponse | JobStatus]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -62,25 +81,27 @@ def _build_response(
 
 
 def sync_detailed(
-    job_id: str,
+    id: str,
     *,
-    client: AuthenticatedClient | Client,
-) -> Response[ErrorResponse | HTTPValidationError | JobStatus]:
-    """Get Job
+    client: AuthenticatedClient,
+) -> Response[ErrorResponse | JobStatus]:
+    """Delete Job
+
+     Cancel a job (dropped at the engine's next step); a finished job is forgotten.
 
     Args:
-        job_id (str):
+        id (str):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | HTTPValidationError | JobStatus]
+        Response[ErrorResponse | JobStatus]
     """
 
     kwargs = _get_kwargs(
-        job_id=job_id,
+        id=id,
     )
 
     response = client.get_httpx_client().request(
@@ -91,49 +112,53 @@ def sync_detailed(
 
 
 def sync(
-    job_id: str,
+    id: str,
     *,
-    client: AuthenticatedClient | Client,
-) -> ErrorResponse | HTTPValidationError | JobStatus | None:
-    """Get Job
+    client: AuthenticatedClient,
+) -> ErrorResponse | JobStatus | None:
+    """Delete Job
+
+     Cancel a job (dropped at the engine's next step); a finished job is forgotten.
 
     Args:
-        job_id (str):
+        id (str):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | HTTPValidationError | JobStatus
+        ErrorResponse | JobStatus
     """
 
     return sync_detailed(
-        job_id=job_id,
+        id=id,
         client=client,
     ).parsed
 
 
 async def asyncio_detailed(
-    job_id: str,
+    id: str,
     *,
-    client: AuthenticatedClient | Client,
-) -> Response[ErrorResponse | HTTPValidationError | JobStatus]:
-    """Get Job
+    client: AuthenticatedClient,
+) -> Response[ErrorResponse | JobStatus]:
+    """Delete Job
+
+     Cancel a job (dropped at the engine's next step); a finished job is forgotten.
 
     Args:
-        job_id (str):
+        id (str):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | HTTPValidationError | JobStatus]
+        Response[ErrorResponse | JobStatus]
     """
 
     kwargs = _get_kwargs(
-        job_id=job_id,
+        id=id,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -142,26 +167,28 @@ async def asyncio_detailed(
 
 
 async def asyncio(
-    job_id: str,
+    id: str,
     *,
-    client: AuthenticatedClient | Client,
-) -> ErrorResponse | HTTPValidationError | JobStatus | None:
-    """Get Job
+    client: AuthenticatedClient,
+) -> ErrorResponse | JobStatus | None:
+    """Delete Job
+
+     Cancel a job (dropped at the engine's next step); a finished job is forgotten.
 
     Args:
-        job_id (str):
+        id (str):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | HTTPValidationError | JobStatus
+        ErrorResponse | JobStatus
     """
 
     return (
         await asyncio_detailed(
-            job_id=job_id,
+            id=id,
             client=client,
         )
     ).parsed

@@ -1,47 +1,67 @@
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error_response import ErrorResponse
-from ...models.open_ai_images_request import OpenAIImagesRequest
-from ...models.open_ai_images_response import OpenAIImagesResponse
+from ...models.job_status import JobStatus
 from ...types import Response
 
 
 def _get_kwargs(
-    *,
-    body: OpenAIImagesRequest,
+    id: str,
 ) -> dict[str, Any]:
-    headers: dict[str, Any] = {}
 
     _kwargs: dict[str, Any] = {
-        "method": "post",
-        "url": "/v1/images/generations",
+        "method": "get",
+        "url": "/v1/jobs/{id}".format(
+            id=quote(str(id), safe=""),
+        ),
     }
 
-    _kwargs["json"] = body.to_dict()
-
-    headers["Content-Type"] = "application/json"
-
-    _kwargs["headers"] = headers
     return _kwargs
 
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorResponse | OpenAIImagesResponse | None:
+) -> ErrorResponse | JobStatus | None:
     if response.status_code == 200:
-        response_200 = OpenAIImagesResponse.from_dict(response.json())
+        response_200 = JobStatus.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 401:
+        response_401 = ErrorResponse.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 404:
+        response_404 = ErrorResponse.from_dict(response.json())
+
+        return response_404
+
+    if response.status_code == 413:
+        response_413 = ErrorResponse.from_dict(response.json())
+
+        return response_413
 
     if response.status_code == 422:
         response_422 = ErrorResponse.from_dict(response.json())
 
         return response_422
+
+    if response.status_code == 503:
+        response_503 = ErrorResponse.from_dict(response.json())
+
+        return response_503
+
+    if response.status_code == 504:
+        response_504 = ErrorResponse.from_dict(response.json())
+
+        return response_504
 
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
@@ -51,7 +71,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorResponse | OpenAIImagesResponse]:
+) -> Response[ErrorResponse | JobStatus]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -61,25 +81,27 @@ def _build_response(
 
 
 def sync_detailed(
+    id: str,
     *,
-    client: AuthenticatedClient | Client,
-    body: OpenAIImagesRequest,
-) -> Response[ErrorResponse | OpenAIImagesResponse]:
-    """Images
+    client: AuthenticatedClient,
+) -> Response[ErrorResponse | JobStatus]:
+    """Get Job
+
+     A job's state, progress and (when done) result.
 
     Args:
-        body (OpenAIImagesRequest): POST /v1/images/generations, the OpenAI images API shape.
+        id (str):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | OpenAIImagesResponse]
+        Response[ErrorResponse | JobStatus]
     """
 
     kwargs = _get_kwargs(
-        body=body,
+        id=id,
     )
 
     response = client.get_httpx_client().request(
@@ -90,49 +112,53 @@ def sync_detailed(
 
 
 def sync(
+    id: str,
     *,
-    client: AuthenticatedClient | Client,
-    body: OpenAIImagesRequest,
-) -> ErrorResponse | OpenAIImagesResponse | None:
-    """Images
+    client: AuthenticatedClient,
+) -> ErrorResponse | JobStatus | None:
+    """Get Job
+
+     A job's state, progress and (when done) result.
 
     Args:
-        body (OpenAIImagesRequest): POST /v1/images/generations, the OpenAI images API shape.
+        id (str):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | OpenAIImagesResponse
+        ErrorResponse | JobStatus
     """
 
     return sync_detailed(
+        id=id,
         client=client,
-        body=body,
     ).parsed
 
 
 async def asyncio_detailed(
+    id: str,
     *,
-    client: AuthenticatedClient | Client,
-    body: OpenAIImagesRequest,
-) -> Response[ErrorResponse | OpenAIImagesResponse]:
-    """Images
+    client: AuthenticatedClient,
+) -> Response[ErrorResponse | JobStatus]:
+    """Get Job
+
+     A job's state, progress and (when done) result.
 
     Args:
-        body (OpenAIImagesRequest): POST /v1/images/generations, the OpenAI images API shape.
+        id (str):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | OpenAIImagesResponse]
+        Response[ErrorResponse | JobStatus]
     """
 
     kwargs = _get_kwargs(
-        body=body,
+        id=id,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -141,26 +167,28 @@ async def asyncio_detailed(
 
 
 async def asyncio(
+    id: str,
     *,
-    client: AuthenticatedClient | Client,
-    body: OpenAIImagesRequest,
-) -> ErrorResponse | OpenAIImagesResponse | None:
-    """Images
+    client: AuthenticatedClient,
+) -> ErrorResponse | JobStatus | None:
+    """Get Job
+
+     A job's state, progress and (when done) result.
 
     Args:
-        body (OpenAIImagesRequest): POST /v1/images/generations, the OpenAI images API shape.
+        id (str):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | OpenAIImagesResponse
+        ErrorResponse | JobStatus
     """
 
     return (
         await asyncio_detailed(
+            id=id,
             client=client,
-            body=body,
         )
     ).parsed

@@ -5,43 +5,27 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
-from ...models.error_response import ErrorResponse
-from ...models.generate_request import GenerateRequest
-from ...models.job_created import JobCreated
+from ...models.health import Health
 from ...types import Response
 
 
-def _get_kwargs(
-    *,
-    body: GenerateRequest,
-) -> dict[str, Any]:
-    headers: dict[str, Any] = {}
+def _get_kwargs() -> dict[str, Any]:
 
     _kwargs: dict[str, Any] = {
-        "method": "post",
-        "url": "/v1/jobs",
+        "method": "get",
+        "url": "/healthz",
     }
 
-    _kwargs["json"] = body.to_dict()
-
-    headers["Content-Type"] = "application/json"
-
-    _kwargs["headers"] = headers
     return _kwargs
 
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ErrorResponse | JobCreated | None:
-    if response.status_code == 202:
-        response_202 = JobCreated.from_dict(response.json())
+) -> Health | None:
+    if response.status_code == 200:
+        response_200 = Health.from_dict(response.json())
 
-        return response_202
-
-    if response.status_code == 422:
-        response_422 = ErrorResponse.from_dict(response.json())
-
-        return response_422
+        return response_200
 
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
@@ -51,7 +35,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ErrorResponse | JobCreated]:
+) -> Response[Health]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -63,24 +47,20 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: GenerateRequest,
-) -> Response[ErrorResponse | JobCreated]:
-    """Create Job
+) -> Response[Health]:
+    """Healthz
 
-    Args:
-        body (GenerateRequest): POST /generate and POST /v1/jobs: one prompt, `num_images` images.
+     Liveness: the process answers.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | JobCreated]
+        Response[Health]
     """
 
-    kwargs = _get_kwargs(
-        body=body,
-    )
+    kwargs = _get_kwargs()
 
     response = client.get_httpx_client().request(
         **kwargs,
@@ -92,48 +72,41 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient | Client,
-    body: GenerateRequest,
-) -> ErrorResponse | JobCreated | None:
-    """Create Job
+) -> Health | None:
+    """Healthz
 
-    Args:
-        body (GenerateRequest): POST /generate and POST /v1/jobs: one prompt, `num_images` images.
+     Liveness: the process answers.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | JobCreated
+        Health
     """
 
     return sync_detailed(
         client=client,
-        body=body,
     ).parsed
 
 
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
-    body: GenerateRequest,
-) -> Response[ErrorResponse | JobCreated]:
-    """Create Job
+) -> Response[Health]:
+    """Healthz
 
-    Args:
-        body (GenerateRequest): POST /generate and POST /v1/jobs: one prompt, `num_images` images.
+     Liveness: the process answers.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ErrorResponse | JobCreated]
+        Response[Health]
     """
 
-    kwargs = _get_kwargs(
-        body=body,
-    )
+    kwargs = _get_kwargs()
 
     response = await client.get_async_httpx_client().request(**kwargs)
 
@@ -143,24 +116,21 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient | Client,
-    body: GenerateRequest,
-) -> ErrorResponse | JobCreated | None:
-    """Create Job
+) -> Health | None:
+    """Healthz
 
-    Args:
-        body (GenerateRequest): POST /generate and POST /v1/jobs: one prompt, `num_images` images.
+     Liveness: the process answers.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ErrorResponse | JobCreated
+        Health
     """
 
     return (
         await asyncio_detailed(
             client=client,
-            body=body,
         )
     ).parsed
