@@ -20,3 +20,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipelines server training tests bench
+
+# Regenerate the client SDK (client/darkroom_client) from the committed openapi.json.
+sdk: $(STAMP)
+	$(PY) client/generate_sdk.py
