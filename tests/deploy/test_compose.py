@@ -29,7 +29,7 @@ def compose_config(command: list[str], compose_file: Path) -> dict[str, Any]:
     """The file as compose resolves it (anchors, merges, variables), as JSON."""
     result = subprocess.run(
         [*command, "-f", str(compose_file), "--project-directory", str(REPO_ROOT), "config", "--format", "json"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+        check=False, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -87,7 +87,7 @@ def test_compose_config_rejects_a_broken_file(compose: list[str], tmp_path: Path
     broken.write_text(COMPOSE_FILE.read_text().replace("stop_grace_period: 60s", "stop_grace_period: forever"))
     result = subprocess.run(
         [*compose, "-f", str(broken), "--project-directory", str(REPO_ROOT), "config", "-q"],
-        capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )
     assert result.returncode != 0 and "stop_grace_period" in result.stderr
 
