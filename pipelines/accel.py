@@ -153,3 +153,14 @@ class CudaGraphUNet(torch.nn.Module):
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
     """Convert a convolutional module's weights to channels-last memory format in place."""
     return module.to(memory_format=torch.channels_last)
+
+
+def enable_cuda_graphs(model: object) -> bool:
+    """Wrap a CUDA model's UNet in CudaGraphUNet in place; False when it has none or is off CUDA."""
+    denoiser = getattr(model, "denoiser", None)
+    unet = getattr(denoiser, "unet", None)
+    device = getattr(model, "device", None)
+    if unet is None or isinstance(unet, CudaGraphUNet) or device is None or torch.device(device).type != "cuda":
+        return False
+    denoiser.unet = CudaGraphUNet(unet)  # type: ignore[union-attr]
+    return True

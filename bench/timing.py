@@ -1,0 +1,49 @@
+"""Wall-clock timing of GPU work: synchronised, warmed up, median of repeats."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def time_call(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 3) -> float:
+    """Median seconds per call of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def card_name() -> str:
+    """The GPU's name as nvidia-smi prints it (falls back to torch's name)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        )
+        return out.stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def matmul_ceiling_tflops(n: int = 8192, repeats: int = 10) -> float:
+    """Dense bf16 n^3 matrix product rate measured now, in TFLOP/s."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    seconds = time_call(lambda: a @ b, warmup=3, repeats=repeats)
+    return 2 * n**3 / seconds / 1e12
