@@ -27,6 +27,11 @@ class GaussianData:
         sigma2 = sigma_rows.to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 1)) ** 2  # (N, 1, ...)
         return (self.s**2 * x + sigma2 * self.mu) / (self.s**2 + sigma2)
 
+    def consistency(self, x: Tensor, sigma_rows: Tensor) -> Tensor:
+        """The PF-ODE flow map from sigma to 0 (an ideal consistency function): mu + s (x - mu) / sqrt(s^2 + sigma^2)."""
+        sigma2 = sigma_rows.to(x.dtype).reshape((-1,) + (1,) * (x.dim() - 1)) ** 2
+        return self.mu + self.s * (x - self.mu) / (self.s**2 + sigma2).sqrt()
+
     def initial(
         self, shape: tuple[int, ...], sigma_max: float, generator: torch.Generator
     ) -> Tensor:
@@ -64,10 +69,14 @@ def sample_moments(
 def assert_moments(mean: float, var: float, data: GaussianData, var_rtol: float = VAR_RTOL) -> None:
     """The sample mean and variance match the data's within MEAN_TOL and var_rtol."""
     assert abs(mean - data.mu) < MEAN_TOL, f"mean {mean:.4f} vs {data.mu}"
-    assert abs(var / data.s**2 - 1) < var_rtol, f"variance {var:.4f} vs {data.s**2} (rtol {var_rtol})"
+    assert abs(var / data.s**2 - 1) < var_rtol, (
+        f"variance {var:.4f} vs {data.s**2} (rtol {var_rtol})"
+    )
 
 
-def count_calls(sampler: Sampler, denoise: Callable[[Tensor, Tensor], Tensor]) -> tuple[Tensor, int]:
+def count_calls(
+    sampler: Sampler, denoise: Callable[[Tensor, Tensor], Tensor]
+) -> tuple[Tensor, int]:
     """Run a sampler alone and count its model evaluations."""
     calls = 0
 

@@ -8,8 +8,14 @@ from diffusers import DDIMScheduler
 
 from pipelines.samplers import make_sampler, run, seeded_noise
 from pipelines.schedules import sigmas_karras, sigmas_leading
-from tests.pipelines.samplers.analytic import MU, S, GaussianData, assert_moments, sample_moments
-from tests.pipelines.samplers.oracle import LATENT_SHAPE, SD15_BETAS, EpsModel, sd15_schedule, ve_denoiser
+from tests.pipelines.samplers.analytic import MU, GaussianData, S, assert_moments, sample_moments
+from tests.pipelines.samplers.oracle import (
+    LATENT_SHAPE,
+    SD15_BETAS,
+    EpsModel,
+    sd15_schedule,
+    ve_denoiser,
+)
 
 DATA = GaussianData(MU, S)
 
@@ -39,19 +45,25 @@ def test_converges_to_heun_pf_ode() -> None:
 
 def _diffusers_ddim(steps: int, eta: float, init: torch.Tensor, seed: int) -> torch.Tensor:
     model = EpsModel()
-    scheduler = DDIMScheduler(**SD15_BETAS, steps_offset=1, set_alpha_to_one=False, clip_sample=False)
+    scheduler = DDIMScheduler(
+        **SD15_BETAS, steps_offset=1, set_alpha_to_one=False, clip_sample=False
+    )
     scheduler.set_timesteps(steps)
     generator = torch.Generator().manual_seed(seed)
     latents = init.clone()
     for t in scheduler.timesteps:
-        latents = scheduler.step(model(latents, t), t, latents, eta=eta, generator=generator).prev_sample
+        latents = scheduler.step(
+            model(latents, t), t, latents, eta=eta, generator=generator
+        ).prev_sample
     return latents
 
 
 @pytest.mark.parametrize(("steps", "eta"), [(20, 0.0), (50, 0.0), (20, 0.7)])
 def test_matches_diffusers_ddim_sd15(steps: int, eta: float) -> None:
     schedule = sd15_schedule()
-    init = torch.randn(LATENT_SHAPE, generator=torch.Generator().manual_seed(5))  # x_T in the VP view
+    init = torch.randn(
+        LATENT_SHAPE, generator=torch.Generator().manual_seed(5)
+    )  # x_T in the VP view
     expected = _diffusers_ddim(steps, eta, init, seed=9)
     # SD1.5's DDIM stops at alpha_bar_0 (set_alpha_to_one=False): final sigma(t=0), not 0
     sigmas = sigmas_leading(schedule, steps, steps_offset=1, final_sigma=schedule.sigma_min)

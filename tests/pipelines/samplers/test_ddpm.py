@@ -6,7 +6,7 @@ import torch
 
 from pipelines.samplers import make_sampler, run
 from pipelines.schedules import sigmas_leading
-from tests.pipelines.samplers.analytic import MU, S, GaussianData, assert_moments, sample_moments
+from tests.pipelines.samplers.analytic import MU, GaussianData, S, assert_moments, sample_moments
 from tests.pipelines.samplers.oracle import sd15_schedule
 
 DATA = GaussianData(MU, S)

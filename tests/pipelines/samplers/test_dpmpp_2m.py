@@ -8,7 +8,7 @@ from diffusers import DPMSolverMultistepScheduler
 
 from pipelines.samplers import make_sampler, run
 from pipelines.schedules import sigmas_karras, sigmas_trailing
-from tests.pipelines.samplers.analytic import MU, S, GaussianData, assert_moments, sample_moments
+from tests.pipelines.samplers.analytic import MU, GaussianData, S, assert_moments, sample_moments
 from tests.pipelines.samplers.oracle import (
     LATENT_SHAPE,
     SD15_BETAS,
@@ -27,7 +27,8 @@ def test_moments_match_gaussian_data() -> None:
 
 
 @pytest.mark.parametrize(
-    ("steps", "final_sigmas_type"), [(20, "zero"), (8, "zero"), (10, "sigma_min"), (20, "sigma_min")]
+    ("steps", "final_sigmas_type"),
+    [(20, "zero"), (8, "zero"), (10, "sigma_min"), (20, "sigma_min")],
 )
 def test_matches_diffusers_dpmsolver_pp_2m(steps: int, final_sigmas_type: str) -> None:
     """dpmsolver++, order 2, midpoint, lower_order_final: both the < 15-step first-order final step and not."""

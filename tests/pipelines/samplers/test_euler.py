@@ -8,7 +8,7 @@ from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler
 
 from pipelines.samplers import make_sampler, run, seeded_noise
 from pipelines.schedules import sigmas_karras, sigmas_leading
-from tests.pipelines.samplers.analytic import MU, S, GaussianData, assert_moments, sample_moments
+from tests.pipelines.samplers.analytic import MU, GaussianData, S, assert_moments, sample_moments
 from tests.pipelines.samplers.oracle import (
     LATENT_SHAPE,
     SD15_BETAS,
@@ -51,7 +51,9 @@ def test_matches_diffusers_euler_sd15(name: str, scheduler_cls: type) -> None:
     z = torch.randn(LATENT_SHAPE, generator=torch.Generator().manual_seed(7))
     init = z * scheduler.init_noise_sigma  # diffusers' Euler latents are already in the VE view
     # the ancestral noise: diffusers draws from this generator each step, our noise() replays it
-    expected = diffusers_loop(scheduler, EpsModel(), init.clone(), torch.Generator().manual_seed(11))
+    expected = diffusers_loop(
+        scheduler, EpsModel(), init.clone(), torch.Generator().manual_seed(11)
+    )
     sigmas = sigmas_leading(schedule, 25, steps_offset=1)
     x = (z.double() * (1 + sigmas[0] ** 2).sqrt()).float()
     noise = seeded_noise(x, torch.Generator().manual_seed(11))

@@ -6,7 +6,14 @@ import torch
 
 from pipelines.samplers import SAMPLERS, make_sampler, run
 from pipelines.schedules import sigmas_karras
-from tests.pipelines.samplers.analytic import MU, S, GaussianData, assert_moments, count_calls, sample_moments
+from tests.pipelines.samplers.analytic import (
+    MU,
+    GaussianData,
+    S,
+    assert_moments,
+    count_calls,
+    sample_moments,
+)
 
 DATA = GaussianData(MU, S)
 
@@ -20,10 +27,14 @@ def test_moments_match_gaussian_data() -> None:
 def test_second_order_convergence() -> None:
     """Error against a 1000-step solution shrinks much faster than 1/steps."""
     x = DATA.initial((500,), 80.0, torch.Generator().manual_seed(4))
-    reference = run(make_sampler("heun", x, sigmas_karras(1000, 0.002, 80.0), lambda: x), DATA.denoise)
+    reference = run(
+        make_sampler("heun", x, sigmas_karras(1000, 0.002, 80.0), lambda: x), DATA.denoise
+    )
     errors = []
     for steps in (20, 80):
-        out = run(make_sampler("heun", x, sigmas_karras(steps, 0.002, 80.0), lambda: x), DATA.denoise)
+        out = run(
+            make_sampler("heun", x, sigmas_karras(steps, 0.002, 80.0), lambda: x), DATA.denoise
+        )
         errors.append(float((out - reference).abs().max()))
     assert errors[0] > 8 * errors[1]  # first order would give 4x
 
