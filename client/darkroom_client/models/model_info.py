@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..types import UNSET, Unset
+
 if TYPE_CHECKING:
     from ..models.sampler_info import SamplerInfo
 
@@ -33,6 +35,7 @@ class ModelInfo:
         min_side (int):
         samplers (list[SamplerInfo]):
         text_conditioned (bool):
+        num_classes (int | None | Unset): Class-conditional models: the prompt is a class id below this.
     """
 
     controlnets: list[str]
@@ -51,6 +54,7 @@ class ModelInfo:
     min_side: int
     samplers: list[SamplerInfo]
     text_conditioned: bool
+    num_classes: int | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +93,12 @@ class ModelInfo:
 
         text_conditioned = self.text_conditioned
 
+        num_classes: int | None | Unset
+        if isinstance(self.num_classes, Unset):
+            num_classes = UNSET
+        else:
+            num_classes = self.num_classes
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -111,6 +121,8 @@ class ModelInfo:
                 "text_conditioned": text_conditioned,
             }
         )
+        if num_classes is not UNSET:
+            field_dict["num_classes"] = num_classes
 
         return field_dict
 
@@ -156,6 +168,15 @@ class ModelInfo:
 
         text_conditioned = d.pop("text_conditioned")
 
+        def _parse_num_classes(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        num_classes = _parse_num_classes(d.pop("num_classes", UNSET))
+
         model_info = cls(
             controlnets=controlnets,
             default_guidance=default_guidance,
@@ -173,6 +194,7 @@ class ModelInfo:
             min_side=min_side,
             samplers=samplers,
             text_conditioned=text_conditioned,
+            num_classes=num_classes,
         )
 
         model_info.additional_properties = d
