@@ -186,3 +186,39 @@ def test_bad_input_names_the_parameter(sd1, kwargs: dict, param: str) -> None:
 def test_control_image_without_controlnet_is_refused(sdxl) -> None:
     with pytest.raises(ValueError, match="control_image"):
         text_to_image(sdxl, PROMPT, control_image=torch.rand(3, SIZE, SIZE))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".jpg"])
+def test_generate_command_writes_the_image(tmp_path, suffix: str) -> None:
+    from PIL import Image
+
+    from server.cli import main
+
+    out = tmp_path / f"image{suffix}"
+    rc = main(["generate", "a red circle", "--model", "tiny-sd1", "--steps", "1", "--width", "48", "--height", "32", "-o", str(out)])
+    assert rc == 0
+    with Image.open(out) as image:
+        assert image.size == (48, 32) and image.mode == "RGB"
+
+
+def test_generate_command_rejects_bad_input_with_exit_2(tmp_path, capsys) -> None:
+    from server.cli import main
+
+    assert main(["generate", "x", "--model", "tiny-sd1", "--width", "33", "-o", str(tmp_path / "a.png")]) == 2
+    assert "width" in capsys.readouterr().err
+    assert main(["generate", "x", "--model", "tiny-sd1", "-o", str(tmp_path / "a.gif")]) == 2
+
+
+def test_save_image_is_lossless_for_png(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from server.commands.generate import save_image
+
+    image = torch.rand(3, 8, 6, generator=torch.Generator().manual_seed(0))
+    path = save_image(image[None], tmp_path / "x.png")
+    with Image.open(path) as loaded:
+        back = torch.from_numpy(np.array(loaded)).permute(2, 0, 1).float() / 255
+    assert (back - image).abs().max().item() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="output"):
+        save_image(image, tmp_path / "x.bmp")
