@@ -16,7 +16,7 @@ from pipelines.loading.errors import MissingWeightsError
 from pipelines.loading.safety import HashCache, refuse_pickle, resolve_inside, verify_sha256
 from pipelines.loading.single_file import load_single_file, read_architecture
 from pipelines.manifest import Manifest, ModelEntry, default_weights_root, load_manifest
-from pipelines.model import LoadedModel
+from pipelines.model import FamilySpec, LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,8 @@ def load_model(
             log.warning("model %s: controlnet %s not loaded: %s", entry.id, control_id, exc)
             continue
         controlnets[control_id] = control.components["controlnet"]
-    model = assemble(
-        entry.family,
+    return assemble(
+        family_spec(entry),
         loaded.components,
         loaded.scheduler_config,
         model_id=entry.id,
@@ -175,26 +175,25 @@ def load_model(
         controlnets=controlnets or None,
         description=entry.description,
     )
-    return apply_entry_settings(model, entry)
 
 
-def apply_entry_settings(model: LoadedModel, entry: ModelEntry) -> LoadedModel:
-    """The manifest's defaults and limits replace the family's generic ones."""
+def family_spec(entry: ModelEntry) -> FamilySpec:
+    """The family's constants with the manifest's defaults and limits in place of the generic ones."""
+    from pipelines.models import FAMILIES
+
     d, lim = entry.defaults, entry.limits
-    spec = model.family
-    model.family = replace(
-        spec,
+    return replace(
+        FAMILIES[entry.family],
+        prediction_type=entry.prediction_type,
         default_sampler=d.sampler,
         default_steps=d.steps,
         default_guidance=d.guidance,
         default_width=d.width,
         default_height=d.height,
-        # a model with a fixed positional grid (DiT) keeps the tighter bound assemble derived
-        min_side=max(lim.min_side, spec.min_side) if entry.family == "dit" else lim.min_side,
-        max_side=min(lim.max_side, spec.max_side) if entry.family == "dit" else lim.max_side,
-        max_pixels=min(lim.max_pixels, spec.max_pixels) if entry.family == "dit" else lim.max_pixels,
+        min_side=lim.min_side,
+        max_side=lim.max_side,
+        max_pixels=lim.max_pixels,
     )
-    return model
 
 
 def load_from_manifest(
