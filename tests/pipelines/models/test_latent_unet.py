@@ -153,3 +153,24 @@ def test_sigmas_follow_diffusers_ddim_timesteps_and_stop_at_sigma_of_t0() -> Non
     assert denoiser.sigmas(5, "leading", final_sigma=0.0)[-1].item() == 0.0
     turbo = denoiser.sigmas(1, "trailing")  # SD-Turbo: one step at t = 999
     assert denoiser.timesteps(turbo[:1]).item() == pytest.approx(999.0, abs=1e-6)
+
+
+def test_guided_rows_alone_equal_rows_inside_a_batch_of_four() -> None:
+    from pipelines.conditioning import GuidedConditioning
+    from pipelines.guidance import cfg
+    from pipelines.text import encode_with_negative
+    from pipelines.tiny import tiny_sd1
+
+    model = tiny_sd1(seed=0)
+    prompts = ["a red circle", "a blue square", "two stars", "a cat"]
+    cond, uncond, _ = encode_with_negative(model.text_encoder, prompts, ["", "blurry", "", ""])
+    sigma = torch.tensor([14.6, 3.0, 0.5, 1.0], dtype=torch.float64)  # each request at its own step
+    prior = (sigma**2 + 1).sqrt().float().view(-1, 1, 1, 1)
+    x = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * prior
+    w = torch.tensor([7.5, 1.0, 3.0, 5.0])
+    guided = cfg(model.denoiser)
+    batch = guided(x, sigma, GuidedConditioning(cond, uncond, w))
+    for i in range(4):
+        alone = guided(x[i : i + 1], sigma[i : i + 1], GuidedConditioning(cond.rows(slice(i, i + 1)), uncond.rows(slice(i, i + 1)), w[i : i + 1]))
+        # fp32 batched matmuls round differently; x0 = x - sigma eps amplifies by sigma
+        assert (alone - batch[i : i + 1]).abs().max().item() <= 1e-5 * max(1.0, float(sigma[i]))
