@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import (
+    ClientDisconnected,
     DarkroomError,
     DeadlineExceeded,
     InvalidRequest,
@@ -170,7 +171,7 @@ def _validation_field(loc: tuple[Any, ...] | list[Any]) -> str:
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     async def domain(request: Request, error: Exception) -> Response:
         assert isinstance(error, DarkroomError)
-        if 400 <= error.status < 500:
+        if 400 <= error.status < 499:
             metrics.rejections.labels(error.code).inc()
         return _error_response(error)
 
@@ -243,7 +244,7 @@ async def _generate(request: Request, spec: GenerationSpec) -> GenerationResult:
             return future.result()
         if watcher in done:
             log.info("request %s: client disconnected", spec.id)
-            raise asyncio.CancelledError
+            raise ClientDisconnected("the client disconnected")
         raise DeadlineExceeded("the request ran past its deadline")
     finally:
         watcher.cancel()

@@ -38,7 +38,11 @@ import torch
 from torch import Tensor
 
 from pipelines.conditioning import Conditioning, Denoiser, GuidedConditioning
+from pipelines.guidance import cfg
 from pipelines.model import LoadedModel
+from pipelines.samplers import SAMPLERS, make_sampler, seeded_noise
+from pipelines.text import sdxl_time_ids
+from pipelines.text_to_image import sampling_sigmas
 from server.errors import (
     Cancelled,
     DarkroomError,
@@ -174,8 +178,6 @@ class TextCache:
 
 
 def _sampler_cards() -> tuple[SamplerCard, ...]:
-    from pipelines.samplers import SAMPLERS
-
     return tuple(
         SamplerCard(name=name, min_steps=spec.min_steps, max_steps=spec.max_steps, description=spec.description)
         for name, spec in SAMPLERS.items()
@@ -250,8 +252,6 @@ class Engine:
         self.settings = settings or Settings()
         self.metrics = metrics or Metrics()
         if guidance is None:
-            from pipelines.guidance import cfg
-
             guidance = cfg  # type: ignore[assignment]
         self._guidance = guidance
         samplers = _sampler_cards()
@@ -569,8 +569,6 @@ class Engine:
 
     def _start_sampler(self, work: Work, cond_row: Conditioning, uncond_row: Conditioning, truncated: bool) -> None:
         """Initial latents from the request's seed (img2img: its image at the start sigma) and its generator."""
-        from pipelines.samplers import make_sampler, seeded_noise
-        from pipelines.text_to_image import sampling_sigmas
 
         spec = work.spec
         model = self._served[spec.model].model
@@ -624,14 +622,10 @@ class Engine:
         """SDXL micro-conditioning for this request's size (the cache holds size-free rows)."""
         if cond.time_ids is None:
             return cond
-        from pipelines.text import sdxl_time_ids
-
         return replace(cond, time_ids=sdxl_time_ids((spec.height, spec.width), cond.batch_size).to(cond.time_ids))
 
     @staticmethod
     def _evals_total(sampler: str, steps: int) -> int:
-        from pipelines.samplers import SAMPLERS
-
         return steps * SAMPLERS[sampler].evaluations_per_step  # at most: Heun's last step takes one
 
     # -- reap ---------------------------------------------------------------------------------

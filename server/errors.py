@@ -73,6 +73,13 @@ class Draining(Unavailable):
     code = "draining"
 
 
+class ClientDisconnected(DarkroomError):
+    """The client hung up before the answer; the 499 is for the log, nobody reads it."""
+
+    status = 499
+    code = "client_disconnected"
+
+
 class DeadlineExceeded(DarkroomError):
     status = 504
     code = "deadline_exceeded"
