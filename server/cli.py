@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     wsub.add_parser("list", help="list the manifest's models and whether their files are present")
     verify = wsub.add_parser("verify", help="check files and sha256; non-zero exit on any bad file")
     verify.add_argument("model_id", nargs="?", default=None)
+    verify.add_argument("--update", action="store_true", help="record sha256 of files whose hash is null")
     pull = wsub.add_parser("pull", help="download a model's files with resume and hash check")
     pull.add_argument("model_id")
 
