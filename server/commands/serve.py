@@ -7,6 +7,9 @@ import logging
 import sys
 from types import FrameType
 
+import uvicorn
+
+from server.generation import EngineProtocol
 from server.settings import Settings
 
 
@@ -27,8 +30,20 @@ def how_to_call(settings: Settings, model_id: str, port: int) -> str:
     )
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn that, on SIGTERM / SIGINT, turns readiness 503 at once; uvicorn then stops
+    accepting, lets in-flight requests finish, and the app's lifespan drains the engine."""
+
+    def __init__(self, config: uvicorn.Config, engine: EngineProtocol) -> None:
+        super().__init__(config)
+        self.engine = engine
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.engine.begin_drain()
+        super().handle_exit(sig, frame)
+
+
 def main(args: argparse.Namespace) -> int:
-    import uvicorn
 
     from server.app import create_app
     from server.engine import Engine
@@ -42,14 +57,6 @@ def main(args: argparse.Namespace) -> int:
     engine = Engine([model], settings)
     app = create_app(settings, engine)
 
-    class DrainingServer(uvicorn.Server):
-        """On SIGTERM / SIGINT readiness turns 503 at once; uvicorn then lets in-flight requests
-        finish and the lifespan drains the engine."""
-
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            engine.begin_drain()
-            super().handle_exit(sig, frame)
-
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -58,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         access_log=False,  # paths only would be safe, but bodies never are; keep the log to ids
     )
-    server = DrainingServer(config)
+    server = DrainingServer(config, engine)
 
     async def announce() -> None:
         # printed once the socket is bound, with the real port (port 0 picks a free one)

@@ -1,0 +1,76 @@
+"""`darkroom serve`: settings from flags and environment, the tiny fallback, draining on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.commands.serve import DrainingServer, how_to_call, settings_from
+from server.engine import Engine
+from server.models import load_served_model
+from server.settings import Settings
+from tests.server.conftest import until
+from tests.server.known_model import known_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DARKROOM_PORT", "9001")
+    monkeypatch.setenv("DARKROOM_MAX_BATCH", "4")
+    monkeypatch.setenv("DARKROOM_API_KEYS", "a, b")
+    args = argparse.Namespace(host=None, port=9100, manifest=None, model="m")
+    s = settings_from(args)
+    assert (s.host, s.port, s.model, s.max_batch, s.api_keys) == ("127.0.0.1", 9100, "m", 4, ["a", "b"])
+    text = how_to_call(s, "m", 9100)
+    assert "curl -s http://127.0.0.1:9100/generate" in text and "Authorization: Bearer" in text
+
+
+def test_missing_default_weights_serve_a_labelled_tiny_model(tmp_path: Path) -> None:
+    settings = Settings(manifest=str(ROOT / "weights_manifest.yaml"), weights_root=str(tmp_path))
+    model, notice = load_served_model(settings)
+    assert model.id == "tiny-sd1" and "tiny random" in model.description
+    assert notice is not None and "TINY RANDOM MODEL" in notice and "bundled" in notice
+    no_manifest = Settings(manifest=str(tmp_path / "none.yaml"), weights_root=str(tmp_path))
+    model, notice = load_served_model(no_manifest)
+    assert model.id == "tiny-sd1" and notice is not None and "no manifest" in notice
+
+
+@pytest.mark.anyio
+async def test_sigterm_stops_readiness_and_drains_in_flight_work() -> None:
+    model = known_model()
+    config = Settings(drain_timeout_s=10.0)
+    engine = Engine([model], config)
+    server = DrainingServer(
+        __import__("uvicorn").Config(create_app(config, engine), host="127.0.0.1", port=0, log_level="warning",
+                                     timeout_graceful_shutdown=10),
+        engine,
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    await until(lambda: server.started)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    gate = threading.Event()
+    model.denoiser.gate = gate
+    async with httpx.AsyncClient(base_url=url) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        in_flight = asyncio.create_task(client.post("/generate", json={"prompt": "drain me", "steps": 3}))
+        await until(model.denoiser.entered.is_set)
+        server.handle_exit(signal.SIGTERM, None)  # what uvicorn calls on SIGTERM
+        assert engine.draining and not engine.ready
+        gate.set()
+        response = await in_flight
+        assert response.status_code == 200 and len(response.json()["images"]) == 1
+    end = time.monotonic() + 20
+    while thread.is_alive() and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    assert not thread.is_alive(), "the server did not exit after draining"
+    assert len(model.denoiser.calls) == 3
