@@ -63,7 +63,8 @@ def write_hf_clip_tokenizer_files(directory: str | Path) -> tuple[Path, Path]:
     """Write vocab.json and merges.txt (the transformers CLIPTokenizer format) from open_clip's BPE file."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    with gzip.open(default_bpe()) as f:
+        lines = f.read().decode("utf-8").split("\n")
     merges = lines[1 : NUM_MERGES + 1]
     byte_symbols = list(bytes_to_unicode().values())
     vocab = byte_symbols + [s + "</w>" for s in byte_symbols] + ["".join(m.split()) for m in merges]
@@ -227,8 +228,8 @@ __all__ = [
     "BOS_ID",
     "EOS_ID",
     "MAX_TOKENS",
-    "ClipTokenizer",
     "ClipTextEncoder",
+    "ClipTokenizer",
     "SDXLTextEncoder",
     "T5TextEncoder",
     "encode_with_negative",

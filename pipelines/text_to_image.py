@@ -137,9 +137,9 @@ def text_to_image(
     """Generate `num_images` images (N, 3, H, W) in [0, 1] and their metadata; bad input raises ValueError naming it."""
     spec = model.family
     if not isinstance(prompt, str):
-        raise ValueError("prompt must be a string")
+        raise ValueError("prompt must be a string")  # noqa: TRY004 (bad input, like every other)
     if not isinstance(negative_prompt, str):
-        raise ValueError("negative_prompt must be a string")
+        raise ValueError("negative_prompt must be a string")  # noqa: TRY004
     sampler = spec.default_sampler if sampler is None else sampler
     sampler_spec(sampler)  # unknown sampler -> ValueError naming `sampler`
     steps = spec.default_steps if steps is None else steps
@@ -150,7 +150,7 @@ def text_to_image(
     control_scale = _check_number("control_scale", control_scale, 0.0, 10.0)
     if guidance_interval is not None:
         lo = _check_number("guidance_interval", guidance_interval[0], 0.0)
-        hi = _check_number("guidance_interval", guidance_interval[1], lo)
+        _check_number("guidance_interval", guidance_interval[1], lo)
 
     init = None
     if init_image is not None:
@@ -182,7 +182,7 @@ def text_to_image(
         cond, uncond = replace(cond, **extra), replace(uncond, **extra)
     cond, uncond = cond.repeat(num_images), uncond.repeat(num_images)
     cond, uncond = cond.to(model.device), uncond.to(model.device)
-    effective_w = guidance if guidance > 1.0 else 1.0
+    effective_w = max(1.0, guidance)
 
     generator = torch.Generator("cpu").manual_seed(seed)
     shape = (num_images, spec.latent_channels, height // spec.latent_factor, width // spec.latent_factor)

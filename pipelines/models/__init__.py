@@ -12,8 +12,8 @@ from dataclasses import replace
 import torch
 
 from pipelines.model import FamilySpec, LoadedModel
-from pipelines.models.dit import DiTDenoiser
 from pipelines.models.discrete import DiscreteScheduleConfig
+from pipelines.models.dit import DiTDenoiser
 from pipelines.models.families import FAMILIES
 from pipelines.models.latent_unet import LatentUNetDenoiser, LCMBoundary
 from pipelines.models.pixart import PixArtDenoiser
@@ -123,4 +123,4 @@ def assemble(
     )
 
 
-__all__ = ["assemble", "FAMILIES"]
+__all__ = ["FAMILIES", "assemble"]

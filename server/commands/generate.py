@@ -48,10 +48,9 @@ def _load_model(args: argparse.Namespace) -> tuple[LoadedModel, str | None]:
     from server.models import load_served_model
     from server.settings import Settings
 
-    overrides: dict[str, object] = {"model": args.model}
-    if args.manifest is not None:
-        overrides["manifest"] = args.manifest
-    return load_served_model(Settings(**overrides))
+    # DARKROOM_* settings, overridden by the command line where given
+    overrides = {k: v for k in ("manifest", "model") if (v := getattr(args, k, None)) is not None}
+    return load_served_model(Settings(**overrides))  # type: ignore[arg-type]
 
 
 def main(args: argparse.Namespace) -> int:
