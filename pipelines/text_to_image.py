@@ -53,7 +53,7 @@ def check_size(model: LoadedModel, width: int, height: int) -> None:
     spec = model.family
     for param, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{param} must be an integer, got {value!r}")
+            raise ValueError(f"{param} must be an integer, got {value!r}")  # noqa: TRY004 (a 4xx)
         if value % spec.latent_factor:
             raise ValueError(
                 f"{param} must be divisible by {spec.latent_factor} (the latent factor), got {value}"
