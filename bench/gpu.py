@@ -133,8 +133,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_load(engine: object, settings: object, case: Case, requests: int, out_dir: Path) -> dict:
-    """Closed-loop load through HTTP: uvicorn in this process, clients in another process."""
+def http_load(engine: object, settings: object, case: Case, requests: int, open_rate: float | None) -> dict:
+    """Load through HTTP: uvicorn in this process, bench/load.py clients in another process.
+
+    Closed loop at the case's concurrency (saturated images/s), then, when `open_rate` is given,
+    Poisson arrivals at that rate (p99 latency under load vs the unloaded latency).
+    """
     import uvicorn
 
     from server.app import create_app
@@ -146,21 +150,27 @@ def http_load(engine: object, settings: object, case: Case, requests: int, out_d
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    body = {
-        "prompt": PROMPT, "sampler": case.sampler, "steps": case.steps,
-        "guidance": case.guidance if case.guidance > 0 else 1.0, "width": case.side, "height": case.side,
-    }
-    report = out_dir / f"load_{case.name}.json"
-    cmd = [
-        sys.executable, "-m", "bench.load", "--url", f"http://127.0.0.1:{port}", "--mode", "closed",
-        "--concurrency", str(case.http_concurrency), "--requests", str(requests),
-        "--body", json.dumps(body), "--accept", "image/jpeg", "--json", str(report),
+    common = [
+        sys.executable, "-m", "bench.load", "--url", f"http://127.0.0.1:{port}", "--json",
+        "--sampler", case.sampler, "--steps", str(case.steps), "--width", str(case.side), "--height", str(case.side),
+        "--guidance", str(case.guidance if case.guidance > 0 else 1.0), "--warmup", "2",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
-    print(proc.stdout[-2000:], proc.stderr[-2000:], flush=True)
-    server.should_exit = True
-    thread.join(timeout=30)
-    return json.loads(report.read_text()) if report.exists() else {"error": proc.stderr[-500:]}
+    runs = {"closed": common + ["--mode", "closed", "--concurrency", str(case.http_concurrency), "--requests", str(requests)]}
+    if open_rate:
+        runs["open"] = common + ["--mode", "open", "--rate", f"{open_rate:.3f}", "--duration", "20"]
+    reports: dict = {}
+    try:
+        for name, cmd in runs.items():
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            try:
+                reports[name] = json.loads(proc.stdout[proc.stdout.index("{"):])
+            except ValueError:
+                reports[name] = {"error": (proc.stdout + proc.stderr)[-800:]}
+            print(f"  http {name}: {json.dumps(reports[name])[:400]}", flush=True)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    return reports
 
 
 def bench_case(case: Case, tokenizer_dir: Path, out_dir: Path, ceiling: float, http: bool) -> tuple[list[dict], list[dict]]:
@@ -229,12 +239,22 @@ def bench_case(case: Case, tokenizer_dir: Path, out_dir: Path, ceiling: float, h
         print(f"  {label:15s} batch1 {latency:7.3f} s | saturated {ips:7.2f} img/s | diff max {diff.max()} "
               f"mean {diff.mean():.2f} | warm-up {warmup_s:.1f} s", flush=True)
         if graphs and http:
-            load = http_load(engine, settings, case, case.saturate_requests * 2, out_dir)
-            if "images_per_s" in load:
+            load = http_load(engine, settings, case, case.saturate_requests * 2, open_rate=0.8 * ips if case.steps > 1 else None)
+            closed = load.get("closed", {})
+            if "images_per_s" in closed:
                 records.append({"case": case.name, "system": "darkroom-http", "mode": "saturated", "exact": exact,
-                                "images_per_s": round(load["images_per_s"], 3),
-                                "latency_s": round(load.get("p50_s", 0.0), 4), "p99_s": load.get("p99_s"),
-                                "concurrency": case.http_concurrency, "failures": load.get("failures")})
+                                "images_per_s": round(closed["images_per_s"], 3),
+                                "latency_s": round(closed.get("latency_p50_s") or 0.0, 4),
+                                "p99_s": closed.get("latency_p99_s"), "concurrency": case.http_concurrency,
+                                "failures": closed.get("failures")})
+            opened = load.get("open", {})
+            if "latency_p99_s" in opened and opened["latency_p99_s"]:
+                records.append({"case": case.name, "system": "darkroom-http", "mode": "poisson80", "exact": exact,
+                                "images_per_s": round(opened["images_per_s"], 3),
+                                "latency_s": round(opened.get("latency_p50_s") or 0.0, 4),
+                                "p99_s": opened["latency_p99_s"], "unloaded_latency_s": round(latency, 4),
+                                "p99_over_unloaded": round(opened["latency_p99_s"] / latency, 2),
+                                "rate_per_s": round(0.8 * ips, 3), "failures": opened.get("failures")})
             notes.append({"case": case.name, "http_load": load})
         engine.stop()
         del engine, model
@@ -251,8 +271,8 @@ def bench_case(case: Case, tokenizer_dir: Path, out_dir: Path, ceiling: float, h
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--cases", default="sd15,sd_turbo,sdxl")
-    parser.add_argument("--no-levers", action="store_true")
+    parser.add_argument("--tasks", default="sd15,sd_turbo,sdxl,levers",
+                        help="in order: case names and/or 'levers' (bare-UNet levers)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="shrunk models on the CPU: checks the script runs")
@@ -261,7 +281,6 @@ def main() -> int:
     global DEVICE, DTYPE
     if args.tiny:
         DEVICE, DTYPE = "cpu", torch.float32
-        args.no_levers = True
         for key, case in list(CASES.items()):
             CASES[key] = replace(case, side=args.side or 64, steps=min(case.steps, 3), batches=case.batches[:2],
                                  engine_max_batch=4, saturate_requests=8, http_concurrency=4)
@@ -284,15 +303,24 @@ def main() -> int:
     def save() -> None:
         path.write_text(json.dumps(result, indent=1))
 
-    if not args.no_levers:
-        arch = build("sd15")
-        result["levers"] += measure_levers("sd15", arch.unet, arch.config, 64, [2, 8, 32], 401.6, ceiling,
-                                           compile_too=not args.no_compile)
-        save()
-        del arch
-        gc.collect()
-        torch.cuda.empty_cache()
-    for name in args.cases.split(","):
+    for name in args.tasks.split(","):
+        if name == "levers":
+            if DEVICE != "cuda":
+                continue
+            arch = build("sd15")
+            try:
+                result["levers"] += measure_levers("sd15", arch.unet, arch.config, 64, [2, 8, 32], 401.6, ceiling,
+                                                   compile_too=not args.no_compile)
+            except Exception as exc:  # keep what was measured before the failure
+                import traceback
+
+                traceback.print_exc()
+                result["notes"].append({"task": "levers", "error": repr(exc)[:500]})
+            save()
+            del arch
+            gc.collect()
+            torch.cuda.empty_cache()
+            continue
         try:
             records, notes = bench_case(CASES[name], tokenizer_dir, out_dir, ceiling, http=not args.no_http)
         except Exception as exc:  # one failing case must not lose the others' figures
