@@ -163,3 +163,46 @@ def test_sharded_text_encoder(tiny_models, tmp_path: Path) -> None:
         "model/text_encoder/model-00001-of-00002.safetensors",
         "model/text_encoder/model-00002-of-00002.safetensors",
     ]
+
+
+def test_t5_encoder_tied_embedding_and_fp32_feed_forward(tmp_path: Path) -> None:
+    """PixArt's T5: the file holds one of the tied embeddings; `wo` stays fp32 in an fp16 load."""
+    from transformers import T5Config, T5EncoderModel
+
+    from pipelines.loading.diffusers_folder import load_component
+
+    torch.manual_seed(0)
+    t5 = T5EncoderModel(T5Config(d_model=16, d_ff=32, num_layers=2, num_heads=2, d_kv=8, vocab_size=100)).eval()
+    t5.save_pretrained(tmp_path / "m" / "text_encoder")
+    loaded, _ = load_component(tmp_path, "m/text_encoder", variant=None, device=CPU, dtype=torch.float32)
+    ids = torch.tensor([[5, 6, 7, 1]])
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).last_hidden_state, t5(ids).last_hidden_state)
+    half, _ = load_component(tmp_path, "m/text_encoder", variant=None, device=CPU, dtype=torch.float16)
+    dtypes = {n: p.dtype for n, p in half.named_parameters()}
+    assert dtypes["encoder.block.0.layer.1.DenseReluDense.wo.weight"] == torch.float32
+    assert dtypes["encoder.block.0.layer.0.SelfAttention.q.weight"] == torch.float16
+    assert torch.equal(half.shared.weight, half.encoder.embed_tokens.weight)
+
+
+def test_dit_folder_with_legacy_transformer2d_class_name(tmp_path: Path) -> None:
+    """Hub DiT folders name `Transformer2DModel`; norm_type ada_norm_zero makes it a DiT."""
+    from diffusers import DiTTransformer2DModel
+
+    from pipelines.loading.diffusers_folder import load_diffusers_folder
+
+    torch.manual_seed(0)
+    dit = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                num_layers=2, sample_size=8, patch_size=2, num_embeds_ada_norm=10).eval()
+    folder = tmp_path / "dit"
+    dit.save_pretrained(folder / "transformer")
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    (folder / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "Transformer2DModel"}))
+    (folder / "model_index.json").write_text(json.dumps(
+        {"_class_name": "DiTPipeline", "transformer": ["diffusers", "Transformer2DModel"]}))
+    loaded = load_diffusers_folder(tmp_path, "dit", variant=None, device=CPU, dtype=torch.float32)
+    model = loaded.components["transformer"]
+    assert type(model).__name__ == "DiTTransformer2DModel"
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([3, 900]), torch.tensor([1, 9])
+    with torch.no_grad():
+        assert torch.equal(model(x, timestep=t, class_labels=y).sample, dit(x, timestep=t, class_labels=y).sample)
