@@ -78,8 +78,8 @@ def _tiny_sizes(model: LoadedModel) -> LoadedModel:
     return model
 
 
-def tiny_sd1_components(seed: int = 0) -> dict[str, torch.nn.Module]:
-    """UNet, VAE and CLIP text model of a tiny SD1-shaped model, seeded."""
+def tiny_sd1_components(seed: int = 0, *, time_cond_proj_dim: int | None = None) -> dict[str, torch.nn.Module]:
+    """UNet, VAE and CLIP text model of a tiny SD1-shaped model, seeded (LCM UNets: time_cond_proj_dim)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
@@ -91,6 +91,7 @@ def tiny_sd1_components(seed: int = 0) -> dict[str, torch.nn.Module]:
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=32,
+            time_cond_proj_dim=time_cond_proj_dim,
         )
         vae = _tiny_vae(0.18215)
         text_encoder = CLIPTextModel(_clip_config(pad_token_id=EOS_ID))
@@ -112,6 +113,32 @@ def tiny_sd1(seed: int = 0, *, controlnet: bool = False) -> LoadedModel:
         description=TINY_DESCRIPTION,
     )
     return _tiny_sizes(model)
+
+
+# LCM-distilled SD (latent-consistency/lcm-lora-sdv1-5 style) scheduler config
+LCM_SCHEDULER_CONFIG: dict[str, object] = {
+    **SD_SCHEDULER_CONFIG,
+    "_class_name": "LCMScheduler",
+    "set_alpha_to_one": True,
+    "original_inference_steps": 50,
+    "timestep_scaling": 10.0,
+}
+
+
+def tiny_lcm(seed: int = 0) -> LoadedModel:
+    """A tiny random LCM-shaped SD1 model: guidance-embedding UNet, consistency boundary condition."""
+    model = assemble(
+        "sd1",
+        tiny_sd1_components(seed, time_cond_proj_dim=8),  # type: ignore[arg-type]
+        LCM_SCHEDULER_CONFIG,
+        model_id="tiny-lcm",
+        device="cpu",
+        dtype=torch.float32,
+        description=TINY_DESCRIPTION,
+    )
+    model = _tiny_sizes(model)
+    model.family = replace(model.family, default_sampler="lcm", default_steps=4, default_guidance=1.0)
+    return model
 
 
 def tiny_sdxl_components(seed: int = 0) -> dict[str, torch.nn.Module]:

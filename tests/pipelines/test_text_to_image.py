@@ -8,6 +8,9 @@ import pytest
 import torch
 from diffusers import (
     DDIMScheduler,
+    EulerAncestralDiscreteScheduler,
+    LatentConsistencyModelPipeline,
+    LCMScheduler,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
@@ -16,7 +19,7 @@ from transformers import CLIPTokenizer
 
 from pipelines.text import write_hf_clip_tokenizer_files
 from pipelines.text_to_image import text_to_image
-from pipelines.tiny import SD_SCHEDULER_CONFIG, tiny_sd1, tiny_sdxl
+from pipelines.tiny import LCM_SCHEDULER_CONFIG, SD_SCHEDULER_CONFIG, tiny_lcm, tiny_sd1, tiny_sdxl
 
 PROMPT = "a small red circle left of a blue square"
 STEPS = 3
@@ -222,3 +225,57 @@ def test_save_image_is_lossless_for_png(tmp_path) -> None:
     assert (back - image).abs().max().item() <= 0.5 / 255 + 1e-6
     with pytest.raises(ValueError, match="output"):
         save_image(image, tmp_path / "x.bmp")
+
+
+def test_one_step_turbo_matches_diffusers_euler_ancestral_trailing(sd1, hf_tokenizer_files) -> None:
+    # SD-Turbo's recipe: EulerAncestral with trailing spacing, one step at t = 999, no guidance
+    vocab, merges = hf_tokenizer_files
+    keep = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "steps_offset", "prediction_type")
+    config = {k: SD_SCHEDULER_CONFIG[k] for k in keep}
+    config["timestep_spacing"] = "trailing"
+    pipe = StableDiffusionPipeline(
+        vae=sd1.vae.vae,
+        text_encoder=sd1.text_encoder.model,
+        tokenizer=CLIPTokenizer(vocab, merges, model_max_length=77),
+        unet=sd1.denoiser.unet,
+        scheduler=EulerAncestralDiscreteScheduler(**config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        PROMPT, num_inference_steps=1, guidance_scale=0.0, height=SIZE, width=SIZE,
+        latents=_initial_noise(sd1, seed=8), output_type="pt",
+    ).images
+    images, meta = text_to_image(sd1, PROMPT, sampler="onestep", steps=1, guidance=0.0, seed=8, width=SIZE, height=SIZE)
+    assert meta["model_evaluations"] == 1 and meta["uncond_rows"] == 0
+    assert (images - expected).abs().max().item() <= 1e-3
+
+
+def test_lcm_matches_diffusers_latent_consistency_pipeline(hf_tokenizer_files) -> None:
+    vocab, merges = hf_tokenizer_files
+    lcm = tiny_lcm(seed=0)
+    config = {k: v for k, v in LCM_SCHEDULER_CONFIG.items() if not k.startswith("_")}
+    config.pop("clip_sample")
+    pipe = LatentConsistencyModelPipeline(
+        vae=lcm.vae.vae,
+        text_encoder=lcm.text_encoder.model,
+        tokenizer=CLIPTokenizer(vocab, merges, model_max_length=77),
+        unet=lcm.denoiser.unet,
+        scheduler=LCMScheduler(**config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator("cpu").manual_seed(6)
+    latents = torch.randn((1, 4, SIZE // 2, SIZE // 2), generator=generator)  # then the re-noise draws
+    expected = pipe(
+        PROMPT, num_inference_steps=4, guidance_scale=8.0, height=SIZE, width=SIZE,
+        latents=latents, generator=generator, output_type="pt",
+    ).images
+    images, meta = text_to_image(lcm, PROMPT, sampler="lcm", steps=4, guidance=1.0, seed=6, width=SIZE, height=SIZE)
+    assert meta["model_evaluations"] == 4
+    assert float(images.std()) > 0.01
+    assert (images - expected).abs().max().item() <= 1e-3
