@@ -80,7 +80,7 @@ class WeightFile(_Strict):
     def _source_scheme(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if value.startswith("https://") or value.startswith("http://"):
+        if value.startswith(("https://", "http://")):  # http only for local mirrors
             return value
         if value.startswith("hf://") and value.count("/") >= 4:  # hf://org/repo/file
             return value

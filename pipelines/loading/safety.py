@@ -189,7 +189,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
         if key == "__metadata__":
             continue
         try:
-            start, end = value["data_offsets"]
+            _start, end = value["data_offsets"]
             tensors[key] = TensorInfo(str(value["dtype"]), tuple(int(d) for d in value["shape"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptCheckpointError(f"{path}: corrupt header entry for tensor {key!r}") from exc

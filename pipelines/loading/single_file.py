@@ -227,7 +227,7 @@ _TEXT_MODEL = "text_model."
 
 
 def _strip_text_model(key: str) -> str:
-    return key[len(_TEXT_MODEL):] if key.startswith(_TEXT_MODEL) else key
+    return key.removeprefix(_TEXT_MODEL)
 
 
 def clip_key_map(keys: Iterable[str], prefix: str) -> KeyMap:
@@ -383,14 +383,14 @@ def detect_family(store: TensorStore) -> str:
 
 
 def _context_dim(store: TensorStore, prefix: str) -> int | None:
-    for key in store.keys():
+    for key in store:
         if key.startswith(prefix) and key.endswith("attn2.to_k.weight"):
             return store.shape(key)[1]
     return None
 
 
 def _controlnet_prefix(store: TensorStore) -> str:
-    return CONTROLNET_PREFIX if any(k.startswith(CONTROLNET_PREFIX) for k in store.keys()) else ""
+    return CONTROLNET_PREFIX if any(k.startswith(CONTROLNET_PREFIX) for k in store) else ""
 
 
 # --------------------------------------------------------------------------------------------

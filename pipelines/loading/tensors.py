@@ -9,7 +9,7 @@ any tensor is read, so a wrong architecture fails with the file and tensor named
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ class TensorStore:
 
     def __contains__(self, key: object) -> bool:
         return key in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
 
     def keys(self) -> list[str]:
         return list(self._where)

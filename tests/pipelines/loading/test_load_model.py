@@ -54,9 +54,9 @@ def test_load_from_manifest_generates_same_image(family: str, fmt: str, tiny_mod
     assert (loaded.family.max_side, loaded.family.max_pixels) == (128, 16384)
     assert loaded.description == f"tiny {family}"
 
-    reference = assemble(family_spec(load_manifest(manifest_path).models[0]), dict(modules), dict(SCHEDULER), model_id="ref",
-                         device="cpu", dtype=torch.float32)
-    kwargs = dict(seed=7, steps=2, guidance=3.0, width=16, height=16, sampler="ddim")
+    spec = family_spec(load_manifest(manifest_path).models[0])
+    reference = assemble(spec, dict(modules), dict(SCHEDULER), model_id="ref", device="cpu", dtype=torch.float32)
+    kwargs = {"seed": 7, "steps": 2, "guidance": 3.0, "width": 16, "height": 16, "sampler": "ddim"}
     image, _ = text_to_image(loaded, "a red circle", **kwargs)
     expected, _ = text_to_image(reference, "a red circle", **kwargs)
     assert image.shape == (1, 3, 16, 16)

@@ -57,6 +57,9 @@ class _Keys:
     def __init__(self, state: dict[str, torch.Tensor]) -> None:
         self.state = state
 
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.state)
+
     def keys(self) -> list[str]:
         return list(self.state)
 

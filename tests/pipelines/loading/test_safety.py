@@ -20,10 +20,15 @@ from pipelines.loading import (
     ShapeMismatchError,
     UnsafeFormatError,
     load_components,
+    safety,
 )
-from pipelines.loading import safety
 from pipelines.loading.diffusers_folder import weight_files
-from pipelines.loading.safety import HashCache, read_safetensors_header, resolve_inside, verify_sha256
+from pipelines.loading.safety import (
+    HashCache,
+    read_safetensors_header,
+    resolve_inside,
+    verify_sha256,
+)
 from pipelines.manifest import load_manifest
 from tests.pipelines.loading.tiny_checkpoints import (
     TINY_ARCHITECTURES,

@@ -32,7 +32,7 @@ def http_server() -> Iterator[tuple[str, _Served]]:
     served = _Served()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             rng = self.headers.get("Range")
             served.ranges.append(rng)
             body, status, start = served.body, 200, 0
