@@ -1,0 +1,137 @@
+"""Export a run to the shipped layout, and import it back to resume training.
+
+    python -m training.export RUN_DIR WEIGHTS_DIR            # run -> weights/bundled, judge, classifier
+    python -m training.export --import WEIGHTS_DIR RUN_DIR   # shipped weights -> stage checkpoints
+
+weights/bundled is a diffusers-format folder (model_index.json, unet/, vae/, text_encoder/,
+scheduler/, tokenizer/) in fp16 safetensors, every file <= 15 MB (sharded with an index json).
+The tokenizer files are written from open_clip's CLIP BPE vocabulary (same ids as the hub's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPTextModel
+
+from training.checkpoint import load_weights, save_weights
+from training.diffusion import SCHEDULER_CONFIG
+from training.models import VAE_CONFIG, Judge, NoisyLatentClassifier, build_vae
+from training.text_unet import TextUNet
+
+MAX_SHARD = "15MB"
+BUNDLED, JUDGE, CLASSIFIER = "bundled", "judge", "bundled_classifier"
+
+
+def _write_tokenizer(folder: Path) -> None:
+    """vocab.json + merges.txt from open_clip's bpe_simple_vocab_16e6 (49,408 ids)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    tokenizer = SimpleTokenizer()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(tokenizer.encoder, ensure_ascii=False))
+    merges = sorted(tokenizer.bpe_ranks.items(), key=lambda kv: kv[1])
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for (a, b), _ in merges) + "\n")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": 77,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "do_lower_case": True,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+
+def export(run: Path, weights: Path, tokenizer: bool = True) -> dict[str, int]:
+    """Write weights/bundled (+ judge, classifier) from a run's checkpoints; returns bytes per folder."""
+    state = json.loads((run / "text_unet" / "state.json").read_text())
+    scaling = float(state["metrics"]["scaling_factor"])
+    target = weights / BUNDLED
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    model = TextUNet()
+    if not load_weights(model, run / "text_unet" / "ema_text_unet.safetensors"):
+        raise FileNotFoundError(f"{run / 'text_unet' / 'ema_text_unet.safetensors'} missing")
+    model.unet.half().save_pretrained(target / "unet", max_shard_size=MAX_SHARD, safe_serialization=True)
+    model.text_encoder.half().save_pretrained(target / "text_encoder", max_shard_size=MAX_SHARD, safe_serialization=True)
+    vae = AutoencoderKL(**{**VAE_CONFIG, "scaling_factor": scaling})
+    load_weights(vae, run / "autoencoder" / "vae.safetensors")
+    vae.half().save_pretrained(target / "vae", max_shard_size=MAX_SHARD, safe_serialization=True)
+    (target / "scheduler").mkdir()
+    (target / "scheduler" / "scheduler_config.json").write_text(json.dumps(SCHEDULER_CONFIG, indent=1) + "\n")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.42.1",
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"] if tokenizer else [None, None],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (target / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
+    if tokenizer:
+        _write_tokenizer(target / "tokenizer")
+    sizes = {BUNDLED: sum(p.stat().st_size for p in target.rglob("*") if p.is_file())}
+    judge = Judge()
+    if load_weights(judge, run / "judge" / "judge.safetensors"):
+        save_weights(judge, weights / JUDGE / "judge.safetensors", torch.float16)
+        sizes[JUDGE] = (weights / JUDGE / "judge.safetensors").stat().st_size
+    classifier = NoisyLatentClassifier()
+    if load_weights(classifier, run / "classifier" / "classifier.safetensors"):
+        save_weights(classifier, weights / CLASSIFIER / "classifier.safetensors", torch.float16)
+        config = {
+            "heads": NoisyLatentClassifier.HEADS,
+            "classes_per_head": 2,
+            "head_order": "shape * 8 + colour (training.data.SHAPES x COLOURS)",
+            "input": "VP-scaled latent x / sqrt(1 + sigma^2) and the discrete timestep (0-999)",
+            "output": "logits (B, 48, 2)",
+        }
+        (weights / CLASSIFIER / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+        sizes[CLASSIFIER] = (weights / CLASSIFIER / "classifier.safetensors").stat().st_size
+    return sizes
+
+
+def import_weights(weights: Path, run: Path) -> None:
+    """Rebuild stage checkpoints (EMA text encoder + UNet, VAE, judge, classifier) from shipped weights."""
+    bundled = weights / BUNDLED
+    model = TextUNet()
+    model.unet.load_state_dict(UNet2DConditionModel.from_pretrained(bundled / "unet").float().state_dict())
+    model.text_encoder.load_state_dict(CLIPTextModel.from_pretrained(bundled / "text_encoder").float().state_dict())
+    save_weights(model, run / "text_unet" / "ema_text_unet.safetensors")
+    vae = build_vae()
+    vae.load_state_dict(AutoencoderKL.from_pretrained(bundled / "vae").float().state_dict())
+    save_weights(vae, run / "autoencoder" / "vae.safetensors")
+    for folder, stage, name in ((JUDGE, "judge", "judge"), (CLASSIFIER, "classifier", "classifier")):
+        source = weights / folder / f"{name}.safetensors"
+        if source.exists():
+            (run / stage).mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, run / stage / f"{name}.safetensors")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path)
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("--import", dest="do_import", action="store_true", help="weights -> run checkpoints")
+    parser.add_argument("--no-tokenizer", action="store_true")
+    args = parser.parse_args()
+    if args.do_import:
+        import_weights(args.source, args.dest)
+    else:
+        print(export(args.source, args.dest, tokenizer=not args.no_tokenizer))
+
+
+if __name__ == "__main__":
+    main()
