@@ -238,8 +238,9 @@ async def _generate(request: Request, spec: GenerationSpec) -> GenerationResult:
     engine = _engine(request)
     future = engine.submit(spec)
     watcher = asyncio.ensure_future(_until_disconnect(request))
+    waiting: set[asyncio.Future[Any]] = {future, watcher}
     try:
-        done, _ = await asyncio.wait({future, watcher}, timeout=spec.timeout_s + 5.0, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiting, timeout=spec.timeout_s + 5.0, return_when=asyncio.FIRST_COMPLETED)
         if future in done:
             return future.result()
         if watcher in done:

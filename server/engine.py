@@ -446,7 +446,7 @@ class Engine:
 
     def _take_arrivals(self) -> list[Work]:
         """Move queued requests into the active set while slots are free (caller holds _lock)."""
-        arrivals = []
+        arrivals: list[Work] = []
         now = time.monotonic()
         while self._inbox and len(self._active) + len(arrivals) < self.settings.active_limit:
             work = self._inbox.popleft()
@@ -581,16 +581,16 @@ class Engine:
         if spec.control_image is not None:
             control = torch.from_numpy(spec.control_image).permute(2, 0, 1)[None].float().div(255)
             control = control.expand(n, -1, -1, -1)  # (n, 3, H, W) in [0, 1]
-            scale = torch.full((n,), spec.control_scale)
-            cond = replace(cond, control_image=control, control_scale=scale)
-            uncond = replace(uncond, control_image=control, control_scale=scale)
+            control_scale = torch.full((n,), spec.control_scale)
+            cond = replace(cond, control_image=control, control_scale=control_scale)
+            uncond = replace(uncond, control_image=control, control_scale=control_scale)
         cond, uncond = cond.to(device), uncond.to(device)
         # w <= 1 means no guidance (diffusers' convention, as pipelines.text_to_image): no uncond pass
-        scale = spec.guidance if spec.guidance > 1.0 else 1.0
+        guidance_scale = max(1.0, spec.guidance)
         work.guided = GuidedConditioning(
             cond=cond,
             uncond=uncond,
-            guidance_scale=torch.full((n,), scale, dtype=torch.float32, device=device),
+            guidance_scale=torch.full((n,), guidance_scale, dtype=torch.float32, device=device),
             guide=torch.ones((n,), dtype=torch.bool, device=device),
         )
         # the same draws, in the same order, as pipelines.text_to_image: an engine image equals
@@ -773,7 +773,7 @@ class Engine:
             work.last_served = now
             self._report_progress(work, x0)
             try:
-                work.pending = work.generator.send(x0)  # type: ignore[union-attr]
+                work.pending = work.generator.send(x0)  # type: ignore[attr-defined]
             except StopIteration as stop:
                 work.final_x = stop.value
                 work.pending = None
@@ -845,14 +845,15 @@ class Engine:
             rows = images[start : start + n]
             start += n
             if not bool(torch.isfinite(rows).all()):
-                rows = self._decode_fp32(model, work)
-                if rows is None:
+                retried = self._decode_fp32(model, work)
+                if retried is None:
                     self._fail(
                         work,
                         GenerationFailed("the model produced NaN/Inf output, also with an fp32 VAE decode", code="nan_output"),
                         "nan_output",
                     )
                     continue
+                rows = retried
             pixels = _pixels_to_uint8(rows)
             self._encoder_pool.submit(self._encode_and_resolve, work, pixels, decode_s)
 

@@ -27,27 +27,27 @@ class GenerateRequest(_Strict):
     """POST /generate and POST /v1/jobs: one prompt, `num_images` images."""
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS, description="What to draw.")
-    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="What to steer away from (the uncond rows).")
-    model: str | None = Field(None, description="Model id from GET /v1/models; default: the server's first model.")
-    sampler: str | None = Field(None, description="Sampler name from GET /v1/models; default: the model's.")
-    steps: int | None = Field(None, ge=1, le=1000, description="Sampler steps; default: the model's.")
-    guidance: float | None = Field(None, ge=0.0, le=50.0, description="Classifier-free guidance scale w (1 = none).")
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS, description="What to steer away from (the uncond rows).")
+    model: str | None = Field(default=None, description="Model id from GET /v1/models; default: the server's first model.")
+    sampler: str | None = Field(default=None, description="Sampler name from GET /v1/models; default: the model's.")
+    steps: int | None = Field(default=None, ge=1, le=1000, description="Sampler steps; default: the model's.")
+    guidance: float | None = Field(default=None, ge=0.0, le=50.0, description="Classifier-free guidance scale w (1 = none).")
     guidance_interval: tuple[float, float] | None = Field(
-        None,
+        default=None,
         description="[sigma_lo, sigma_hi]: guidance only where sigma_lo <= sigma <= sigma_hi (Kynkaanniemi et al. 2024); "
         "outside it the uncond pass is skipped.",
     )
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="Random seed; drawn at random when absent and always returned.")
-    width: int | None = Field(None, ge=8, le=8192, description="Pixels; a multiple of the model's latent factor.")
-    height: int | None = Field(None, ge=8, le=8192, description="Pixels; a multiple of the model's latent factor.")
-    num_images: int = Field(1, ge=1, le=64, description="Images for this prompt (each its own latent row).")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Random seed; drawn at random when absent and always returned.")
+    width: int | None = Field(default=None, ge=8, le=8192, description="Pixels; a multiple of the model's latent factor.")
+    height: int | None = Field(default=None, ge=8, le=8192, description="Pixels; a multiple of the model's latent factor.")
+    num_images: int = Field(default=1, ge=1, le=64, description="Images for this prompt (each its own latent row).")
     output_format: OutputFormat = "png"
-    init_image: str | None = Field(None, description="Base64 PNG/JPEG/WebP for img2img (SDEdit).")
-    strength: float = Field(0.8, gt=0.0, le=1.0, description="img2img: fraction of the schedule re-noised (1 = ignore the image).")
-    control_image: str | None = Field(None, description="Base64 control image for a ControlNet.")
-    controlnet: str | None = Field(None, description="ControlNet name from GET /v1/models; default: the model's only one.")
-    control_scale: float = Field(1.0, ge=0.0, le=5.0, description="ControlNet residual scale.")
-    preview: bool = Field(False, description="Jobs only: low-resolution previews in the event stream.")
+    init_image: str | None = Field(default=None, description="Base64 PNG/JPEG/WebP for img2img (SDEdit).")
+    strength: float = Field(default=0.8, gt=0.0, le=1.0, description="img2img: fraction of the schedule re-noised (1 = ignore the image).")
+    control_image: str | None = Field(default=None, description="Base64 control image for a ControlNet.")
+    controlnet: str | None = Field(default=None, description="ControlNet name from GET /v1/models; default: the model's only one.")
+    control_scale: float = Field(default=1.0, ge=0.0, le=5.0, description="ControlNet residual scale.")
+    preview: bool = Field(default=False, description="Jobs only: low-resolution previews in the event stream.")
 
 
 class Timings(BaseModel):
@@ -126,7 +126,7 @@ class ModelInfo(BaseModel):
     max_side: int
     max_pixels: int
     max_num_images: int
-    num_classes: int | None = Field(None, description="Class-conditional models: the prompt is a class id below this.")
+    num_classes: int | None = Field(default=None, description="Class-conditional models: the prompt is a class id below this.")
 
 
 class ModelsResponse(BaseModel):
@@ -144,13 +144,13 @@ class OpenAIImagesRequest(BaseModel):
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     model: str | None = None
-    n: int = Field(1, ge=1, le=64)
-    size: str | None = Field(None, pattern=r"^[0-9]{1,5}x[0-9]{1,5}$", description="'WIDTHxHEIGHT', e.g. '512x512'.")
+    n: int = Field(default=1, ge=1, le=64)
+    size: str | None = Field(default=None, pattern=r"^[0-9]{1,5}x[0-9]{1,5}$", description="'WIDTHxHEIGHT', e.g. '512x512'.")
     response_format: Literal["b64_json", "url"] = "b64_json"
     output_format: OutputFormat = "png"
-    quality: str | None = Field(None, description="Accepted and ignored.")
-    style: str | None = Field(None, description="Accepted and ignored.")
-    user: str | None = Field(None, description="Accepted and ignored.")
+    quality: str | None = Field(default=None, description="Accepted and ignored.")
+    style: str | None = Field(default=None, description="Accepted and ignored.")
+    user: str | None = Field(default=None, description="Accepted and ignored.")
 
 
 class OpenAIImage(BaseModel):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from pydantic import field_validator
 from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -14,7 +14,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DARKROOM_", env_file=None, extra="ignore")
 
     host: str = "127.0.0.1"  # loopback unless told otherwise
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     manifest: str = "weights_manifest.yaml"
     model: str | None = None  # model id to serve; None: the manifest's default
     weights_root: str = "weights"
@@ -22,28 +22,28 @@ class Settings(BaseSettings):
     dtype: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU) | "float16" | "bfloat16" | "float32"
 
     # Engine
-    max_batch: int = Field(8, ge=1, le=256)  # latent rows (images) per forward pass
-    max_active: int | None = Field(None, ge=1)  # requests denoising at once; None: max_batch
-    max_queue: int = Field(64, ge=0)  # requests waiting to start; beyond this: 503
-    max_batch_pixels: int = Field(8 * 1024 * 1024, ge=1)  # sum of width*height over one pass's rows
+    max_batch: int = Field(default=8, ge=1, le=256)  # latent rows (images) per forward pass
+    max_active: int | None = Field(default=None, ge=1)  # requests denoising at once; None: max_batch
+    max_queue: int = Field(default=64, ge=0)  # requests waiting to start; beyond this: 503
+    max_batch_pixels: int = Field(default=8 * 1024 * 1024, ge=1)  # sum of width*height over one pass's rows
     pad_to_bucket: bool = True  # pad each pass to 1, 2, 4, 8, 16, 32 rows (CUDA graphs / compile)
-    text_cache_size: int = Field(1024, ge=0)  # LRU entries of (model, prompt) -> embeddings
-    encode_threads: int = Field(2, ge=1)  # PNG/JPEG/WebP encoding pool
-    request_timeout_s: float = Field(300.0, gt=0)  # deadline from arrival; beyond this: 504
-    drain_timeout_s: float = Field(60.0, ge=0)  # how long shutdown waits for in-flight work
-    retry_after_s: int = Field(2, ge=1)  # Retry-After header on 503
+    text_cache_size: int = Field(default=1024, ge=0)  # LRU entries of (model, prompt) -> embeddings
+    encode_threads: int = Field(default=2, ge=1)  # PNG/JPEG/WebP encoding pool
+    request_timeout_s: float = Field(default=300.0, gt=0)  # deadline from arrival; beyond this: 504
+    drain_timeout_s: float = Field(default=60.0, ge=0)  # how long shutdown waits for in-flight work
+    retry_after_s: int = Field(default=2, ge=1)  # Retry-After header on 503
 
     # HTTP
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # larger bodies: 413
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # larger bodies: 413
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # bearer keys; empty: open
-    max_num_images: int = Field(8, ge=1)
-    max_steps: int = Field(1000, ge=1)
-    max_jobs: int = Field(1024, ge=1)  # finished jobs kept for GET /v1/jobs/{id}
-    job_ttl_s: float = Field(3600.0, gt=0)
+    max_num_images: int = Field(default=8, ge=1)
+    max_steps: int = Field(default=1000, ge=1)
+    max_jobs: int = Field(default=1024, ge=1)  # finished jobs kept for GET /v1/jobs/{id}
+    job_ttl_s: float = Field(default=3600.0, gt=0)
 
     # Previews in job events: a low-resolution PNG of the current x0 every N steps (0: off)
-    preview_every: int = Field(5, ge=0)
-    preview_max_side: int = Field(64, ge=8)
+    preview_every: int = Field(default=5, ge=0)
+    preview_max_side: int = Field(default=64, ge=8)
 
     @field_validator("api_keys", mode="before")
     @classmethod

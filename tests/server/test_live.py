@@ -53,8 +53,9 @@ async def test_a_client_that_hangs_up_frees_its_slot() -> None:
         async with httpx.AsyncClient(base_url=url) as client:
             doomed = asyncio.create_task(client.post("/generate", json={"prompt": "long", "steps": 200}))
             await until(denoiser.entered.is_set)
-        # leaving the client closed its connection mid-request
-        doomed.cancel()
+            doomed.cancel()  # the client hangs up mid-request: its connection closes
+        # the server notices the closed connection and marks the request cancelled in the engine
+        await until(lambda: all(w.cancelled for w in engine._by_id.values()), timeout_s=10)
         denoiser.gate = None
         gate.set()
         await until(lambda: engine.active_count == 0 and engine.queue_depth == 0, timeout_s=10)

@@ -150,6 +150,6 @@ def test_openapi_document_equals_the_committed_openapi_json() -> None:
 def test_the_http_side_never_imports_torch() -> None:
     code = ("import sys, server.app, server.schemas, server.validation, server.jobs, server.openapi; "
             "server.openapi.document(); print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -71,7 +71,7 @@ async def test_tiny_sd1_batched_images_equal_the_one_request_path_alone() -> Non
         ctrl = torch.from_numpy(control).permute(2, 0, 1).float().div(255)
         for body, got in zip(bodies, batched):
             extra = {"control_image": ctrl, "control_scale": 0.7} if "control_image" in body else {}
-            ref, meta = text_to_image(model, body["prompt"], sampler=body.get("sampler"), steps=body["steps"],
+            ref, _ = text_to_image(model, body["prompt"], sampler=body.get("sampler"), steps=body["steps"],
                                       guidance=body.get("guidance"), seed=body["seed"], width=16, height=16,
                                       num_images=body.get("num_images", 1), **extra)
             assert len(got["images"]) == ref.shape[0]
