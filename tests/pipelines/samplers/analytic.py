@@ -35,8 +35,8 @@ class GaussianData:
     def initial(
         self, shape: tuple[int, ...], sigma_max: float, generator: torch.Generator
     ) -> Tensor:
-        """A draw from the exact marginal p_sigma_max = N(mu, s^2 + sigma_max^2), float64."""
-        z = torch.randn(shape, generator=generator, dtype=torch.float64)
+        """A draw from the exact marginal p_sigma_max = N(mu, s^2 + sigma_max^2), float32 like latents."""
+        z = torch.randn(shape, generator=generator, dtype=torch.float32)
         return self.mu + (self.s**2 + sigma_max**2) ** 0.5 * z
 
 
@@ -44,8 +44,8 @@ class GaussianData:
 # N(MU, S^2). Standard errors: mean S / sqrt(n) = 0.0057, variance sqrt(2 / n) = 1.0% relative.
 MOMENT_SHAPE = (20, 1000)
 MU, S = 0.5, 0.8
-MEAN_TOL = 0.03  # absolute, ~5 standard errors
-VAR_RTOL = 0.05  # relative; room for ~2% discretisation bias plus 3 standard errors
+MEAN_TOL = 0.025  # absolute, ~4.4 standard errors
+VAR_RTOL = 0.05  # relative; room for ~2% discretisation / corrector bias plus 3 standard errors
 
 
 def sample_moments(
@@ -58,7 +58,7 @@ def sample_moments(
     denoise: Callable[[Tensor, Tensor], Tensor] | None = None,
     **options: object,
 ) -> tuple[float, float]:
-    """Run sampler `name` from the exact marginal on float64 x of `shape`; return (mean, variance)."""
+    """Run sampler `name` from the exact marginal on float32 x of `shape`; return (mean, variance)."""
     g = torch.Generator().manual_seed(seed)
     x = data.initial(shape, float(sigmas[0]), g)
     sampler = make_sampler(name, x, sigmas, seeded_noise(x, g), **options)  # type: ignore[arg-type]

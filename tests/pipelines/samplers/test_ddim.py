@@ -20,9 +20,9 @@ from tests.pipelines.samplers.oracle import (
 DATA = GaussianData(MU, S)
 
 
-@pytest.mark.parametrize(("eta", "steps"), [(0.0, 200), (1.0, 500)])
+@pytest.mark.parametrize(("eta", "steps"), [(0.0, 400), (1.0, 1000)])
 def test_moments_match_gaussian_data(eta: float, steps: int) -> None:
-    # Karras steps; first-order variance error: eta=0 about -1% at 200, eta=1 about -2% at 500
+    # Karras steps; first-order variance error: eta=0 about -0.5% at 400, eta=1 about -1% at 1000
     sigmas = sigmas_karras(steps, 0.002, 80.0)
     mean, var = sample_moments("ddim", DATA, sigmas, seed=1, eta=eta)
     assert_moments(mean, var, DATA)
@@ -37,7 +37,7 @@ def test_converges_to_heun_pf_ode() -> None:
         ddim = run(make_sampler("ddim", x, sigmas, lambda: torch.zeros(0)), DATA.denoise)
         heun = run(make_sampler("heun", x, sigmas, lambda: torch.zeros(0)), DATA.denoise)
         rms.append(float((ddim - heun).pow(2).mean().sqrt()))
-    # measured (RMS over 2000 samples; data std 0.8): 0.055, 0.013, 0.0054, 0.0021:
+    # measured (RMS over 2000 samples; data std 0.8): 0.10, 0.022, 0.0054, 0.0022:
     # ~4x smaller per 4x steps (first order)
     assert rms[0] > 3 * rms[1] > 9 * rms[2] > 18 * rms[3]
     assert rms[3] < 3e-3

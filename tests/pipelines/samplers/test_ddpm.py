@@ -24,7 +24,7 @@ def test_converges_in_distribution_as_steps_grow() -> None:
     for steps in (10, 40, 400):
         _, var = sample_moments("ddpm", DATA, sigmas_leading(sd15_schedule(), steps), seed=4)
         errors.append(abs(var / DATA.s**2 - 1))
-    # measured: ~0.48, ~0.12, ~0.01
+    # measured: 0.48, 0.10, 0.011 (20k samples)
     assert errors[0] > 2 * errors[1] > 4 * errors[2]
     assert errors[2] < 0.03
 
