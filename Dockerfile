@@ -1,10 +1,14 @@
 # syntax=docker/dockerfile:1
 # Darkroom on one GPU: `docker compose up` (docker-compose.yml) or
 #   docker build -t darkroom . && docker run --gpus all -p 8000:8000 -v darkroom-weights:/weights darkroom
-# The CUDA user-space libraries come with the torch wheel; the base image brings the CUDA runtime
-# and the driver hooks the NVIDIA container toolkit expects.
-ARG BASE_IMAGE=docker.io/nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# The base image brings the CUDA runtime and the driver hooks the NVIDIA container toolkit
+# expects; the torch wheel brings its own CUDA libraries (cuBLAS, cuDNN), so the base needs no cuDNN.
+ARG BASE_IMAGE=docker.io/nvidia/cuda:12.8.1-runtime-ubuntu24.04
 FROM ${BASE_IMAGE}
+
+# torch built for the base image's CUDA (12.8: host driver >= 570). PyPI's default torch may be
+# built for a newer CUDA that older drivers cannot run. Change both together.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -30,7 +34,7 @@ WORKDIR /app
 # Dependency layer: rebuilt only when pyproject.toml changes, not on every source edit.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
+    && pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # Source layer: the package itself, no dependency resolution.
@@ -42,10 +46,11 @@ COPY weights_manifest.yaml ./
 RUN pip install --no-cache-dir --no-deps . \
     && python -c "import server.cli"
 
-# The weights root. The bundled model ships in the image at /weights/bundled; a named volume
-# mounted here starts as a copy of it, and other checkpoints are pulled into the volume
-# (`darkroom weights pull ID`). A bind mount replaces it: give it a bundled/ folder too.
-COPY --chown=10001:10001 weights/bundled /weights/bundled
+# The weights root. The committed models (the bundled stack, weights/bundled*) ship in the image
+# under /weights; a named volume mounted here starts as a copy of them, and other checkpoints
+# are pulled into the volume (`darkroom weights pull ID`). A bind mount replaces it: give it the
+# bundled folders too. .dockerignore keeps locally pulled checkpoints out of the image.
+COPY --chown=10001:10001 weights /weights
 VOLUME ["/weights"]
 ENV DARKROOM_WEIGHTS_ROOT=/weights \
     DARKROOM_PORT=8000

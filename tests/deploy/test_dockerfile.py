@@ -67,17 +67,23 @@ def test_hadolint_rejects_a_bad_dockerfile(hadolint: str, tmp_path: Path) -> Non
     assert {"DL3006", "DL3014", "DL3009", "DL3013", "DL3025"} <= codes
 
 
-def test_cuda_runtime_base_image(steps: list[tuple[str, str]]) -> None:
+def test_cuda_runtime_base_image_and_matching_torch_build(steps: list[tuple[str, str]]) -> None:
     base_arg = next(args for k, args in steps if k == "ARG" and args.startswith("BASE_IMAGE="))
     image = base_arg.split("=", 1)[1]
-    assert re.fullmatch(r"docker\.io/nvidia/cuda:12\.\d+\.\d+-(cudnn-)?runtime-ubuntu\d\d\.04", image), image
+    match = re.fullmatch(r"docker\.io/nvidia/cuda:(\d+)\.(\d+)\.\d+-(cudnn-)?runtime-ubuntu\d\d\.04", image)
+    assert match, image
     assert [args for k, args in steps if k == "FROM"] == ["${BASE_IMAGE}"]
+    # torch's own CUDA libraries must be the base image's CUDA version (the driver must run both).
+    index = next(args for k, args in steps if k == "ARG" and args.startswith("TORCH_INDEX_URL="))
+    assert index.split("=", 1)[1] == f"https://download.pytorch.org/whl/cu{match[1]}{match[2]}"
+    install = steps[_index(steps, "RUN", "-r /tmp/requirements.txt")][1]
+    assert '--extra-index-url "${TORCH_INDEX_URL}"' in install
 
 
 def test_dependency_layer_is_cached_before_the_source(steps: list[tuple[str, str]]) -> None:
     pyproject = _index(steps, "COPY", "pyproject.toml")
-    deps = _index(steps, "RUN", "pip install --no-cache-dir -r")
-    first_source = min(_index(steps, "COPY", name) for name in ("pipelines", "server", "weights"))
+    deps = _index(steps, "RUN", "-r /tmp/requirements.txt")
+    first_source = min(_index(steps, "COPY", name) for name in ("pipelines", "server", "weights /weights"))
     assert pyproject < deps < first_source
     # The dependency layer sees pyproject.toml alone, so source edits never invalidate it.
     assert steps[pyproject][1] == "pyproject.toml ./"
@@ -145,7 +151,12 @@ def test_copied_paths_exist_and_are_in_the_build_context(steps: list[tuple[str, 
     for source in sources:
         assert (REPO_ROOT / source).exists(), f"COPY {source}: not in the repository"
         assert not dockerignored(source, ignored), f"{source} is dockerignored"
-    assert dockerignored("weights/sd15/v1-5-pruned-emaonly.safetensors", ignored)
+    assert dockerignored("weights/sd15/v1-5-pruned-emaonly.safetensors", ignored)  # pulled locally
+    # Every committed weight file ships in the image.
+    committed = subprocess.run(
+        ["git", "ls-files", "weights"], cwd=REPO_ROOT, check=False, capture_output=True, text=True
+    ).stdout.split()
+    assert [path for path in committed if dockerignored(path, ignored)] == []
     for heavy in (".venv", ".git", "tests", "client"):
         assert heavy in ignored
 
