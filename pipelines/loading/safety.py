@@ -157,6 +157,8 @@ class TensorInfo:
 
     dtype: str  # safetensors dtype name: "F32", "F16", "BF16", ...
     shape: tuple[int, ...]
+    offset: int  # absolute byte offset of the tensor's data in the file
+    nbytes: int
 
 
 def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
@@ -189,11 +191,14 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
         if key == "__metadata__":
             continue
         try:
-            _start, end = value["data_offsets"]
-            tensors[key] = TensorInfo(str(value["dtype"]), tuple(int(d) for d in value["shape"]))
+            start, end = (int(v) for v in value["data_offsets"])
+            shape = tuple(int(d) for d in value["shape"])
+            if not 0 <= start <= end:
+                raise ValueError(f"data_offsets {start}, {end}")
+            tensors[key] = TensorInfo(str(value["dtype"]), shape, 8 + header_len + start, end - start)
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptCheckpointError(f"{path}: corrupt header entry for tensor {key!r}") from exc
-        data_end = max(data_end, int(end))
+        data_end = max(data_end, end)
     expected_size = 8 + header_len + data_end
     if size < expected_size:
         raise CorruptCheckpointError(

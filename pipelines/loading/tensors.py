@@ -12,16 +12,31 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from pipelines.loading.errors import CheckpointKeyError, CorruptCheckpointError, ShapeMismatchError
 from pipelines.loading.safety import TensorInfo, read_safetensors_header
 
 log = logging.getLogger(__name__)
+
+# safetensors dtype names -> torch dtypes (little-endian, as the format specifies).
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 class TensorStore:
@@ -39,7 +54,7 @@ class TensorStore:
                     )
                 self._where[key] = path
                 self._info[key] = info
-        self._handles: dict[Path, Any] = {}
+        self._handles: dict[Path, BinaryIO] = {}
 
     def __contains__(self, key: object) -> bool:
         return key in self._where
@@ -60,20 +75,37 @@ class TensorStore:
         """The file name(s), for error messages."""
         return ", ".join(str(p) for p in self.files)
 
-    def get(self, key: str, device: torch.device) -> Tensor:
-        """One tensor in its stored dtype, read onto `device`."""
-        path = self._where[key]
+    def get(self, key: str) -> Tensor:
+        """One tensor in its stored dtype, read into fresh host memory (no mmap: the process
+        holds at most this tensor beyond what it has already loaded)."""
+        path, info = self._where[key], self._info[key]
+        dtype = SAFETENSORS_DTYPES.get(info.dtype)
+        if dtype is None:
+            raise CorruptCheckpointError(f"{path}: tensor {key!r} has unsupported dtype {info.dtype}")
+        tensor = torch.empty(info.shape, dtype=dtype)
+        expected = tensor.numel() * tensor.element_size()
+        if expected != info.nbytes:
+            raise CorruptCheckpointError(
+                f"{path}: tensor {key!r} spans {info.nbytes} bytes, its shape and dtype need {expected}"
+            )
+        if expected == 0:
+            return tensor
         handle = self._handles.get(path)
         try:
             if handle is None:
-                target = "cpu" if device.type == "meta" else str(device)
-                handle = safe_open(str(path), framework="pt", device=target)
-                self._handles[path] = handle
-            return handle.get_tensor(key)
-        except (SafetensorError, OSError, RuntimeError) as exc:
+                handle = self._handles[path] = open(path, "rb")  # noqa: SIM115 - closed in close()
+            handle.seek(info.offset)
+            view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+            got = handle.readinto(view)
+        except OSError as exc:
             raise CorruptCheckpointError(f"{path}: cannot read tensor {key!r}: {exc}") from exc
+        if got != expected:
+            raise CorruptCheckpointError(f"{path}: truncated while reading tensor {key!r}")
+        return tensor
 
     def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
         self._handles.clear()
 
 
@@ -119,16 +151,15 @@ def populate(
     keep_fp32 = _keep_in_fp32(module)
     state: dict[str, Tensor] = {}
     for name, source in sources.items():
-        tensor = store.get(source.key, device)
-        if source.transform is not None:
-            tensor = source.transform(tensor)
+        tensor = store.get(source.key)  # fresh host memory, stored dtype
         wanted = tensor.dtype
         if tensor.is_floating_point() and expected[name].is_floating_point():
             wanted = torch.float32 if keep_fp32 & set(name.split(".")) else dtype
-        # Always a fresh, aligned, contiguous copy: never a view of the file's mapping (which
-        # could change after its hash was checked) nor of a fused tensor (fused qkv chunks).
-        fresh = torch.empty(tensor.shape, dtype=wanted, device=tensor.device)
-        state[name] = fresh.copy_(tensor)
+        if source.transform is not None:
+            # a view (fused qkv chunk, transpose): copy so the fused tensor can be freed
+            view = source.transform(tensor)
+            tensor = torch.empty(view.shape, dtype=wanted).copy_(view)
+        state[name] = tensor.to(device=device, dtype=wanted)
     for target, origin in tied.items():
         if target not in state and origin in state:
             state[target] = state[origin]
