@@ -177,9 +177,15 @@ class TextCache:
             self._items.popitem(last=False)
 
 
-def _sampler_cards() -> tuple[SamplerCard, ...]:
+def _sampler_cards(max_steps: int) -> tuple[SamplerCard, ...]:
+    """Every registered sampler, its step range capped by the server's `max_steps`."""
     return tuple(
-        SamplerCard(name=name, min_steps=spec.min_steps, max_steps=spec.max_steps, description=spec.description)
+        SamplerCard(
+            name=name,
+            min_steps=spec.min_steps,
+            max_steps=max(spec.min_steps, min(spec.max_steps, max_steps)),
+            description=spec.description,
+        )
         for name, spec in SAMPLERS.items()
     )
 
@@ -254,7 +260,7 @@ class Engine:
         if guidance is None:
             guidance = cfg  # type: ignore[assignment]
         self._guidance = guidance
-        samplers = _sampler_cards()
+        samplers = _sampler_cards(self.settings.max_steps)
         self._served: dict[str, _Served] = {
             m.id: _Served(model=m, card=model_card(m, self.settings, samplers)) for m in models
         }

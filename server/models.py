@@ -20,9 +20,12 @@ TINY_NOTICE = (
 
 
 def _weights_present(root: Path, entry: object) -> bool:
+    """Every listed file exists; a diffusers folder that lists none needs its model_index.json."""
     files = getattr(entry, "files", [])
     folder = root / str(getattr(entry, "path", ""))
-    return bool(files) and all((folder / f.path).is_file() for f in files)
+    if not files:
+        return getattr(entry, "format", None) == "diffusers" and (folder / "model_index.json").is_file()
+    return all((folder / f.path).is_file() for f in files)
 
 
 def _tiny(reason: str) -> tuple[LoadedModel, str]:
@@ -42,7 +45,8 @@ def load_served_model(settings: Settings) -> tuple[LoadedModel, str | None]:
     if settings.model == TINY_ID:
         return _tiny("asked for by name")
     device = pick_device(settings.device)
-    dtype = pick_dtype(settings.dtype, device)
+    # "auto": fp32 on CPU, the manifest's dtype on a GPU
+    dtype = pick_dtype(settings.dtype, device) if settings.dtype != "auto" or device.type == "cpu" else None
     manifest_path = Path(settings.manifest)
     root = Path(settings.weights_root)
     if settings.model is None:
@@ -57,7 +61,13 @@ def load_served_model(settings: Settings) -> tuple[LoadedModel, str | None]:
             return _tiny(f"the default model '{entry.id}' has no weights under {root / entry.path} yet")
     from pipelines.loading import load_from_manifest
 
-    model = load_from_manifest(
-        settings.model, manifest_path=manifest_path, weights_root=root, device=device, dtype=dtype
-    )
+    try:
+        model = load_from_manifest(
+            settings.model, manifest_path=manifest_path, weights_root=root, device=device, dtype=dtype
+        )
+    except Exception as e:
+        if settings.model is not None:
+            raise  # a model named explicitly must load
+        # the implicit default is still being built (weights half-written): keep `make serve` working
+        return _tiny(f"the default model could not be loaded ({type(e).__name__}: {e})")
     return model, None

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # larger bodies: 413
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # bearer keys; empty: open
     max_num_images: int = Field(default=8, ge=1)
-    max_steps: int = Field(default=1000, ge=1)
+    max_steps: int = Field(default=1000, ge=1)  # caps every sampler's step range
     max_jobs: int = Field(default=1024, ge=1)  # finished jobs kept for GET /v1/jobs/{id}
     job_ttl_s: float = Field(default=3600.0, gt=0)
 
