@@ -11,6 +11,7 @@ from diffusers import (
     EulerAncestralDiscreteScheduler,
     LatentConsistencyModelPipeline,
     LCMScheduler,
+    StableDiffusionControlNetPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
@@ -282,4 +283,32 @@ def test_lcm_matches_diffusers_latent_consistency_pipeline(hf_tokenizer_files) -
     images, meta = text_to_image(lcm, PROMPT, sampler="lcm", steps=4, guidance=1.0, seed=6, width=SIZE, height=SIZE)
     assert meta["model_evaluations"] == 4
     assert float(images.std()) > 0.01
+    assert (images - expected).abs().max().item() <= 1e-3
+
+
+def test_controlnet_matches_diffusers_controlnet_pipeline(sd1, hf_tokenizer_files) -> None:
+    vocab, merges = hf_tokenizer_files
+    controlnet = sd1.controlnets["tiny-control"]
+    pipe = StableDiffusionControlNetPipeline(
+        vae=sd1.vae.vae,
+        text_encoder=sd1.text_encoder.model,
+        tokenizer=CLIPTokenizer(vocab, merges, model_max_length=77),
+        unet=sd1.denoiser.unet,
+        controlnet=controlnet,
+        scheduler=_ddim(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    control = torch.zeros(1, 3, SIZE, SIZE)
+    control[:, :, 4:20, 10:28] = 1.0
+    expected = pipe(
+        PROMPT, image=control, controlnet_conditioning_scale=0.7, num_inference_steps=STEPS,
+        guidance_scale=7.5, height=SIZE, width=SIZE, latents=_initial_noise(sd1, seed=12), output_type="pt",
+    ).images
+    images, _ = text_to_image(
+        sd1, PROMPT, steps=STEPS, guidance=7.5, seed=12, width=SIZE, height=SIZE,
+        control_image=control[0], control_scale=0.7,
+    )
     assert (images - expected).abs().max().item() <= 1e-3
