@@ -153,3 +153,24 @@ def test_the_http_side_never_imports_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+async def test_a_true_bug_is_a_clean_500_json() -> None:
+    import httpx
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    class BrokenEngine:
+        ready, draining = True, False
+
+        def start(self) -> None: ...
+
+        def cards(self) -> list:  # type: ignore[type-arg]
+            raise RuntimeError("bug")
+
+    app = create_app(Settings(), BrokenEngine())  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.get("/v1/models")
+    assert response.status_code == 500
+    assert response.json() == {"error": {"code": "internal_error", "message": "internal server error", "field": None}}
