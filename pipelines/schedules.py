@@ -165,7 +165,9 @@ def sigmas_leading(
     step_ratio = T // steps
     timesteps = torch.arange(steps - 1, -1, -1, dtype=torch.float64) * step_ratio + steps_offset
     if float(timesteps[0]) > T - 1:
-        raise ValueError(f"steps_offset {steps_offset} puts the first timestep past {T - 1}")
+        raise ValueError(
+            f"steps must be fewer: {steps} leading steps with steps_offset {steps_offset} start past t = {T - 1}"
+        )
     return _from_timesteps(schedule, timesteps, final_sigma)
 
 

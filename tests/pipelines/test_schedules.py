@@ -178,3 +178,10 @@ def test_make_sigmas_errors_name_the_parameter(sd15: DiscreteSchedule) -> None:
         make_sigmas(None, 10, "flow", shift=0.0)
     with pytest.raises(ValueError, match="rho"):
         make_sigmas(sd15, 10, "karras", rho=float("inf"))
+
+
+def test_leading_rejects_steps_that_start_past_the_table(sd15: DiscreteSchedule) -> None:
+    assert float(sd15.sigma_to_t(sigmas_leading(sd15, 999)[0])) == 999.0
+    with pytest.raises(ValueError, match="steps must be fewer"):
+        sigmas_leading(sd15, 1000, steps_offset=1)
+    assert float(sd15.sigma_to_t(sigmas_leading(sd15, 1000, steps_offset=0)[0])) == 999.0
