@@ -10,6 +10,10 @@ float64 tensor; `sigmas` is a descending 1-d float64 tensor from a schedule func
 (pipelines.schedules), whose last entry is where sampling stops (0, or the schedule's smallest
 sigma). `noise()` returns a fresh standard normal tensor shaped like x from the request's own
 seeded generator: the only source of randomness. The generator returns the final x.
+
+The registry below: `SAMPLERS` maps each public name (and the alias "turbo") to a
+`SamplerSpec`; `make_sampler` builds one request's generator with its options checked, and
+`validate_steps` / `validate_sigmas` raise ValueError naming the bad parameter.
 """
 
 from __future__ import annotations
