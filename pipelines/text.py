@@ -165,6 +165,8 @@ class T5TextEncoder:
     @torch.no_grad()
     def encode(self, prompts: list[str], size: tuple[int, int] | None = None) -> tuple[Conditioning, list[bool]]:
         """Context (B, max_tokens, D) and mask (B, max_tokens); `size` is unused here."""
+        # PixArt's reference text preprocessing without caption cleaning: lower case, stripped
+        prompts = [p.lower().strip() for p in prompts]
         full = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]  # type: ignore[operator]
         truncated = [len(ids) > self.max_tokens for ids in full]
         batch = self.tokenizer(  # type: ignore[operator]

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, PixArtTransformer2DModel
+from diffusers import AutoencoderKL, DDIMScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
@@ -17,6 +17,10 @@ from pipelines.conditioning import Conditioning
 from pipelines.models import assemble
 from pipelines.text_to_image import text_to_image
 
+SCHEDULER: dict[str, object] = {
+    "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02, "timestep_spacing": "leading",
+    "steps_offset": 0, "set_alpha_to_one": True, "prediction_type": "epsilon", "clip_sample": False,
+}
 WORDS = ["<pad>", "</s>", "<unk>", "a", "red", "circle", "blue", "square", "left", "of"]
 
 
@@ -55,8 +59,7 @@ def pixart():
         latent_channels=4,
     )
     t5 = T5EncoderModel(T5Config(vocab_size=len(WORDS), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4))
-    scheduler = {"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02, "timestep_spacing": "linspace",
-                 "steps_offset": 0, "set_alpha_to_one": True}
+    scheduler = SCHEDULER
     model = assemble(
         "pixart",
         {"transformer": transformer, "vae": vae, "text_encoder": t5, "tokenizer": tiny_t5_tokenizer()},
@@ -101,3 +104,34 @@ def test_text_to_image_runs_on_pixart(pixart) -> None:
     images, meta = text_to_image(pixart, "a blue square", steps=2, guidance=4.5, sampler="dpmpp_2m")
     assert images.shape == (1, 3, 16, 16) and meta["uncond_rows"] == 2
     assert bool(torch.isfinite(images).all())
+
+
+def test_text_to_image_matches_diffusers_pixart_alpha_pipeline(pixart) -> None:
+    pipe = PixArtAlphaPipeline(
+        tokenizer=tiny_t5_tokenizer(),
+        text_encoder=pixart.text_encoder.model,
+        vae=pixart.vae.vae,
+        transformer=pixart.denoiser.transformer,
+        scheduler=DDIMScheduler(**SCHEDULER),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4))
+    expected = pipe(
+        "A red circle left of a blue square",  # 8 words + EOS: truncated to 8 tokens both ways
+        negative_prompt="",
+        num_inference_steps=3,
+        guidance_scale=4.5,
+        height=16,
+        width=16,
+        latents=noise,
+        output_type="pt",
+        use_resolution_binning=False,
+        clean_caption=False,
+        max_sequence_length=8,
+    ).images
+    images, meta = text_to_image(
+        pixart, "A red circle left of a blue square", sampler="ddim", steps=3, guidance=4.5, seed=4
+    )
+    assert meta["prompt_truncated"] is True
+    assert float(images.std()) > 0.01
+    assert (images - expected).abs().max().item() <= 1e-3
