@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from types import FrameType
 
 import uvicorn
@@ -31,15 +33,24 @@ def how_to_call(settings: Settings, model_id: str, port: int) -> str:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn that, on SIGTERM / SIGINT, turns readiness 503 at once; uvicorn then stops
-    accepting, lets in-flight requests finish, and the app's lifespan drains the engine."""
+    """uvicorn that drains on SIGTERM: readiness turns 503 at once and stays served for
+    `shutdown_delay_s` (so a load balancer sees it and stops routing here), then uvicorn stops
+    accepting, lets in-flight requests finish, and the app's lifespan drains the engine.
+    SIGINT (Ctrl-C) skips the delay."""
 
-    def __init__(self, config: uvicorn.Config, engine: EngineProtocol) -> None:
+    def __init__(self, config: uvicorn.Config, engine: EngineProtocol, shutdown_delay_s: float = 0.0) -> None:
         super().__init__(config)
         self.engine = engine
+        self.shutdown_delay_s = shutdown_delay_s
+        self._exit_timer: threading.Timer | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.engine.begin_drain()
+        if sig == signal.SIGTERM and self.shutdown_delay_s > 0 and self._exit_timer is None:
+            self._exit_timer = threading.Timer(self.shutdown_delay_s, super().handle_exit, (sig, frame))
+            self._exit_timer.daemon = True
+            self._exit_timer.start()
+            return
         super().handle_exit(sig, frame)
 
 
@@ -65,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.drain_timeout_s),
         access_log=False,  # paths only would be safe, but bodies never are; keep the log to ids
     )
-    server = DrainingServer(config, engine)
+    server = DrainingServer(config, engine, settings.shutdown_delay_s)
 
     async def announce() -> None:
         # printed once the socket is bound, with the real port (port 0 picks a free one)

@@ -53,6 +53,7 @@ async def test_sigterm_stops_readiness_and_drains_in_flight_work() -> None:
         __import__("uvicorn").Config(create_app(config, engine), host="127.0.0.1", port=0, log_level="warning",
                                      timeout_graceful_shutdown=10),
         engine,
+        shutdown_delay_s=0.5,
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -66,6 +67,11 @@ async def test_sigterm_stops_readiness_and_drains_in_flight_work() -> None:
         await until(model.denoiser.entered.is_set)
         server.handle_exit(signal.SIGTERM, None)  # what uvicorn calls on SIGTERM
         assert engine.draining and not engine.ready
+        # still listening for the shutdown delay: readiness answers 503, new work is refused
+        async with httpx.AsyncClient(base_url=url) as fresh:
+            ready = await fresh.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["error"]["code"] == "draining"
+            assert (await fresh.post("/generate", json={"prompt": "late"})).status_code == 503
         gate.set()
         response = await in_flight
         assert response.status_code == 200 and len(response.json()["images"]) == 1
