@@ -36,6 +36,9 @@ class DiscreteScheduleConfig:
     steps_offset: int = 1
     # False: sampling stops at sigma(t = 0) ~ 0.029 (SD's DDIM config); True: at sigma = 0
     set_alpha_to_one: bool = False
+    # DDIM's clip_sample: x0 clamped to [-clip_sample_range, clip_sample_range] (off for SD)
+    clip_sample: bool = False
+    clip_sample_range: float = 1.0
 
     @staticmethod
     def from_dict(config: dict[str, object]) -> DiscreteScheduleConfig:
@@ -50,6 +53,8 @@ class DiscreteScheduleConfig:
             timestep_spacing=str(config.get("timestep_spacing", defaults.timestep_spacing)),
             steps_offset=int(config.get("steps_offset", defaults.steps_offset)),  # type: ignore[arg-type]
             set_alpha_to_one=bool(config.get("set_alpha_to_one", defaults.set_alpha_to_one)),
+            clip_sample=bool(config.get("clip_sample", defaults.clip_sample)),
+            clip_sample_range=float(config.get("clip_sample_range", defaults.clip_sample_range)),  # type: ignore[arg-type]
         )
 
 
@@ -108,8 +113,13 @@ class DiscreteVPDenoiser:
         output = output.to(x.dtype)
         s = sigma.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
         if self.prediction_type == "epsilon":
-            return x - s * output
-        c_in = self.c_in(sigma, x)
-        if self.prediction_type == "v_prediction":
-            return c_in * c_in * x - s * c_in * output
-        return output
+            x0 = x - s * output
+        elif self.prediction_type == "v_prediction":
+            c_in = self.c_in(sigma, x)
+            x0 = c_in * c_in * x - s * c_in * output
+        else:
+            x0 = output
+        if self.config.clip_sample:
+            limit = self.config.clip_sample_range
+            x0 = x0.clamp(-limit, limit)
+        return x0

@@ -174,3 +174,12 @@ def test_guided_rows_alone_equal_rows_inside_a_batch_of_four() -> None:
         alone = guided(x[i : i + 1], sigma[i : i + 1], GuidedConditioning(cond.rows(slice(i, i + 1)), uncond.rows(slice(i, i + 1)), w[i : i + 1]))
         # fp32 batched matmuls round differently; x0 = x - sigma eps amplifies by sigma
         assert (alone - batch[i : i + 1]).abs().max().item() <= 1e-5 * max(1.0, float(sigma[i]))
+
+
+def test_clip_sample_clamps_x0_as_ddim_does() -> None:
+    config = DiscreteScheduleConfig.from_dict({"clip_sample": True, "clip_sample_range": 1.5})
+    unet = StubUNet(torch.tensor([-3.0, 0.1, 3.0, 0.0]).view(1, 4, 1, 1))
+    denoiser = LatentUNetDenoiser(unet, config, latent_factor=8)
+    x0 = denoiser(torch.zeros(1, 4, 1, 1), torch.ones(1, dtype=torch.float64), Conditioning(text_embeddings=torch.zeros(1, 1, 8)))
+    # eps prediction at sigma 1: x0 = -eps, then clamped to +-1.5
+    assert x0.flatten().tolist() == pytest.approx([1.5, -0.1, -1.5, 0.0])
