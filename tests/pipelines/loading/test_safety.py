@@ -226,3 +226,45 @@ def test_hash_cache_hit_skips_rehash_and_survives_restart(tmp_path: Path, monkey
     with pytest.raises(HashMismatchError, match=r"m/w\.safetensors"):
         verify_sha256(HashCache(root), "m/w.safetensors", expected)
     assert len(calls) == 3
+
+
+def test_single_file_wrong_config_names_file_and_original_tensor(tiny_models, tmp_path: Path) -> None:
+    from tests.pipelines.loading.test_roundtrip import original_checkpoint
+
+    folder = tmp_path / "weights" / "m"
+    write_safetensors(folder / "sd.safetensors", original_checkpoint(tiny_models["sd1"], "sd1"))
+    arch = json.loads(json.dumps(TINY_ARCHITECTURES["sd1"]))
+    arch["unet"]["cross_attention_dim"] = 48  # not what the checkpoint was trained with
+    (folder / "arch.json").write_text(json.dumps(arch))
+    entry = {"id": "m", "family": "sd1", "format": "single_file", "path": "m", "config": "arch.json",
+             "files": [{"path": "sd.safetensors", "sha256": None}]}
+    manifest = load_manifest(write_manifest(tmp_path / "m.yaml", [entry]))
+    with pytest.raises(ShapeMismatchError) as err:
+        load_components(manifest.models[0], tmp_path / "weights", CPU, torch.float32)
+    message = str(err.value)
+    assert "m/sd.safetensors" in message and "model.diffusion_model." in message and "attn2.to_k.weight" in message
+
+
+def test_missing_variant_names_folder_and_variant(tiny_models, tmp_path: Path) -> None:
+    save_diffusers_folder(tiny_models["sd1"], tmp_path / "m", "sd1")
+    with pytest.raises(MissingWeightsError, match=r"m/unet: no weights file found; expected the fp16 variant"):
+        weight_files(tmp_path, "m/unet", "fp16")
+
+
+def test_vae_with_deprecated_attention_names_loads(tiny_models, tmp_path: Path) -> None:
+    """VAE files saved by old diffusers releases name attention query/key/value/proj_attn."""
+    from pipelines.loading.diffusers_folder import load_component
+
+    vae = tiny_models["sd1"]["vae"]
+    vae.save_pretrained(tmp_path / "m" / "vae")
+    renames = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
+    state = {}
+    for key, value in vae.state_dict().items():
+        for new, old in renames.items():
+            key = key.replace(new, old) if "attentions" in key else key
+        state[key] = value
+    assert any(".proj_attn." in k for k in state)
+    write_safetensors(tmp_path / "m" / "vae" / "diffusion_pytorch_model.safetensors", state)
+    loaded, _ = load_component(tmp_path, "m/vae", variant=None, device=CPU, dtype=torch.float32)
+    for key, value in vae.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
