@@ -211,7 +211,7 @@ def tiny_controlnet(seed: int = 0, *, cross_attention_dim: int = 32) -> ControlN
 
 
 def tiny_dit(seed: int = 0, *, num_classes: int = 10) -> LoadedModel:
-    """A tiny random DiT (learned sigma: 8 output channels) on an 8x8 latent grid."""
+    """A tiny random DiT (learned sigma: 8 output channels) on an 8x8 latent grid; null class = num_classes."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = DiTTransformer2DModel(
@@ -231,9 +231,10 @@ def tiny_dit(seed: int = 0, *, num_classes: int = 10) -> LoadedModel:
         "beta_start": 0.0001,
         "beta_end": 0.02,
         "prediction_type": "epsilon",
-        "timestep_spacing": "linspace",
+        "timestep_spacing": "leading",
         "steps_offset": 0,
         "set_alpha_to_one": True,
+        "clip_sample": False,
     }
     model = assemble(
         "dit",

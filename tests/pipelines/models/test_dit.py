@@ -51,3 +51,25 @@ def test_text_to_image_reads_a_class_id_and_guides_with_the_null_class(dit) -> N
         text_to_image(dit, "a cat")
     with pytest.raises(ValueError, match="prompt"):
         text_to_image(dit, "10")  # 10 classes: ids 0..9, 10 is the null class
+
+
+def test_text_to_image_matches_diffusers_dit_pipeline() -> None:
+    from diffusers import DDIMScheduler, DiTPipeline
+
+    dit = tiny_dit(seed=1, num_classes=1000)  # DiTPipeline's null class is the literal 1000
+    pipe = DiTPipeline(
+        transformer=dit.denoiser.transformer,
+        vae=dit.vae.vae,
+        scheduler=DDIMScheduler(
+            beta_schedule="linear", beta_start=0.0001, beta_end=0.02, timestep_spacing="leading",
+            steps_offset=0, set_alpha_to_one=True, clip_sample=False,
+        ),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        class_labels=[207], guidance_scale=4.0, num_inference_steps=3,
+        generator=torch.Generator("cpu").manual_seed(3), output_type="pt",
+    ).images
+    images, _ = text_to_image(dit, "207", sampler="ddim", steps=3, guidance=4.0, seed=3)
+    assert float(images.std()) > 0.01
+    assert (images - expected).abs().max().item() <= 1e-3
