@@ -69,6 +69,7 @@ class AnalyticDenoiser:
 
     def __init__(self) -> None:
         self.calls: list[int] = []  # rows per call (after CFG doubled the guided rows)
+        self.shapes: list[tuple[int, ...]] = []  # x's shape per call
         self.lock = threading.Lock()
         self.gate: threading.Event | None = None  # when set to an Event, each call waits for it
         self.oom_above_rows: int | None = None  # raise out-of-memory for calls with more rows
@@ -80,6 +81,7 @@ class AnalyticDenoiser:
             assert self.gate.wait(timeout=30), "test gate never opened"
         with self.lock:
             self.calls.append(int(x.shape[0]))
+            self.shapes.append(tuple(x.shape))
         assert cond.text_embeddings is not None
         if self.oom_above_rows is not None and x.shape[0] > self.oom_above_rows:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")

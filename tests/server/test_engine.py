@@ -1,0 +1,58 @@
+"""Engine scheduling: buckets, compatibility classes, the pixel budget, oldest work first."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from server.engine import bucket_size
+from tests.server.conftest import serve, until
+
+
+def test_bucket_sizes() -> None:
+    assert [bucket_size(r, 32) for r in (1, 2, 3, 4, 5, 8, 9, 17, 32)] == [1, 2, 4, 4, 8, 8, 16, 32, 32]
+    assert [bucket_size(r, 6) for r in (1, 3, 5, 6)] == [1, 4, 6, 6]  # never above max_batch
+
+
+async def _burst(s, bodies: list[dict]) -> list:  # type: ignore[no-untyped-def]
+    gate = threading.Event()
+    s.denoiser.gate = gate
+    s.denoiser.entered.clear()
+    tasks = [asyncio.create_task(s.client.post("/generate", json=bodies[0]))]
+    await until(s.denoiser.entered.is_set)
+    tasks += [asyncio.create_task(s.client.post("/generate", json=b)) for b in bodies[1:]]
+    await until(lambda: s.engine.queue_depth == len(bodies) - 1)
+    gate.set()
+    s.denoiser.gate = None
+    responses = await asyncio.gather(*tasks)
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+    return responses
+
+
+@pytest.mark.anyio
+async def test_sizes_never_share_a_pass_and_classes_take_turns() -> None:
+    small = {"prompt": "s", "steps": 4, "guidance": 1.0, "width": 16, "height": 16}
+    large = {"prompt": "l", "steps": 4, "guidance": 1.0, "width": 32, "height": 16}
+    async with serve() as s:
+        await _burst(s, [{**small, "seed": 0}, {**large, "seed": 1}, {**small, "seed": 2}, {**large, "seed": 3}])
+        widths = [shape[-1] for shape in s.denoiser.shapes]
+        # the first pass is the first request alone; then each pass is one class, in turns
+        assert widths[0] == 8 and s.denoiser.shapes[0][0] == 1
+        # every request-step ran exactly once in its own class (guidance 1: no uncond rows, no padding)
+        assert sum(rows for rows, w in zip(s.denoiser.calls, widths) if w == 8) == 2 * 4
+        assert sum(rows for rows, w in zip(s.denoiser.calls, widths) if w == 16) == 2 * 4
+        later = widths[1:]
+        assert all(a != b for a, b in zip(later, later[1:])), f"classes did not alternate: {widths}"
+        # rows of one class travel together: 2 large requests share passes
+        assert max(rows for rows, w in zip(s.denoiser.calls, widths) if w == 16) == 2
+
+
+@pytest.mark.anyio
+async def test_pixel_budget_caps_rows_per_pass() -> None:
+    body = {"prompt": "p", "steps": 3, "guidance": 1.0, "width": 16, "height": 16}
+    async with serve(max_batch_pixels=2 * 16 * 16) as s:
+        await _burst(s, [{**body, "seed": i} for i in range(5)])
+        assert max(s.denoiser.calls) == 2
+        assert sum(s.denoiser.calls) == 5 * 3  # padding is never needed at 1 and 2 rows
