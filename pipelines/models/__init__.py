@@ -56,13 +56,16 @@ def assemble(
     training schedule and prediction type. The first ControlNet, if any, is attached to the
     denoiser (it runs only for rows whose conditioning carries a control image).
     """
-    spec = FAMILIES[family] if isinstance(family, str) else family
-    if spec.name not in FAMILIES and isinstance(family, str):
+    if isinstance(family, str) and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
+    spec = FAMILIES[family] if isinstance(family, str) else family
     device = torch.device(device)
     controlnets = {name: _moved(c, device, dtype) for name, c in (controlnets or {}).items()}  # type: ignore[misc]
 
-    vae = KLAutoencoder(_moved(_component(components, "vae", spec.name), device, dtype))
+    vae_module = _moved(_component(components, "vae", spec.name), device, dtype)
+    # SDXL's VAE overflows in fp16 unless it is the fp16-fix one (whose config says force_upcast false)
+    upcast = spec.name == "sdxl" and bool(getattr(vae_module.config, "force_upcast", True))
+    vae = KLAutoencoder(vae_module, upcast=upcast)
     config = DiscreteScheduleConfig.from_dict({"prediction_type": spec.prediction_type, **scheduler_config})
     spec = replace(
         spec,

@@ -312,3 +312,22 @@ def test_controlnet_matches_diffusers_controlnet_pipeline(sd1, hf_tokenizer_file
         control_image=control[0], control_scale=0.7,
     )
     assert (images - expected).abs().max().item() <= 1e-3
+
+
+def test_guidance_interval_outside_every_step_is_unguided(sd1) -> None:
+    run = {"steps": 2, "seed": 5, "width": SIZE, "height": SIZE}
+    unguided, _ = text_to_image(sd1, PROMPT, guidance=1.0, **run)
+    skipped, meta = text_to_image(sd1, PROMPT, guidance=7.5, guidance_interval=(100.0, 200.0), **run)
+    assert meta["uncond_rows"] == 0
+    assert torch.equal(skipped, unguided)
+    _, meta = text_to_image(sd1, PROMPT, guidance=7.5, guidance_interval=(0.5, 20.0), **run)
+    assert meta["uncond_rows"] == 1  # 2 steps: t = 501 (sigma 1.6, guided), t = 1 (sigma 0.04, not)
+
+
+def test_assemble_refuses_unknown_family_and_missing_components() -> None:
+    from pipelines.models import assemble
+
+    with pytest.raises(ValueError, match="family"):
+        assemble("sd9", {}, {}, model_id="x", device="cpu", dtype=torch.float32)
+    with pytest.raises(ValueError, match="vae"):
+        assemble("sd1", {}, {}, model_id="x", device="cpu", dtype=torch.float32)
