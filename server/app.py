@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -69,6 +69,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 IMAGE_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()}
+BEARER = HTTPBearer(auto_error=False, description="Required when the server has API keys.")
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 OPENAI_FIELDS = {"num_images": "n", "width": "size", "height": "size", "output_format": "output_format"}
 
 
@@ -319,9 +321,7 @@ def create_app(settings: Settings | None = None, engine: EngineProtocol | None =
     app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
 
-    bearer = HTTPBearer(auto_error=False, description="Required when the server has API keys.")
-
-    async def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def require_key(credentials: BearerCredentials) -> None:
         if not settings.api_keys:
             return
         token = credentials.credentials if credentials is not None else ""

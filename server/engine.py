@@ -487,8 +487,8 @@ class Engine:
         if gen is not None:
             try:
                 gen.close()  # type: ignore[attr-defined]
-            except Exception:
-                pass
+            except Exception as e:  # noqa: BLE001 - a sampler's cleanup may raise anything
+                log.debug("closing the sampler of request %s raised %s", work.spec.id, type(e).__name__)
         work.generator = None
         work.pending = None
         self._forget(work)
@@ -518,7 +518,7 @@ class Engine:
                 except DarkroomError as e:
                     self._fail(work, e, e.code)
                     continue
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
                     log.warning("request %s could not start: %s", work.spec.id, type(e).__name__)
                     self._fail(work, GenerationFailed(f"could not start the sampler: {type(e).__name__}"), "model_error")
                     continue
@@ -550,12 +550,12 @@ class Engine:
         if wanted:
             try:
                 self._encode_into_cache(model_id, encoder, wanted)
-            except Exception:
+            except Exception:  # noqa: BLE001 - model code may raise anything; contain it
                 # one prompt at a time, so only the prompts that fail alone fail their requests
                 for prompt in wanted:
                     try:
                         self._encode_into_cache(model_id, encoder, [prompt])
-                    except Exception as e:
+                    except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
                         log.warning("text encoder failed for one prompt: %s", type(e).__name__)
         zero_empty = bool(getattr(encoder, "zero_empty_negative", False))
         for work in works:
@@ -683,7 +683,7 @@ class Engine:
     def _execute_into(self, members: list[Work], outcome: BatchOutcome, split_cause: str | None) -> None:
         try:
             x0 = self._forward(members)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
             if is_out_of_memory(e):
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
@@ -784,7 +784,7 @@ class Engine:
                 work.final_x = stop.value
                 work.pending = None
                 work.denoise_s = time.monotonic() - work.started
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
                 log.warning("sampler failed for request %s: %s", work.spec.id, type(e).__name__)
                 failed.append((work, GenerationFailed(f"the sampler failed: {type(e).__name__}")))
         if failed:
@@ -802,7 +802,7 @@ class Engine:
         if work.spec.preview and every > 0 and (work.evals_done % every == 0 or work.evals_done == 1):
             try:
                 preview = preview_png(_latent_preview(x0[0]), self.settings.preview_max_side)
-            except Exception:
+            except Exception:  # noqa: BLE001 - model code may raise anything; contain it
                 preview = None
         progress = Progress(step=work.evals_done, total=max(work.evals_total, work.evals_done), preview_png=preview)
         callback = work.on_progress
@@ -832,7 +832,7 @@ class Engine:
         try:
             latents = torch.cat([self._decoder_input(model, w) for w in works])
             images = model.vae.decode(latents)  # (rows, 3, H, W) in [0, 1]
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
             if len(works) > 1:
                 for work in works:
                     self._decode_group([work])
@@ -877,7 +877,7 @@ class Engine:
                 images = vae.decode(latents, force_fp32=True)  # type: ignore[call-arg]
             else:
                 images = vae.decode(latents)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
             log.warning("fp32 decode failed for request %s: %s", work.spec.id, type(e).__name__)
             return None
         return images if bool(torch.isfinite(images).all()) else None
@@ -889,7 +889,7 @@ class Engine:
             started = time.perf_counter()
             images = [encode_image(p, spec.output_format) for p in pixels]
             encode_s = time.perf_counter() - started
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
             self._forget(work)
             self._resolve_error(work, GenerationFailed(f"image encoding failed: {type(e).__name__}"), "encode_error")
             return

@@ -146,7 +146,7 @@ class JobStore:
         except asyncio.CancelledError:
             job.settle("cancelled")
             raise
-        except Exception as e:  # an engine bug: the job fails cleanly, the server keeps going
+        except Exception as e:  # noqa: BLE001 - an engine bug: the job fails cleanly, the server keeps going
             error = GenerationFailed(f"internal error: {type(e).__name__}", code="internal_error")
             job.settle("failed", error=ErrorBody(code=error.code, message=error.message, field=None))
         else:

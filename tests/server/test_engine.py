@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 
 import pytest
@@ -44,7 +45,7 @@ async def test_sizes_never_share_a_pass_and_classes_take_turns() -> None:
         assert sum(rows for rows, w in zip(s.denoiser.calls, widths) if w == 8) == 2 * 4
         assert sum(rows for rows, w in zip(s.denoiser.calls, widths) if w == 16) == 2 * 4
         later = widths[1:]
-        assert all(a != b for a, b in zip(later, later[1:])), f"classes did not alternate: {widths}"
+        assert all(a != b for a, b in itertools.pairwise(later)), f"classes did not alternate: {widths}"
         # rows of one class travel together: 2 large requests share passes
         assert max(rows for rows, w in zip(s.denoiser.calls, widths) if w == 16) == 2
 
