@@ -8,11 +8,11 @@ any tensor is read, so a wrong architecture fails with the file and tensor named
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +54,7 @@ class TensorStore:
                     )
                 self._where[key] = path
                 self._info[key] = info
-        self._handles: dict[Path, BinaryIO] = {}
+        self._handles: dict[Path, io.BufferedReader] = {}
 
     def __contains__(self, key: object) -> bool:
         return key in self._where
@@ -95,7 +95,7 @@ class TensorStore:
             if handle is None:
                 handle = self._handles[path] = open(path, "rb")  # noqa: SIM115 - closed in close()
             handle.seek(info.offset)
-            view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+            view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
             got = handle.readinto(view)
         except OSError as exc:
             raise CorruptCheckpointError(f"{path}: cannot read tensor {key!r}: {exc}") from exc

@@ -263,7 +263,12 @@ def pull(manifest: Manifest, manifest_path: Path, root: Path, model_id: str) -> 
         except (WeightsError, httpx.HTTPError, OSError) as exc:
             failures.append(f"{relative}: {exc}")
     if recorded:
-        record_hashes(manifest_path, entry.id, recorded)
+        try:
+            record_hashes(manifest_path, entry.id, recorded)
+        except (ManifestError, OSError) as exc:  # e.g. a read-only install: say what to write
+            print(f"warning: could not record hashes in {manifest_path}: {exc}", file=sys.stderr)
+            for path, digest in recorded.items():
+                print(f"  {entry.id}: {path}: sha256 {digest}", file=sys.stderr)
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -324,7 +329,7 @@ class _ShortRead(Exception):
 def _fetch(client: httpx.Client, item: Download, part: Path, bar: object) -> None:
     """One request: resume from the part file's size when the server honours Range."""
     have = part.stat().st_size if part.exists() else 0
-    headers = dict(item.headers)
+    headers = {**item.headers, "Accept-Encoding": "identity"}  # byte offsets must be the file's
     if have:
         headers["Range"] = f"bytes={have}-"
     with client.stream("GET", item.url, headers=headers) as response:
