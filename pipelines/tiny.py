@@ -115,6 +115,24 @@ def tiny_sd1(seed: int = 0, *, controlnet: bool = False) -> LoadedModel:
     return _tiny_sizes(model)
 
 
+def tiny_sd2(seed: int = 0, *, prediction_type: str = "v_prediction") -> LoadedModel:
+    """A tiny random SD2-shaped model: pad id 0, v-prediction (the 768-v models) by default."""
+    components = tiny_sd1_components(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        components["text_encoder"] = CLIPTextModel(_clip_config(pad_token_id=0, hidden_act="gelu"))
+    model = assemble(
+        "sd2",
+        components,  # type: ignore[arg-type]
+        {**SD_SCHEDULER_CONFIG, "prediction_type": prediction_type},
+        model_id="tiny-sd2",
+        device="cpu",
+        dtype=torch.float32,
+        description=TINY_DESCRIPTION,
+    )
+    return _tiny_sizes(model)
+
+
 # LCM-distilled SD (latent-consistency/lcm-lora-sdv1-5 style) scheduler config
 LCM_SCHEDULER_CONFIG: dict[str, object] = {
     **SD_SCHEDULER_CONFIG,

@@ -20,7 +20,7 @@ from transformers import CLIPTokenizer
 
 from pipelines.text import write_hf_clip_tokenizer_files
 from pipelines.text_to_image import text_to_image
-from pipelines.tiny import LCM_SCHEDULER_CONFIG, SD_SCHEDULER_CONFIG, tiny_lcm, tiny_sd1, tiny_sdxl
+from pipelines.tiny import LCM_SCHEDULER_CONFIG, SD_SCHEDULER_CONFIG, tiny_lcm, tiny_sd1, tiny_sd2, tiny_sdxl
 
 PROMPT = "a small red circle left of a blue square"
 STEPS = 3
@@ -331,3 +331,29 @@ def test_assemble_refuses_unknown_family_and_missing_components() -> None:
         assemble("sd9", {}, {}, model_id="x", device="cpu", dtype=torch.float32)
     with pytest.raises(ValueError, match="vae"):
         assemble("sd1", {}, {}, model_id="x", device="cpu", dtype=torch.float32)
+
+
+def test_sd2_v_prediction_with_pad_zero_matches_diffusers_pipeline(hf_tokenizer_files) -> None:
+    vocab, merges = hf_tokenizer_files
+    sd2 = tiny_sd2(seed=2)
+    assert sd2.family.pad_token_id == 0 and sd2.denoiser.prediction_type == "v_prediction"
+    scheduler = DDIMScheduler(**{**{k: v for k, v in SD_SCHEDULER_CONFIG.items() if not k.startswith("_")},
+                                 "prediction_type": "v_prediction"})
+    pipe = StableDiffusionPipeline(
+        vae=sd2.vae.vae,
+        text_encoder=sd2.text_encoder.model,
+        tokenizer=CLIPTokenizer(vocab, merges, pad_token="!", model_max_length=77),  # SD2 pads with 0
+        unet=sd2.denoiser.unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        PROMPT, num_inference_steps=STEPS, guidance_scale=7.5, height=SIZE, width=SIZE,
+        latents=_initial_noise(sd2, seed=13), output_type="pt",
+    ).images
+    images, _ = text_to_image(sd2, PROMPT, steps=STEPS, guidance=7.5, seed=13, width=SIZE, height=SIZE)
+    assert float(images.std()) > 0.01
+    assert (images - expected).abs().max().item() <= 1e-3
