@@ -20,7 +20,14 @@ from transformers import CLIPTokenizer
 
 from pipelines.text import write_hf_clip_tokenizer_files
 from pipelines.text_to_image import text_to_image
-from pipelines.tiny import LCM_SCHEDULER_CONFIG, SD_SCHEDULER_CONFIG, tiny_lcm, tiny_sd1, tiny_sd2, tiny_sdxl
+from pipelines.tiny import (
+    LCM_SCHEDULER_CONFIG,
+    SD_SCHEDULER_CONFIG,
+    tiny_lcm,
+    tiny_sd1,
+    tiny_sd2,
+    tiny_sdxl,
+)
 
 PROMPT = "a small red circle left of a blue square"
 STEPS = 3
