@@ -37,11 +37,15 @@ class KLAutoencoder:
         self.shift_factor = float(shift) if shift is not None else 0.0
         self.latent_channels = int(config.latent_channels)
         self.latent_factor = 2 ** (len(config.block_out_channels) - 1)  # pixels per latent cell
+        # upcast=None reads the config's force_upcast. diffusers' AutoencoderKL config defaults it to
+        # True and only its SDXL pipeline honours it, so assemble passes upcast explicitly.
+        # A NaN retry (decode(force_fp32=True)) is per call: it never makes fp32 sticky.
         force_upcast = bool(getattr(config, "force_upcast", False)) if upcast is None else upcast
+        self.upcast = force_upcast and vae.dtype == torch.float16
         self.vae = vae.eval()
         self._fp32: torch.nn.Module | None = None
-        if force_upcast and vae.dtype == torch.float16:
-            self._fp32 = self._fp32_copy()
+        if self.upcast:
+            self._fp32_copy()
 
     def _fp32_copy(self) -> torch.nn.Module:
         if self.vae.dtype == torch.float32:
@@ -53,7 +57,7 @@ class KLAutoencoder:
     @torch.no_grad()
     def decode(self, latents: Tensor, *, force_fp32: bool = False) -> Tensor:
         """(B, C, h, w) scaled latents -> (B, 3, h * f, w * f) float32 images in [0, 1]."""
-        vae = self._fp32_copy() if (force_fp32 or self._fp32 is not None) else self.vae
+        vae = self._fp32_copy() if (force_fp32 or self.upcast) else self.vae
         z = latents / self.scaling_factor + self.shift_factor
         decoded = vae.decode(z.to(vae.dtype), return_dict=False)[0]  # (B, 3, H, W) in [-1, 1]
         return (decoded.float() / 2 + 0.5).clamp(0, 1)
@@ -65,7 +69,7 @@ class KLAutoencoder:
         The posterior sample uses the generator's device (CPU generators stay reproducible
         across devices); without a generator the posterior mean is returned.
         """
-        vae = self._fp32_copy() if self._fp32 is not None else self.vae
+        vae = self._fp32_copy() if self.upcast else self.vae
         device = next(vae.parameters()).device
         dist = vae.encode((images * 2 - 1).to(device, vae.dtype)).latent_dist
         if generator is None:
