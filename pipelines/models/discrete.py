@@ -39,6 +39,8 @@ class DiscreteScheduleConfig:
     # DDIM's clip_sample: x0 clamped to [-clip_sample_range, clip_sample_range] (off for SD)
     clip_sample: bool = False
     clip_sample_range: float = 1.0
+    # LCM: the distillation grid's size (LCMScheduler's original_inference_steps)
+    original_inference_steps: int = 50
 
     @staticmethod
     def from_dict(config: dict[str, object]) -> DiscreteScheduleConfig:
@@ -55,6 +57,9 @@ class DiscreteScheduleConfig:
             set_alpha_to_one=bool(config.get("set_alpha_to_one", defaults.set_alpha_to_one)),
             clip_sample=bool(config.get("clip_sample", defaults.clip_sample)),
             clip_sample_range=float(config.get("clip_sample_range", defaults.clip_sample_range)),  # type: ignore[arg-type]
+            original_inference_steps=int(
+                config.get("original_inference_steps", defaults.original_inference_steps)  # type: ignore[arg-type]
+            ),
         )
 
 
@@ -90,7 +95,11 @@ class DiscreteVPDenoiser:
         diffusers' DDIM does, unless the last timestep already is t = 0.
         """
         sigmas = schedules.make_sigmas(
-            self.schedule, steps, spacing or self.default_spacing, steps_offset=self.config.steps_offset
+            self.schedule,
+            steps,
+            spacing or self.default_spacing,
+            steps_offset=self.config.steps_offset,
+            original_steps=self.config.original_inference_steps,
         )
         if final_sigma is None and not self.config.set_alpha_to_one and float(sigmas[-2]) > self.sigma_min:
             final_sigma = self.sigma_min

@@ -183,3 +183,12 @@ def test_clip_sample_clamps_x0_as_ddim_does() -> None:
     x0 = denoiser(torch.zeros(1, 4, 1, 1), torch.ones(1, dtype=torch.float64), Conditioning(text_embeddings=torch.zeros(1, 1, 8)))
     # eps prediction at sigma 1: x0 = -eps, then clamped to +-1.5
     assert x0.flatten().tolist() == pytest.approx([1.5, -0.1, -1.5, 0.0])
+
+
+def test_lcm_sigmas_follow_the_configured_distillation_grid() -> None:
+    config = DiscreteScheduleConfig.from_dict({"original_inference_steps": 25})
+    denoiser = LatentUNetDenoiser(StubUNet(torch.zeros(1)), config, latent_factor=8)
+    scheduler = LCMScheduler(**SD_BETAS, original_inference_steps=25)
+    scheduler.set_timesteps(4)
+    t = denoiser.timesteps(denoiser.sigmas(4, "lcm", final_sigma=0.0)[:-1])
+    assert t.round().tolist() == [float(v) for v in scheduler.timesteps.tolist()]
