@@ -725,7 +725,10 @@ class Engine:
         sigma = torch.cat(sigma_rows).to(x.device)  # (rows,) float64: each row at its own step
         cond = GuidedConditioning.cat(conds)
         rows = x.shape[0]
-        padded = bucket_size(rows, self.settings.max_batch) if self.settings.pad_to_bucket else rows
+        pad = self.settings.pad_to_bucket
+        if pad is None:
+            pad = x.device.type == "cuda"
+        padded = bucket_size(rows, self.settings.max_batch) if pad else rows
         if padded > rows:
             # padding repeats the last real row: valid inputs whose outputs are dropped
             index = torch.cat([torch.arange(rows), torch.full((padded - rows,), rows - 1)]).to(x.device)

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     max_active: int | None = Field(default=None, ge=1)  # requests denoising at once; None: max_batch
     max_queue: int = Field(default=64, ge=0)  # requests waiting to start; beyond this: 503
     max_batch_pixels: int = Field(default=8 * 1024 * 1024, ge=1)  # width*height summed over a pass's images (before CFG doubles rows)
-    pad_to_bucket: bool = True  # pad each pass to 1, 2, 4, 8, 16, 32 rows (CUDA graphs / compile)
+    # pad each pass to 1, 2, 4, 8, 16, 32 rows so each size is captured once (CUDA graphs /
+    # compile); None: pad on CUDA only (on a CPU padding is pure extra work)
+    pad_to_bucket: bool | None = None
     text_cache_size: int = Field(default=1024, ge=0)  # LRU entries of (model, prompt) -> embeddings
     encode_threads: int = Field(default=2, ge=1)  # PNG/JPEG/WebP encoding pool
     request_timeout_s: float = Field(default=300.0, gt=0)  # deadline from arrival; beyond this: 504

@@ -57,3 +57,14 @@ async def test_pixel_budget_caps_rows_per_pass() -> None:
         await _burst(s, [{**body, "seed": i} for i in range(5)])
         assert max(s.denoiser.calls) == 2
         assert sum(s.denoiser.calls) == 5 * 3  # padding is never needed at 1 and 2 rows
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("pad", "rows"), [(True, 4), (None, 3), (False, 3)])
+async def test_passes_pad_to_a_bucket_on_request_or_cuda_only(pad: bool | None, rows: int) -> None:
+    body = {"prompt": "p", "steps": 2, "guidance": 1.0}
+    async with serve(pad_to_bucket=pad) as s:
+        first, *others = await _burst(s, [{**body, "seed": i} for i in range(4)])
+        # request 0 alone; then its 2nd step with the others' 1st (4 rows); then their 2nd (3 rows)
+        assert s.denoiser.calls == [1, 4, rows]
+        assert all(r.json()["images"] for r in [first, *others])
