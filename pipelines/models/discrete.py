@@ -79,6 +79,7 @@ class DiscreteVPDenoiser:
         )
         self.sigma_min = self.schedule.sigma_min  # sigma(t = 0)
         self.sigma_max = self.schedule.sigma_max  # sigma(t = T - 1)
+        self._log_sigmas: dict[torch.device, Tensor] = {}  # log sigma(t) table per device
 
     def prior_scale(self, sigma: float) -> float:
         """Std of x at sigma for unit-variance noise: sqrt(sigma^2 + 1) (the VP latent is noise)."""
@@ -108,8 +109,19 @@ class DiscreteVPDenoiser:
         return sigmas
 
     def timesteps(self, sigma: Tensor) -> Tensor:
-        """(B,) float64 discrete timesteps for (B,) sigmas."""
-        return self.schedule.sigma_to_t(sigma.to(torch.float64).cpu()).to(sigma.device)
+        """(B,) float64 timesteps for (B,) sigmas on sigma's device (schedules.DiscreteSchedule.sigma_to_t's map).
+
+        Log-sigma interpolation between table entries, computed where sigma lives so a GPU step
+        needs no host round trip.
+        """
+        log_sigmas = self._log_sigmas.get(sigma.device)
+        if log_sigmas is None:
+            log_sigmas = self.schedule.sigmas.log().to(sigma.device)  # (T,) ascending
+            self._log_sigmas[sigma.device] = log_sigmas
+        log_s = sigma.to(torch.float64).clamp(self.sigma_min, self.sigma_max).log()
+        low = (torch.searchsorted(log_sigmas, log_s, right=True) - 1).clamp(0, log_sigmas.numel() - 2)
+        lo, hi = log_sigmas[low], log_sigmas[low + 1]
+        return low.to(torch.float64) + (log_s - lo) / (hi - lo)
 
     @staticmethod
     def c_in(sigma: Tensor, like: Tensor) -> Tensor:

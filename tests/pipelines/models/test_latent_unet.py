@@ -192,3 +192,11 @@ def test_lcm_sigmas_follow_the_configured_distillation_grid() -> None:
     scheduler.set_timesteps(4)
     t = denoiser.timesteps(denoiser.sigmas(4, "lcm", final_sigma=0.0)[:-1])
     assert t.round().tolist() == [float(v) for v in scheduler.timesteps.tolist()]
+
+
+def test_timesteps_equal_the_schedules_sigma_to_t() -> None:
+    denoiser = LatentUNetDenoiser(StubUNet(torch.zeros(1)), DiscreteScheduleConfig(), latent_factor=8)
+    sigma = torch.tensor([0.01, 0.0292, 0.5, 1.0, 5.0, 14.6146, 20.0], dtype=torch.float64)
+    assert torch.equal(denoiser.timesteps(sigma), denoiser.schedule.sigma_to_t(sigma))
+    table = denoiser.schedule.sigmas[[0, 1, 500, 999]]
+    assert denoiser.timesteps(table).tolist() == pytest.approx([0.0, 1.0, 500.0, 999.0], abs=1e-9)
