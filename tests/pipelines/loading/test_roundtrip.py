@@ -206,3 +206,17 @@ def test_dit_folder_with_legacy_transformer2d_class_name(tmp_path: Path) -> None
     x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([3, 900]), torch.tensor([1, 9])
     with torch.no_grad():
         assert torch.equal(model(x, timestep=t, class_labels=y).sample, dit(x, timestep=t, class_labels=y).sample)
+
+
+def test_controlnet_single_file_without_prefix(tiny_models, tmp_path: Path) -> None:
+    """Some ControlNet releases drop the `control_model.` prefix; the keys still say ControlNet."""
+    modules = tiny_models["controlnet"]
+    state = {k.removeprefix("control_model."): v for k, v in original_checkpoint(modules, "controlnet").items()}
+    assert "input_hint_block.0.weight" in state
+    folder = tmp_path / "weights" / "cn"
+    write_safetensors(folder / "cn.safetensors", state)
+    (folder / "arch.json").write_text(json.dumps(TINY_ARCHITECTURES["controlnet"]))
+    entry = _entry("controlnet", "single_file", "cn", listed_files(folder), "arch.json")
+    manifest = load_manifest(write_manifest(tmp_path / "m.yaml", [entry]))
+    loaded = load_components(manifest.get("controlnet-single_file"), tmp_path / "weights", CPU, torch.float32)
+    assert_same_outputs(loaded.components, modules, "controlnet")
