@@ -88,7 +88,7 @@ def engine_settings(case: Case) -> object:
     return Settings(
         device=DEVICE, dtype=str(DTYPE).removeprefix("torch."), max_batch=case.engine_max_batch, max_active=case.engine_max_batch * 2,
         max_queue=4096, max_batch_pixels=case.engine_max_batch * case.side * case.side,
-        request_timeout_s=3600, preview_every=0, max_steps=1000, max_num_images=case.engine_max_batch,
+        request_timeout_s=3600, preview_every=0, encode_threads=8, max_steps=1000, max_num_images=case.engine_max_batch,
     )
 
 
@@ -308,6 +308,23 @@ def main() -> int:
         path.write_text(json.dumps(result, indent=1))
 
     for name in args.tasks.split(","):
+        if name.startswith("probe:"):
+            from bench.probe import probe
+
+            case = CASES[name.split(":", 1)[1]]
+            arch = build(case.arch, device=DEVICE, dtype=DTYPE, tiny=DEVICE == "cpu")
+            try:
+                result["notes"].append({"probe": case.name, "stages": probe(arch, darkroom_model(arch, case, False), case, tokenizer_dir)})
+            except Exception as exc:
+                import traceback
+
+                traceback.print_exc()
+                result["notes"].append({"probe": case.name, "error": repr(exc)[:500]})
+            save()
+            del arch
+            gc.collect()
+            torch.cuda.empty_cache()
+            continue
         if name == "levers":
             if DEVICE != "cuda":
                 continue
