@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -571,7 +571,10 @@ class Engine:
     def _encode_into_cache(self, model_id: str, encoder: object, prompts: list[str]) -> None:
         cond, truncated = encoder.encode(prompts)  # type: ignore[attr-defined]
         for i, prompt in enumerate(prompts):
-            self._text_cache.put((model_id, prompt), (cond.rows(slice(i, i + 1)), bool(truncated[i])))
+            # a copy, not a view: a cached row must not keep its whole encoder batch alive
+            row = Conditioning(**{f.name: None if (t := getattr(cond, f.name)) is None else t[i : i + 1].clone()
+                                  for f in fields(Conditioning)})
+            self._text_cache.put((model_id, prompt), (row, bool(truncated[i])))
 
     def _start_sampler(self, work: Work, cond_row: Conditioning, uncond_row: Conditioning, truncated: bool) -> None:
         """Initial latents from the request's seed (img2img: its image at the start sigma) and its generator."""
