@@ -1,0 +1,81 @@
+"""The README's performance tables, generated from bench/results/*.json.
+
+    python -m bench.report            # prints Markdown
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def case_table(result: dict) -> list[str]:
+    """One row per (case, system, mode), with the ratio to diffusers' figure for the same mode."""
+    records = result["records"]
+    best: dict[str, float] = {}
+    batch1: dict[str, float] = {}
+    for r in records:
+        if r["system"] != "diffusers":
+            continue
+        if r["mode"] == "batch1":
+            batch1[r["case"]] = r["latency_s"]
+        best[r["case"]] = max(best.get(r["case"], 0.0), r["images_per_s"])
+    lines = [
+        "| case | system | mode | exact | images/s | latency s | vs diffusers |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        if r["mode"] == "poisson80":
+            ratio = f"p99 = {r['p99_over_unloaded']:.1f}x unloaded latency"
+        elif r["mode"] == "batch1" and r["case"] in batch1:
+            ratio = f"{r['latency_s'] / batch1[r['case']]:.2f}x latency"
+        elif r["mode"] != "batch1" and r["case"] in best:
+            ratio = f"{r['images_per_s'] / best[r['case']]:.2f}x best img/s"
+        else:
+            ratio = ""
+        extra = ""
+        if r.get("p99_s") is not None:
+            extra = f" (p99 {r['p99_s']:.2f} s)"
+        if r.get("batch") is not None and r["system"] == "diffusers":
+            extra = f" (batch {r['batch']})"
+        lines.append(
+            f"| {r['case']} | {r['system']} | {r['mode']}{extra} | {'yes' if r['exact'] else 'no'} | "
+            f"{r['images_per_s']:.2f} | {r['latency_s']:.3f} | {ratio} |"
+        )
+    return lines
+
+
+def lever_table(result: dict) -> list[str]:
+    lines = ["| lever | rows | ms | TFLOP/s | MFU | max abs diff vs eager |", "|---|---|---|---|---|---|"]
+    for r in result.get("levers", []):
+        if "error" in r:
+            lines.append(f"| {r['lever']} | {r['rows']} | failed: {r['error'][:60]} | | | |")
+            continue
+        diff = "" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.2g}"
+        compile_s = f" (compile {r['compile_s']} s)" if "compile_s" in r else ""
+        lines.append(f"| {r['lever']}{compile_s} | {r['rows']} | {r['ms']} | {r['tflops']} | {r['mfu']} | {diff} |")
+    return lines
+
+
+def main() -> int:
+    for path in sorted(RESULTS.glob("gpu_*.json")):
+        result = load(path)
+        print(f"### {path.name}: {result['card']}, torch {result['torch']}, diffusers {result.get('diffusers', '?')}, "
+              f"matmul ceiling {result.get('matmul_ceiling_tflops', '?')} TFLOP/s\n")
+        if result["records"]:
+            print("\n".join(case_table(result)) + "\n")
+        if result.get("levers"):
+            print("Bare SD1.5 UNet (64x64 latents), one lever at a time:\n")
+            print("\n".join(lever_table(result)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
