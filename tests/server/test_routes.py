@@ -174,3 +174,16 @@ async def test_a_true_bug_is_a_clean_500_json() -> None:
         response = await client.get("/v1/models")
     assert response.status_code == 500
     assert response.json() == {"error": {"code": "internal_error", "message": "internal server error", "field": None}}
+
+
+async def test_prompts_never_reach_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "zebra-unicorn-secret"
+    caplog.set_level("DEBUG")
+    async with serve() as s:
+        await s.client.post("/generate", json={"prompt": secret, "negative_prompt": secret, "steps": 2})
+        await s.client.post("/generate", json={"prompt": f"{secret} poison", "steps": 2})
+        await s.client.post("/generate", json={"prompt": secret, "steps": 0})
+        await s.client.post("/v1/jobs", json={"prompt": secret, "steps": 1})
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "request" in logged and "queued" in logged  # the engine does log, by id and sizes
+    assert secret not in logged
