@@ -474,6 +474,11 @@ def load_single_file(
                 f"but the checkpoint's keys are those of {family}"
             )
         if architecture is None:
+            if family not in DEFAULT_CONFIGS:
+                raise WeightsError(
+                    f"{path}: no built-in architecture for {family}; name one with `config:` "
+                    "in the manifest (a pipelines/configs name or a .json in the model folder)"
+                )
             architecture = read_architecture(DEFAULT_CONFIGS[family])
         specs = component_specs(architecture)
         modules = build_components(architecture, where=str(path))

@@ -241,6 +241,8 @@ def pull(manifest: Manifest, manifest_path: Path, root: Path, model_id: str) -> 
     cache = HashCache(root)
     failures: list[str] = []
     recorded: dict[str, str] = {}
+    if not entry.files:
+        print(f"{entry.id}: the manifest lists no files to download", file=sys.stderr)
     for listed in entry.files:
         relative = f"{entry.path}/{listed.path}"
         try:
