@@ -228,11 +228,15 @@ async def _resolve(request: Request, body: GenerateRequest) -> GenerationSpec:
 
 
 async def _until_disconnect(request: Request) -> None:
-    """Returns when the client goes away (the body is already read)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
+    """Returns when the client goes away (the body is already read); never on other errors."""
+    try:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+    except Exception as e:  # noqa: BLE001 - a server that cannot tell us about disconnects
+        log.debug("disconnect watch ended: %s", type(e).__name__)
+    await asyncio.Event().wait()  # then only the result or the deadline ends the wait
 
 
 async def _generate(request: Request, spec: GenerationSpec) -> GenerationResult:
