@@ -91,7 +91,7 @@ def test_sd1_matches_diffusers_pipeline(sd1, hf_tokenizer_files, guidance: float
     )
     assert images.shape == expected.shape == (1, 3, SIZE, SIZE)
     assert float(images.std()) > 0.01  # a non-constant image: the comparison means something
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3
     assert meta["model_evaluations"] == STEPS
     assert meta["uncond_rows"] == (STEPS if guidance > 1 else 0)
 
@@ -120,7 +120,7 @@ def test_sdxl_matches_diffusers_pipeline(sdxl, hf_tokenizer_files) -> None:
     # no negative prompt: diffusers zeroes the uncond embeddings (force_zeros_for_empty_prompt)
     images, _ = text_to_image(sdxl, PROMPT, sampler="ddim", steps=STEPS, guidance=5.0, seed=5, width=SIZE, height=SIZE)
     assert float(images.std()) > 0.01
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3
 
 
 def test_seeds_determine_images(sd1) -> None:
@@ -169,7 +169,7 @@ def test_img2img_matches_diffusers_img2img_pipeline(sd1, hf_tokenizer_files) -> 
     ).images
     images, meta = text_to_image(sd1, PROMPT, steps=4, guidance=6.0, seed=9, init_image=init, strength=0.5)
     assert meta["model_evaluations"] == 2  # 4 steps x strength 0.5
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3
 
 
 @pytest.mark.parametrize(
@@ -262,7 +262,7 @@ def test_one_step_turbo_matches_diffusers_euler_ancestral_trailing(sd1, hf_token
     ).images
     images, meta = text_to_image(sd1, PROMPT, sampler="onestep", steps=1, guidance=0.0, seed=8, width=SIZE, height=SIZE)
     assert meta["model_evaluations"] == 1 and meta["uncond_rows"] == 0
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3
 
 
 def test_lcm_matches_diffusers_latent_consistency_pipeline(hf_tokenizer_files) -> None:
@@ -290,7 +290,7 @@ def test_lcm_matches_diffusers_latent_consistency_pipeline(hf_tokenizer_files) -
     images, meta = text_to_image(lcm, PROMPT, sampler="lcm", steps=4, guidance=1.0, seed=6, width=SIZE, height=SIZE)
     assert meta["model_evaluations"] == 4
     assert float(images.std()) > 0.01
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3
 
 
 def test_controlnet_matches_diffusers_controlnet_pipeline(sd1, hf_tokenizer_files) -> None:
@@ -318,7 +318,7 @@ def test_controlnet_matches_diffusers_controlnet_pipeline(sd1, hf_tokenizer_file
         sd1, PROMPT, steps=STEPS, guidance=7.5, seed=12, width=SIZE, height=SIZE,
         control_image=control[0], control_scale=0.7,
     )
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3
 
 
 def test_guidance_interval_outside_every_step_is_unguided(sd1) -> None:
@@ -363,4 +363,4 @@ def test_sd2_v_prediction_with_pad_zero_matches_diffusers_pipeline(hf_tokenizer_
     ).images
     images, _ = text_to_image(sd2, PROMPT, steps=STEPS, guidance=7.5, seed=13, width=SIZE, height=SIZE)
     assert float(images.std()) > 0.01
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3

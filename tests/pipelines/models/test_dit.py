@@ -72,4 +72,4 @@ def test_text_to_image_matches_diffusers_dit_pipeline() -> None:
     ).images
     images, _ = text_to_image(dit, "207", sampler="ddim", steps=3, guidance=4.0, seed=3)
     assert float(images.std()) > 0.01
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3

@@ -134,4 +134,4 @@ def test_text_to_image_matches_diffusers_pixart_alpha_pipeline(pixart) -> None:
     )
     assert meta["prompt_truncated"] is True
     assert float(images.std()) > 0.01
-    assert (images - expected).abs().max().item() <= 1e-3
+    assert (images - expected).abs().max().item() <= 1e-4  # measured ~1e-6 (fp32 CPU); the issue asks <= 1e-3
