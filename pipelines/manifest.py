@@ -126,7 +126,8 @@ class ModelEntry(_Strict):
     config: str | None = None
     variant: str | None = None  # diffusers folders: "fp16" picks *.fp16.safetensors files
     dtype: DType = "float16"
-    prediction_type: PredictionType = "epsilon"
+    # None: the model's own scheduler config (diffusers folders) or architecture config says
+    prediction_type: PredictionType | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     limits: Limits = Field(default_factory=Limits)
     controlnets: list[str] = Field(default_factory=list)  # ids of kind-controlnet entries

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pipelines.loading.diffusers_folder import load_component, load_diffusers_folder
-from pipelines.loading.errors import MissingWeightsError
+from pipelines.loading.errors import MissingWeightsError, WeightsError
 from pipelines.loading.safety import HashCache, refuse_pickle, resolve_inside, verify_sha256
 from pipelines.loading.single_file import load_single_file, read_architecture
 from pipelines.manifest import Manifest, ModelEntry, default_weights_root, load_manifest
@@ -120,7 +120,8 @@ def load_components(
     unlisted = [f for f in files if f not in listed]
     if entry.files and unlisted:
         log.warning("model %s: read files not listed in the manifest (unverified): %s", entry.id, unlisted)
-    scheduler["prediction_type"] = entry.prediction_type
+    if entry.prediction_type is not None:
+        scheduler["prediction_type"] = entry.prediction_type
     return LoadedComponents(components, scheduler, files)
 
 
@@ -135,7 +136,13 @@ def _folder_tokenizer(root: Path, folder: str) -> object | None:
     import transformers
 
     cls = getattr(transformers, spec[1])
-    return cls.from_pretrained(str(resolve_inside(root, f"{folder}/tokenizer")), local_files_only=True)
+    try:
+        return cls.from_pretrained(str(resolve_inside(root, f"{folder}/tokenizer")), local_files_only=True)
+    except (ImportError, ValueError, OSError) as exc:
+        raise WeightsError(
+            f"{folder}/tokenizer: cannot build the {spec[1]} from its files ({exc}); "
+            "the T5 sentencepiece model needs `pip install sentencepiece protobuf`"
+        ) from exc
 
 
 def load_model(
@@ -184,7 +191,7 @@ def family_spec(entry: ModelEntry) -> FamilySpec:
     d, lim = entry.defaults, entry.limits
     return replace(
         FAMILIES[entry.family],
-        prediction_type=entry.prediction_type,
+        prediction_type=entry.prediction_type or FAMILIES[entry.family].prediction_type,
         default_sampler=d.sampler,
         default_steps=d.steps,
         default_guidance=d.guidance,
