@@ -20,7 +20,13 @@ import torch
 from torch import Tensor
 
 from pipelines.conditioning import Conditioning, GuidedConditioning
-from pipelines.guidance import cfg, guided_rows, in_guidance_interval
+from pipelines.guidance import (
+    NoisyClassifier,
+    cfg,
+    classifier_guidance,
+    guided_rows,
+    in_guidance_interval,
+)
 from pipelines.model import LoadedModel
 from pipelines.samplers import make_sampler, run, sampler_spec, seeded_noise, validate_steps
 from pipelines.text import encode_with_negative
@@ -133,6 +139,9 @@ def text_to_image(
     control_scale: float = 1.0,
     guidance_interval: tuple[float, float] | None = None,
     eta: float | None = None,
+    classifier: NoisyClassifier | None = None,
+    classifier_scale: float = 0.0,
+    classifier_labels: list[int] | None = None,
 ) -> tuple[Tensor, dict[str, object]]:
     """Generate `num_images` images (N, 3, H, W) in [0, 1] and their metadata; bad input raises ValueError naming it."""
     spec = model.family
@@ -148,6 +157,9 @@ def text_to_image(
     seed = _check_int("seed", seed, 0, MAX_SEED)
     num_images = _check_int("num_images", num_images, 1, MAX_IMAGES)
     control_scale = _check_number("control_scale", control_scale, 0.0, 10.0)
+    classifier_scale = _check_number("classifier_scale", classifier_scale, 0.0, 1000.0)
+    if classifier_scale > 0 and (classifier is None or not classifier_labels):
+        raise ValueError("classifier_scale > 0 needs a classifier and classifier_labels (one per head)")
     if guidance_interval is not None:
         lo = _check_number("guidance_interval", guidance_interval[0], 0.0)
         _check_number("guidance_interval", guidance_interval[1], lo)
@@ -195,6 +207,13 @@ def text_to_image(
         x = eps * model.denoiser.prior_scale(float(sigmas[0]))
 
     guided = cfg(model.denoiser)
+    classifier_rows: dict[str, Tensor] = {}
+    if classifier is not None and classifier_scale > 0 and classifier_labels:
+        guided = classifier_guidance(guided, classifier)
+        classifier_rows = {
+            "classifier_scale": torch.full((num_images,), classifier_scale),
+            "classifier_labels": torch.tensor([classifier_labels], dtype=torch.long).repeat(num_images, 1),
+        }
     scale = torch.full((num_images,), effective_w)
     evaluations = 0
     uncond_rows = 0
@@ -204,7 +223,7 @@ def text_to_image(
         guide = None
         if guidance_interval is not None:
             guide = in_guidance_interval(sigma_rows.cpu(), guidance_interval[0], guidance_interval[1])
-        gc = GuidedConditioning(cond=cond, uncond=uncond, guidance_scale=scale, guide=guide)
+        gc = GuidedConditioning(cond=cond, uncond=uncond, guidance_scale=scale, guide=guide, **classifier_rows)
         evaluations += 1
         uncond_rows += int(guided_rows(gc).sum())
         return guided(x_now, sigma_rows, gc)
@@ -232,6 +251,7 @@ def text_to_image(
         "model_evaluations": evaluations,
         "uncond_rows": uncond_rows,
         "strength": strength,
+        "classifier_scale": classifier_scale,
         "description": model.description,
     }
     return images.cpu(), metadata
