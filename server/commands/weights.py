@@ -11,6 +11,7 @@ hub's download URL through huggingface_hub when it is importable (its auth token
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -116,6 +117,12 @@ def verify(
         if not folder_present and model_id is None:
             print(f"{entry.id}: not downloaded (skipped)")
             continue
+        if not entry.files:
+            if update and folder_present:
+                bad.extend(_list_folder(manifest_path, root, entry, cache))
+            else:
+                print(f"{entry.id}: no files listed (--update lists and records what is in {entry.path}/)")
+            continue
         recorded: dict[str, str] = {}
         for listed in entry.files:
             relative = f"{entry.path}/{listed.path}"
@@ -151,11 +158,37 @@ def verify(
     return 1 if bad else 0
 
 
-def record_hashes(manifest_path: Path, model_id: str, hashes: dict[str, str]) -> None:
-    """Write sha256 values into the manifest file in place (comments and layout kept)."""
-    lines = manifest_path.read_text(encoding="utf-8").splitlines(keepends=True)
+def _list_folder(manifest_path: Path, root: Path, entry: ModelEntry, cache: HashCache) -> list[str]:
+    """Record every file under an entry's folder (with sha256) into its empty `files` list."""
+    folder = resolve_inside(root, entry.path)
+    problems: list[str] = []
+    hashes: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if not path.is_file() or name.endswith(".part") or any(p.startswith(".") for p in name.split("/")):
+            continue
+        relative = f"{entry.path}/{name}"
+        try:
+            refuse_pickle(relative)
+            resolve_inside(root, relative)  # a symlink out of the root is refused, not recorded
+            if path.suffix == ".safetensors":
+                read_safetensors_header(path)
+            hashes[name] = cache.digest(relative)
+        except WeightsError as exc:
+            problems.append(str(exc))
+    if problems:
+        return problems  # record nothing from a folder with bad files
+    _record_file_list(manifest_path, entry.id, hashes)
+    for name, digest in hashes.items():
+        print(f"{entry.path}/{name}: sha256 {digest} (listed)")
+    return []
+
+
+def _entry_lines(lines: list[str], manifest_path: Path, model_id: str) -> tuple[int, int]:
+    """[start, end) line range of a model's entry in the manifest text."""
     start = next(
-        (i for i, line in enumerate(lines) if re.match(rf"\s*-\s*id:\s*['\"]?{re.escape(model_id)}['\"]?\s*$", line)),
+        (i for i, line in enumerate(lines)
+         if re.match(rf"\s*-\s*id:\s*['\"]?{re.escape(model_id)}['\"]?\s*(#.*)?$", line)),
         None,
     )
     if start is None:
@@ -166,6 +199,43 @@ def record_hashes(manifest_path: Path, model_id: str, hashes: dict[str, str]) ->
          if re.match(r"\s*-\s*id:", lines[i]) and len(lines[i]) - len(lines[i].lstrip()) == indent),
         len(lines),
     )
+    return start, end
+
+
+def _write_checked(manifest_path: Path, text: str, model_id: str, hashes: dict[str, str]) -> None:
+    """Replace the manifest with `text` only if it validates and lists `hashes` for the model."""
+    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        check = load_manifest(tmp).get(model_id)
+        for file_path, digest in hashes.items():
+            listed = check.file(file_path)
+            if listed is None or listed.sha256 != digest:
+                raise ManifestError(f"{manifest_path}: sha256 of {file_path!r} not recorded")
+        os.replace(tmp, manifest_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _record_file_list(manifest_path: Path, model_id: str, hashes: dict[str, str]) -> None:
+    """Turn a model's `files: []` into the given files with their sha256."""
+    lines = manifest_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start, end = _entry_lines(lines, manifest_path, model_id)
+    for i in range(start, end):
+        if m := re.match(r"(\s*)files:\s*\[\]\s*(#.*)?$", lines[i]):
+            pad = m[1] + "  "
+            listed = [f"{pad}- {{path: {json.dumps(name)}, sha256: {digest}}}\n" for name, digest in hashes.items()]
+            lines[i : i + 1] = [f"{m[1]}files:\n", *listed]
+            break
+    else:
+        raise ManifestError(f"{manifest_path}: model {model_id!r} has no `files: []` line to fill")
+    _write_checked(manifest_path, "".join(lines), model_id, hashes)
+
+
+def record_hashes(manifest_path: Path, model_id: str, hashes: dict[str, str]) -> None:
+    """Write sha256 values into the manifest file in place (comments and layout kept)."""
+    lines = manifest_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start, end = _entry_lines(lines, manifest_path, model_id)
     for file_path, digest in hashes.items():
         quoted = rf"['\"]?{re.escape(file_path)}['\"]?"
         done = False
@@ -193,18 +263,7 @@ def record_hashes(manifest_path: Path, model_id: str, hashes: dict[str, str]) ->
                 f"{manifest_path}: cannot record sha256 of {file_path!r} in model {model_id!r} "
                 "(write it by hand)"
             )
-    text = "".join(lines)
-    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    try:
-        check = load_manifest(tmp).get(model_id)
-        for file_path, digest in hashes.items():
-            listed = check.file(file_path)
-            if listed is None or listed.sha256 != digest:
-                raise ManifestError(f"{manifest_path}: sha256 of {file_path!r} not recorded")
-        os.replace(tmp, manifest_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_checked(manifest_path, "".join(lines), model_id, hashes)
 
 
 # --------------------------------------------------------------------------------------------

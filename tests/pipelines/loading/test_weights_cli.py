@@ -219,3 +219,33 @@ def test_unknown_model_exits_2(tmp_path: Path, capsys) -> None:
     manifest = _manifest(tmp_path, "https://example.invalid/x.safetensors", None)
     assert _run(manifest, tmp_path, "pull", "nope") == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_verify_update_lists_files_of_an_entry_without_files(tmp_path: Path, capsys) -> None:
+    """An entry shipped with `files: []` (the bundled model) gets its files and hashes listed."""
+    root = tmp_path / "weights"
+    write_safetensors(root / "b" / "unet" / "w.safetensors", {"x": torch.ones(4)})
+    (root / "b" / "model_index.json").write_text("{}")
+    (root / "b" / "unet" / "w.safetensors.part").write_bytes(b"half")  # never listed
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(
+        "default_model: b\n"
+        "models:\n"
+        "  # the bundled model\n"
+        "  - id: b\n"
+        "    family: bundled\n"
+        "    format: diffusers\n"
+        "    path: b\n"
+        "    files: []\n"
+        "    description: kept\n"
+    )
+    assert _run(manifest, root, "verify", "b") == 0
+    assert "no files listed" in capsys.readouterr().out
+    assert _run(manifest, root, "verify", "b", "--update") == 0
+    from pipelines.manifest import load_manifest
+
+    entry = load_manifest(manifest).get("b")
+    assert [f.path for f in entry.files] == ["model_index.json", "unet/w.safetensors"]
+    assert entry.files[0].sha256 == hashlib.sha256(b"{}").hexdigest()
+    assert entry.description == "kept" and "# the bundled model" in manifest.read_text()
+    assert _run(manifest, root, "verify", "b") == 0
