@@ -946,8 +946,8 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def build_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
-    """The engine over the model the settings name (server.models.load_served_model)."""
-    from server.models import load_served_model
+    """The engine over the models the settings name (server.models.load_served_models)."""
+    from server.models import load_served_models
 
-    model, _ = load_served_model(settings)
-    return Engine([model], settings, metrics)
+    models, _ = load_served_models(settings)
+    return Engine(models, settings, metrics)

@@ -71,3 +71,13 @@ def load_served_model(settings: Settings) -> tuple[LoadedModel, str | None]:
         # the implicit default is still being built (weights half-written): keep `make serve` working
         return _tiny(f"the default model could not be loaded ({type(e).__name__}: {e})")
     return model, None
+
+
+def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | None]:
+    """Every model of a comma-separated `settings.model` ("bundled,bundled-lcm"), the first the default."""
+    ids = [m.strip() for m in (settings.model or "").split(",") if m.strip()]
+    if len(ids) <= 1:
+        model, notice = load_served_model(settings)
+        return [model], notice
+    models = [load_served_model(settings.model_copy(update={"model": model_id}))[0] for model_id in ids]
+    return models, None

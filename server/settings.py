@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"  # loopback unless told otherwise
     port: int = Field(default=8000, ge=0, le=65535)
     manifest: str = "weights_manifest.yaml"
-    model: str | None = None  # model id to serve; None: the manifest's default
+    model: str | None = None  # model id(s) to serve, comma-separated (first = default); None: the manifest's default
     weights_root: str = "weights"
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     dtype: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU) | "float16" | "bfloat16" | "float32"

@@ -58,14 +58,14 @@ def main(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.engine import Engine
-    from server.models import load_served_model
+    from server.models import load_served_models
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from(args)
-    model, notice = load_served_model(settings)
+    models, notice = load_served_models(settings)
     if notice:
         print(notice, file=sys.stderr, flush=True)
-    engine = Engine([model], settings)
+    engine = Engine(models, settings)
     app = create_app(settings, engine)
 
     config = uvicorn.Config(
@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
         for s in server.servers:
             for sock in s.sockets:
                 port = sock.getsockname()[1]
-        print(how_to_call(settings, model.id, port), flush=True)
+        print(how_to_call(settings, ", ".join(m.id for m in models), port), flush=True)
         if notice:
             print("(tiny random model: expect noise, not pictures)", flush=True)
 

@@ -68,3 +68,26 @@ async def test_passes_pad_to_a_bucket_on_request_or_cuda_only(pad: bool | None, 
         # request 0 alone; then its 2nd step with the others' 1st (4 rows); then their 2nd (3 rows)
         assert s.denoiser.calls == [1, 4, rows]
         assert all(r.json()["images"] for r in [first, *others])
+
+
+@pytest.mark.anyio
+async def test_two_models_one_engine() -> None:
+    import httpx
+
+    from server.app import create_app
+    from server.engine import Engine
+    from server.settings import Settings
+    from tests.server.known_model import known_model
+
+    first, second = known_model("first"), known_model("second")
+    settings = Settings()
+    app = create_app(settings, Engine([first, second], settings))
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert [m["id"] for m in (await client.get("/v1/models")).json()["models"]] == ["first", "second"]
+        a, b = await asyncio.gather(client.post("/generate", json={"prompt": "x", "seed": 1, "steps": 2}),
+                                    client.post("/generate", json={"prompt": "x", "seed": 1, "steps": 2,
+                                                                    "model": "second"}))
+        assert (a.json()["metadata"]["model"], b.json()["metadata"]["model"]) == ("first", "second")
+        assert a.json()["images"] == b.json()["images"]  # the same analytic model under two ids
+    assert len(first.denoiser.calls) == len(second.denoiser.calls) == 2  # never each other's passes

@@ -80,3 +80,17 @@ async def test_sigterm_stops_readiness_and_drains_in_flight_work() -> None:
         await asyncio.sleep(0.05)
     assert not thread.is_alive(), "the server did not exit after draining"
     assert len(model.denoiser.calls) == 3
+
+
+def test_several_models_load_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    import server.models as models_module
+
+    loaded: list[str | None] = []
+
+    def fake_load(settings: Settings) -> tuple[object, None]:
+        loaded.append(settings.model)
+        return known_model(str(settings.model)), None
+
+    monkeypatch.setattr(models_module, "load_served_model", fake_load)
+    models, notice = models_module.load_served_models(Settings(model="a, b"))
+    assert [m.id for m in models] == ["a", "b"] and loaded == ["a", "b"] and notice is None
