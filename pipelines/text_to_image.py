@@ -195,6 +195,12 @@ def text_to_image(
     cond, uncond = cond.repeat(num_images), uncond.repeat(num_images)
     cond, uncond = cond.to(model.device), uncond.to(model.device)
     effective_w = max(1.0, guidance)
+    denoiser = model.denoiser
+    if getattr(denoiser, "embeds_guidance", False):
+        # guidance-distilled LCM UNets take w as an input embedding (Luo et al. 2023, sec. 4.1),
+        # as diffusers' LCM pipeline does; no uncond pass
+        denoiser = denoiser.with_lcm_guidance(guidance)  # type: ignore[attr-defined]
+        effective_w = 1.0
 
     generator = torch.Generator("cpu").manual_seed(seed)
     shape = (num_images, spec.latent_channels, height // spec.latent_factor, width // spec.latent_factor)
@@ -204,9 +210,9 @@ def text_to_image(
         x = x0_init + float(sigmas[0]) * eps
     else:
         eps = torch.randn(shape, generator=generator, dtype=torch.float32).to(model.device)
-        x = eps * model.denoiser.prior_scale(float(sigmas[0]))
+        x = eps * denoiser.prior_scale(float(sigmas[0]))
 
-    guided = cfg(model.denoiser)
+    guided = cfg(denoiser)
     classifier_rows: dict[str, Tensor] = {}
     if classifier is not None and classifier_scale > 0 and classifier_labels:
         guided = classifier_guidance(guided, classifier)
@@ -230,7 +236,7 @@ def text_to_image(
 
     noise = seeded_noise(x, generator)
     x = run(make_sampler(sampler, x, sigmas, noise, eta=eta), denoise)
-    latents = model.denoiser.to_decoder_input(x, float(sigmas[-1]))
+    latents = denoiser.to_decoder_input(x, float(sigmas[-1]))
     images = model.vae.decode(latents)
     bad = has_nan(images)
     if bool(bad.any()):

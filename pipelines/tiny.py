@@ -155,7 +155,7 @@ def tiny_lcm(seed: int = 0) -> LoadedModel:
         description=TINY_DESCRIPTION,
     )
     model = _tiny_sizes(model)
-    model.family = replace(model.family, default_sampler="lcm", default_steps=4, default_guidance=1.0)
+    model.family = replace(model.family, default_sampler="lcm", default_steps=4, default_guidance=8.0)
     return model
 
 

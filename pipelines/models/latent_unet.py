@@ -15,7 +15,7 @@ with timestep_scaling 10 and sigma_data 0.5 as the LCM scheduler applies them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -78,6 +78,20 @@ class LatentUNetDenoiser(DiscreteVPDenoiser):
         other = object.__new__(LatentUNetDenoiser)
         other.__dict__.update(self.__dict__)
         other.controlnet = None if controlnet is None else controlnet.eval()
+        return other
+
+    @property
+    def embeds_guidance(self) -> bool:
+        """True for guidance-distilled LCM UNets: w enters as an embedding, not as a CFG pass."""
+        return self.lcm is not None and self.time_cond_dim is not None
+
+    def with_lcm_guidance(self, guidance_scale: float) -> LatentUNetDenoiser:
+        """The same UNet with the LCM guidance embedding set to w = guidance_scale (shares all weights)."""
+        if self.lcm is None:
+            raise ValueError("with_lcm_guidance needs an LCM model")
+        other = object.__new__(LatentUNetDenoiser)
+        other.__dict__.update(self.__dict__)
+        other.lcm = replace(self.lcm, guidance_scale=guidance_scale)
         return other
 
     def _added_cond(self, x: Tensor, cond: Conditioning, dtype: torch.dtype) -> dict[str, Tensor] | None:
