@@ -14,6 +14,7 @@ The model's output becomes x0 by its prediction type:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -43,22 +44,22 @@ class DiscreteScheduleConfig:
     original_inference_steps: int = 50
 
     @staticmethod
-    def from_dict(config: dict[str, object]) -> DiscreteScheduleConfig:
+    def from_dict(config: dict[str, Any]) -> DiscreteScheduleConfig:
         """Read the fields this wrapper uses; the rest of a scheduler config is ignored."""
         defaults = DiscreteScheduleConfig()
         return DiscreteScheduleConfig(
-            num_train_timesteps=int(config.get("num_train_timesteps", defaults.num_train_timesteps)),  # type: ignore[arg-type]
+            num_train_timesteps=int(config.get("num_train_timesteps", defaults.num_train_timesteps)),
             beta_schedule=str(config.get("beta_schedule", defaults.beta_schedule)),
-            beta_start=float(config.get("beta_start", defaults.beta_start)),  # type: ignore[arg-type]
-            beta_end=float(config.get("beta_end", defaults.beta_end)),  # type: ignore[arg-type]
+            beta_start=float(config.get("beta_start", defaults.beta_start)),
+            beta_end=float(config.get("beta_end", defaults.beta_end)),
             prediction_type=str(config.get("prediction_type", defaults.prediction_type)),
             timestep_spacing=str(config.get("timestep_spacing", defaults.timestep_spacing)),
-            steps_offset=int(config.get("steps_offset", defaults.steps_offset)),  # type: ignore[arg-type]
+            steps_offset=int(config.get("steps_offset", defaults.steps_offset)),
             set_alpha_to_one=bool(config.get("set_alpha_to_one", defaults.set_alpha_to_one)),
             clip_sample=bool(config.get("clip_sample", defaults.clip_sample)),
-            clip_sample_range=float(config.get("clip_sample_range", defaults.clip_sample_range)),  # type: ignore[arg-type]
+            clip_sample_range=float(config.get("clip_sample_range", defaults.clip_sample_range)),
             original_inference_steps=int(
-                config.get("original_inference_steps", defaults.original_inference_steps)  # type: ignore[arg-type]
+                config.get("original_inference_steps", defaults.original_inference_steps)
             ),
         )
 
