@@ -294,6 +294,18 @@ def resolve_source(source: str) -> tuple[str, dict[str, str]]:
     return hf_hub_url(f"{org}/{repo}", filename), dict(build_hf_headers())
 
 
+def hub_sha256(url: str) -> str | None:
+    """The sha256 the hub publishes for an LFS file (its ETag), or None when unknown/unreachable."""
+    try:
+        from huggingface_hub import get_hf_file_metadata
+
+        etag = get_hf_file_metadata(url).etag
+    except Exception:  # noqa: BLE001 - no hub, no network, not an LFS file: fall back to first use
+        return None
+    etag = (etag or "").strip('"').lower()
+    return etag if re.fullmatch(r"[0-9a-f]{64}", etag) else None
+
+
 def pull(manifest: Manifest, manifest_path: Path, root: Path, model_id: str) -> int:
     """Download a model's missing files with resume and the hash check; non-zero on any failure."""
     entry = manifest.get(model_id)
@@ -316,7 +328,10 @@ def pull(manifest: Manifest, manifest_path: Path, root: Path, model_id: str) -> 
                 failures.append(f"{relative}: missing and the manifest names no source")
                 continue
             url, headers = resolve_source(listed.source)
-            digest = download(Download(url, headers, relative, listed.sha256, listed.size), root)
+            expected = listed.sha256
+            if expected is None and listed.source.startswith("hf://"):
+                expected = hub_sha256(url)  # the hub's LFS hash beats trusting the first download
+            digest = download(Download(url, headers, relative, expected, listed.size), root)
             cache.forget(relative)
             if listed.sha256 is None:
                 recorded[listed.path] = digest

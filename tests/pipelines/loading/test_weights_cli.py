@@ -249,3 +249,20 @@ def test_verify_update_lists_files_of_an_entry_without_files(tmp_path: Path, cap
     assert entry.files[0].sha256 == hashlib.sha256(b"{}").hexdigest()
     assert entry.description == "kept" and "# the bundled model" in manifest.read_text()
     assert _run(manifest, root, "verify", "b") == 0
+
+
+def test_hf_source_without_hash_is_checked_against_the_hubs_sha256(http_server, tmp_path: Path, monkeypatch, capsys) -> None:
+    """For hf:// files with no manifest hash, the hub's published LFS sha256 is the expected one."""
+    url, served = http_server
+    served.body = _checkpoint_bytes(tmp_path)
+    monkeypatch.setattr(weights_command, "resolve_source", lambda source: (url, {}))
+    monkeypatch.setattr(weights_command, "hub_sha256", lambda u: "cd" * 32)
+    root = tmp_path / "weights"
+    manifest = _manifest(tmp_path, "hf://org/repo/tiny.safetensors", None)
+    assert _run(manifest, root, "pull", "tiny") == 1
+    assert "cd" * 32 in capsys.readouterr().err
+    assert "sha256: null" in manifest.read_text()  # nothing recorded from a rejected download
+
+    monkeypatch.setattr(weights_command, "hub_sha256", lambda u: hashlib.sha256(served.body).hexdigest())
+    assert _run(manifest, root, "pull", "tiny") == 0
+    assert hashlib.sha256(served.body).hexdigest() in manifest.read_text()
