@@ -163,7 +163,14 @@ def _list_folder(manifest_path: Path, root: Path, entry: ModelEntry, cache: Hash
     folder = resolve_inside(root, entry.path)
     problems: list[str] = []
     hashes: dict[str, str] = {}
-    for path in sorted(folder.rglob("*")):
+    # os.walk follows symlinked component folders (a student sharing its teacher's VAE);
+    # resolve_inside below still refuses any that point out of the root
+    found = sorted(
+        Path(directory) / name
+        for directory, _, names in os.walk(folder, followlinks=True)
+        for name in names
+    )
+    for path in found:
         name = path.relative_to(folder).as_posix()
         if not path.is_file() or name.endswith(".part") or any(p.startswith(".") for p in name.split("/")):
             continue

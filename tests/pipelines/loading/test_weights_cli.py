@@ -227,6 +227,8 @@ def test_verify_update_lists_files_of_an_entry_without_files(tmp_path: Path, cap
     write_safetensors(root / "b" / "unet" / "w.safetensors", {"x": torch.ones(4)})
     (root / "b" / "model_index.json").write_text("{}")
     (root / "b" / "unet" / "w.safetensors.part").write_bytes(b"half")  # never listed
+    write_safetensors(root / "shared" / "vae" / "v.safetensors", {"y": torch.ones(2)})
+    (root / "b" / "vae").symlink_to(root / "shared" / "vae")  # a component shared by symlink
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(
         "default_model: b\n"
@@ -245,7 +247,7 @@ def test_verify_update_lists_files_of_an_entry_without_files(tmp_path: Path, cap
     from pipelines.manifest import load_manifest
 
     entry = load_manifest(manifest).get("b")
-    assert [f.path for f in entry.files] == ["model_index.json", "unet/w.safetensors"]
+    assert [f.path for f in entry.files] == ["model_index.json", "unet/w.safetensors", "vae/v.safetensors"]
     assert entry.files[0].sha256 == hashlib.sha256(b"{}").hexdigest()
     assert entry.description == "kept" and "# the bundled model" in manifest.read_text()
     assert _run(manifest, root, "verify", "b") == 0
