@@ -4,7 +4,8 @@ The request and response bodies are the generated `darkroom_client.models` class
 layer stays in step with openapi.json; errors become `darkroom_client_ext.errors` exceptions.
 `.api` is the generated client itself, sharing the connection pool, for every other call:
 
-    from darkroom_client.api.default import get_job_v1_jobs_job_id_get  # any generated endpoint
+    from darkroom_client.api.jobs import get_job_v1_jobs_id_get
+    status = get_job_v1_jobs_id_get.sync(id=job_id, client=darkroom.api)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 import httpx
 from darkroom_client import AuthenticatedClient, Client
@@ -49,7 +50,7 @@ def make_request(
     width: int | None = None,
     height: int | None = None,
     num_images: int = 1,
-    output_format: str = "png",
+    output_format: Literal["png", "jpeg", "webp"] = "png",
     preview: bool = False,
 ) -> GenerateRequest:
     """A GenerateRequest; parameters left None are omitted so the model's defaults apply."""

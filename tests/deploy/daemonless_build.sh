@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Build the Dockerfile and run the image without a Docker engine: buildah (chroot isolation,
+# vfs storage), as root. Opt-in (several GB of downloads, ~10 minutes), not part of `make test`:
+#   sudo tests/deploy/daemonless_build.sh            # needs: apt-get install buildah debootstrap
+#
+# With no registry access, the CUDA base image is replaced by a stand-in: Debian bookworm
+# (debootstrap) plus this machine's extra CA certificates, so apt and pip work behind an
+# intercepting proxy. Everything after FROM is the real Dockerfile. The script then starts the
+# image's entry point, runs its HEALTHCHECK command and the compose healthcheck inside the
+# container, generates an image over HTTP from the host, and checks that SIGTERM drains.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+WORK="${DARKROOM_BUILD_WORK:-/tmp/darkroom-daemonless}"
+PORT="${DARKROOM_TEST_PORT:-18777}"
+# download.pytorch.org may be unreachable where this runs; PyPI's torch then stands in.
+TORCH_INDEX_URL="${TORCH_INDEX_URL:-https://pypi.org/simple}"
+PY="${PYTHON:-$ROOT/.venv/bin/python}"  # needs PyYAML
+B=(buildah --storage-driver vfs)
+BASE=localhost/darkroom-base-standin
+IMAGE=localhost/darkroom:daemonless
+
+for tool in buildah debootstrap curl; do
+    command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 0; }
+done
+mkdir -p "$WORK"
+
+if ! "${B[@]}" inspect "$BASE" >/dev/null 2>&1; then
+    [ -d "$WORK/rootfs/usr" ] || debootstrap --variant=minbase bookworm "$WORK/rootfs" http://deb.debian.org/debian
+    mkdir -p "$WORK/base/certs"
+    tar -C "$WORK/rootfs" -cf "$WORK/base/rootfs.tar" .
+    cp /usr/local/share/ca-certificates/*.crt "$WORK/base/certs/" 2>/dev/null || true
+    cat > "$WORK/base/Dockerfile" <<'EOF'
+FROM scratch
+ADD rootfs.tar /
+COPY certs/ /usr/local/share/ca-certificates/
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+EOF
+    "${B[@]}" bud --isolation chroot -t "$BASE" "$WORK/base"
+fi
+
+# The committed tree is the build context, as in a clean clone.
+rm -rf "$WORK/context" && mkdir -p "$WORK/context"
+git -C "$ROOT" archive HEAD | tar -x -C "$WORK/context"
+"${B[@]}" bud --isolation chroot --format docker \
+    --build-arg BASE_IMAGE="$BASE" --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL" \
+    -t "$IMAGE" -f "$WORK/context/Dockerfile" "$WORK/context"
+
+CTR="$("${B[@]}" from "$IMAGE")"
+cleanup() { "${B[@]}" rm "$CTR" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+"${B[@]}" config --env "DARKROOM_PORT=$PORT" "$CTR"
+config="$("${B[@]}" inspect "$IMAGE")"
+mapfile -t entrypoint < <("$PY" -c 'import json,sys; print("\n".join(json.load(sys.stdin)["Docker"]["config"]["Entrypoint"]))' <<<"$config")
+mapfile -t healthcheck < <("$PY" -c 'import json,sys; print("\n".join(json.load(sys.stdin)["Docker"]["config"]["Healthcheck"]["Test"][1:]))' <<<"$config")
+mapfile -t readiness < <("$PY" -c 'import sys,yaml; print("\n".join(yaml.safe_load(open(sys.argv[1]))["x-darkroom"]["healthcheck"]["test"][1:]))' "$ROOT/docker-compose.yml")
+
+"${B[@]}" run --isolation chroot "$CTR" -- "${entrypoint[@]}" > "$WORK/serve.log" 2>&1 &
+for _ in $(seq 1 120); do
+    curl -sf -m 2 "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+    sleep 2
+done
+curl -sf "http://127.0.0.1:$PORT/readyz" || { echo "FAIL: not ready"; tail -30 "$WORK/serve.log"; exit 1; }
+echo
+"${B[@]}" run --isolation chroot "$CTR" -- "${healthcheck[@]}" && echo "OK: Dockerfile HEALTHCHECK"
+"${B[@]}" run --isolation chroot "$CTR" -- "${readiness[@]}" && echo "OK: compose healthcheck"
+[ "$("${B[@]}" run --isolation chroot "$CTR" -- id -u)" = 10001 ] && echo "OK: runs as uid 10001"
+curl -sf "http://127.0.0.1:$PORT/generate" -H 'Content-Type: application/json' -H 'Accept: image/png' \
+    -d '{"prompt": "a small red circle left of a blue square", "seed": 1}' -o "$WORK/out.png"
+"$PY" -c 'import sys; d=open(sys.argv[1],"rb").read(); assert d[:8]==b"\x89PNG\r\n\x1a\n"; print("OK: /generate PNG,", len(d), "bytes")' "$WORK/out.png"
+
+pid="$(pgrep -u 10001 -f "darkroom serve" | head -1)"
+kill -TERM "$pid"
+for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+grep -q "Application shutdown complete" "$WORK/serve.log" && echo "OK: SIGTERM drained and exited"
