@@ -520,7 +520,10 @@ class Engine:
                     continue
                 except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
                     log.warning("request %s could not start: %s", work.spec.id, type(e).__name__)
-                    self._fail(work, GenerationFailed(f"could not start the sampler: {type(e).__name__}"), "model_error")
+                    if is_out_of_memory(e):
+                        self._fail(work, OutOfMemory("out of memory while starting; try a smaller size"), "out_of_memory")
+                    else:
+                        self._fail(work, GenerationFailed(f"could not start the sampler: {type(e).__name__}"), "model_error")
                     continue
                 work.started = now
                 work.last_served = work.arrival
