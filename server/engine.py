@@ -27,6 +27,7 @@ import asyncio
 import collections
 import inspect
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -276,6 +277,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._encoder_pool = ThreadPoolExecutor(self.settings.encode_threads, thread_name_prefix="darkroom-encode")
         self.iterations = 0  # engine iterations that ran a forward pass
+        self._latency_ema_s = 0.0  # moving average of request latency, for Retry-After
 
     # -- the asyncio side ---------------------------------------------------------------------
 
@@ -331,7 +333,7 @@ class Engine:
             if len(self._inbox) >= self.settings.max_queue + free_slots:
                 self.metrics.rejections.labels("queue_full").inc()
                 raise QueueFull(
-                    f"the queue is full ({self.settings.max_queue} waiting)", retry_after_s=self.settings.retry_after_s
+                    f"the queue is full ({self.settings.max_queue} waiting)", retry_after_s=self._retry_after_s()
                 )
             self._inbox.append(work)
             self._by_id[spec.id] = work
@@ -342,6 +344,11 @@ class Engine:
             spec.id, spec.model, spec.width, spec.height, spec.num_images, spec.sampler, spec.steps,
         )
         return work.future
+
+    def _retry_after_s(self) -> int:
+        """Seconds until the queue has likely moved on: its depth x recent latency / slots (<= 60)."""
+        estimate = len(self._inbox) * self._latency_ema_s / self.settings.active_limit
+        return int(min(60, max(self.settings.retry_after_s, math.ceil(estimate))))
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a queued or running request; it leaves at the engine's next step. Thread-safe."""
@@ -925,6 +932,7 @@ class Engine:
         )
         self.metrics.images_served.labels(spec.model).inc(len(images))
         self.metrics.request_latency.observe(total_s)
+        self._latency_ema_s = total_s if self._latency_ema_s == 0 else 0.9 * self._latency_ema_s + 0.1 * total_s
         log.info("request %s done: %d images in %.3fs", spec.id, len(images), total_s)
         self._forget(work)
         self._resolve_result(work, result)

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     encode_threads: int = Field(default=2, ge=1)  # PNG/JPEG/WebP encoding pool
     request_timeout_s: float = Field(default=300.0, gt=0)  # deadline from arrival; beyond this: 504
     drain_timeout_s: float = Field(default=60.0, ge=0)  # how long shutdown waits for in-flight work
-    retry_after_s: int = Field(default=2, ge=1)  # Retry-After header on 503
+    retry_after_s: int = Field(default=2, ge=1)  # least Retry-After on 503 (queue full: estimated from load)
     shutdown_delay_s: float = Field(default=3.0, ge=0)  # SIGTERM: /readyz answers 503 this long before closing
 
     # HTTP

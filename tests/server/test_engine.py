@@ -91,3 +91,17 @@ async def test_two_models_one_engine() -> None:
         assert (a.json()["metadata"]["model"], b.json()["metadata"]["model"]) == ("first", "second")
         assert a.json()["images"] == b.json()["images"]  # the same analytic model under two ids
     assert len(first.denoiser.calls) == len(second.denoiser.calls) == 2  # never each other's passes
+
+
+def test_retry_after_grows_with_the_queue_and_recent_latency() -> None:
+    from server.engine import Engine
+    from server.settings import Settings
+    from tests.server.known_model import known_model
+
+    engine = Engine([known_model()], Settings(max_batch=2, retry_after_s=2))
+    assert engine._retry_after_s() == 2  # nothing known yet: the configured floor
+    engine._latency_ema_s = 10.0
+    engine._inbox.extend([object()] * 4)  # type: ignore[list-item]
+    assert engine._retry_after_s() == 20  # 4 waiting x 10 s / 2 slots
+    engine._inbox.extend([object()] * 100)  # type: ignore[list-item]
+    assert engine._retry_after_s() == 60  # capped
