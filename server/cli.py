@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--captions", type=int, default=512)
     ev.add_argument("--quick", action="store_true", help="a small subset of the grid")
     ev.add_argument("--out", default="eval")
+    ev.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    ev.add_argument("--seconds", type=float, default=None, help="wall-clock budget; the grid's tail is cut")
+    ev.add_argument("--students", nargs="*", default=[], help="distilled model ids to evaluate too")
     return parser
 
 

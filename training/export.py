@@ -25,7 +25,8 @@ from training.models import VAE_CONFIG, Judge, NoisyLatentClassifier, build_vae
 from training.text_unet import TextUNet
 
 MAX_SHARD = "15MB"
-BUNDLED, JUDGE, CLASSIFIER = "bundled", "judge", "bundled_classifier"
+BUNDLED, JUDGE, CLASSIFIER, LCM = "bundled", "judge", "bundled_classifier", "bundled_lcm"
+SHARED_WITH_TEACHER = ("text_encoder", "vae", "tokenizer")  # students link these from bundled/
 
 
 def _write_tokenizer(folder: Path) -> None:
@@ -103,6 +104,30 @@ def export(run: Path, weights: Path, tokenizer: bool = True) -> dict[str, int]:
     return sizes
 
 
+def export_lcm(run: Path, weights: Path) -> int:
+    """weights/bundled_lcm: the LCM student's UNet (its EMA target, fp16) and an LCMScheduler
+    config; text encoder, VAE and tokenizer are relative symlinks into weights/bundled."""
+    from training.distill_lcm import LCM_SCHEDULER_CONFIG
+
+    target = weights / LCM
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(weights / BUNDLED / "unet"))
+    if not load_weights(unet, run / "lcm" / "ema_student.safetensors"):
+        raise FileNotFoundError(f"{run / 'lcm' / 'ema_student.safetensors'} missing")
+    unet.half().save_pretrained(target / "unet", max_shard_size=MAX_SHARD, safe_serialization=True)
+    (target / "scheduler").mkdir()
+    (target / "scheduler" / "scheduler_config.json").write_text(json.dumps(LCM_SCHEDULER_CONFIG, indent=1) + "\n")
+    index = json.loads((weights / BUNDLED / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "LCMScheduler"]
+    (target / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
+    for name in SHARED_WITH_TEACHER:
+        if (weights / BUNDLED / name).exists():
+            (target / name).symlink_to(Path("..") / BUNDLED / name, target_is_directory=True)
+    return sum(p.stat().st_size for p in (target / "unet").rglob("*") if p.is_file())
+
+
 def import_weights(weights: Path, run: Path) -> None:
     """Rebuild stage checkpoints (EMA text encoder + UNet, VAE, judge, classifier) from shipped weights."""
     bundled = weights / BUNDLED
@@ -126,12 +151,29 @@ def main() -> None:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--import", dest="do_import", action="store_true", help="weights -> run checkpoints")
     parser.add_argument("--no-tokenizer", action="store_true")
+    parser.add_argument("--lcm-only", action="store_true", help="export only the LCM student")
     args = parser.parse_args()
     if args.do_import:
         import_weights(args.source, args.dest)
+    elif args.lcm_only:
+        print({LCM: export_lcm(args.source, args.dest)})
     else:
-        print(export(args.source, args.dest, tokenizer=not args.no_tokenizer))
+        sizes = export(args.source, args.dest, tokenizer=not args.no_tokenizer)
+        if (args.source / "lcm" / "ema_student.safetensors").exists():
+            sizes[LCM] = export_lcm(args.source, args.dest)
+        print(sizes)
 
 
 if __name__ == "__main__":
     main()
+
+
+def manifest_files(folder: Path) -> str:
+    """The `files:` block of a manifest entry for `folder`: every file but README.md, with sha256 and size."""
+    import hashlib
+
+    lines = ["    files:"]
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "README.md"):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"      - {{path: {path.relative_to(folder)}, sha256: {digest}, size: {path.stat().st_size}}}")
+    return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Pack a run directory for transfer: fp16 weights, state, plots and logs in <= 15 MiB parts.
 
-    python -m training.pack RUN_DIR DEST_DIR       # writes DEST_DIR/run.tar.partNN
+    python -m training.pack RUN_DIR DEST_DIR [a,b]  # writes DEST_DIR/run.tar.partNN (only a, b if given)
     cat DEST_DIR/run.tar.part* | tar -x -C RUN_DIR  # to unpack
 
 Optimizer states and raw (non-EMA) weights of stages that keep an EMA are left out, so a
@@ -20,14 +20,16 @@ PART_BYTES = 15 * 1024 * 1024
 SKIP = {"optimizer.pt", "text_unet.safetensors", "student.safetensors"}
 
 
-def pack(run: Path, dest: Path) -> list[Path]:
-    """Write the tar parts; returns their paths."""
+def pack(run: Path, dest: Path, only: list[str] | None = None) -> list[Path]:
+    """Write the tar parts (only the top-level entries in `only`, when given); returns their paths."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in sorted(run.rglob("*")):
             if not path.is_file() or path.name in SKIP:
                 continue
             name = str(path.relative_to(run))
+            if only is not None and name.split("/")[0] not in only:
+                continue
             if path.suffix == ".safetensors":
                 state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
                 data = save(state)
@@ -47,5 +49,5 @@ def pack(run: Path, dest: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for p in pack(Path(sys.argv[1]), Path(sys.argv[2])):
+    for p in pack(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3].split(",") if len(sys.argv) > 3 else None):
         print(p, p.stat().st_size)

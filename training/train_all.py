@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-ALL_STAGES = ("judge", "autoencoder", "text_unet", "classifier")
+ALL_STAGES = ("judge", "autoencoder", "text_unet", "classifier", "distill_lcm")
 # fractions of the budget for the fixed-length stages; text_unet takes the rest of lane A
-FRACTION = {"judge": 0.16, "autoencoder": 0.2, "classifier": 0.2}
+FRACTION = {"judge": 0.16, "autoencoder": 0.2, "classifier": 0.2, "distill_lcm": 0.25}
 START_OVERHEAD_S = 20.0  # imports, data pools, CUDA context: not counted by a stage's own clock
 
 
@@ -71,15 +71,19 @@ def run(out: Path, minutes: float, stages: list[str], device: str, parallel: boo
         lane_b_second = launch("classifier", out, classifier_s, device, logs / "classifier.log")
     if "text_unet" in stages:
         reserve = 0.0 if parallel else classifier_s + START_OVERHEAD_S
+        if "distill_lcm" in stages:
+            reserve += seconds_for("distill_lcm") + START_OVERHEAD_S
         seconds = left() - reserve - START_OVERHEAD_S - 10.0
         wait(launch("text_unet", out, seconds, device, logs / "text_unet.log"), "text_unet")
     wait(lane_b_first, "judge")
     if "classifier" in stages and not parallel:
         wait(launch("classifier", out, classifier_s, device, logs / "classifier.log"), "classifier")
+    if "distill_lcm" in stages:
+        wait(launch("distill_lcm", out, seconds_for("distill_lcm"), device, logs / "distill_lcm.log"), "distill_lcm")
     wait(lane_b_second, "classifier")
     metrics: dict[str, object] = {"wall_s": time.monotonic() - start}
     for stage in ALL_STAGES:
-        state = out / stage / "state.json"
+        state = out / ("lcm" if stage == "distill_lcm" else stage) / "state.json"
         if state.exists():
             raw = json.loads(state.read_text())
             metrics[stage] = {"step": raw["step"], "elapsed_s": raw["elapsed_s"], **raw.get("metrics", {})}
