@@ -381,3 +381,22 @@ def test_classifier_guidance_option_moves_the_image_only_with_a_scale(sd1) -> No
     assert (on - plain).abs().max().item() > 1e-3 and meta["classifier_scale"] == 20.0
     with pytest.raises(ValueError, match="classifier_scale"):
         text_to_image(sd1, PROMPT, **run, classifier_scale=1.0)
+
+
+def test_bfloat16_model_runs_with_float32_latents_and_tracks_float32(sd1) -> None:
+    # the dtype plumbing of a half-precision GPU deployment, on CPU: modules in bf16, the
+    # sampler's latents and the decoded image in fp32
+    from pipelines.models import assemble
+    from pipelines.tiny import tiny_controlnet, tiny_sd1_components
+
+    half = assemble(
+        "sd1", tiny_sd1_components(0), SD_SCHEDULER_CONFIG, model_id="tiny-bf16", device="cpu",
+        dtype=torch.bfloat16, controlnets={"tiny-control": tiny_controlnet(1)},
+    )
+    half.family = sd1.family
+    control = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    run = {"steps": 2, "seed": 1, "width": SIZE, "height": SIZE, "control_image": control, "control_scale": 0.5}
+    low, _ = text_to_image(half, PROMPT, **run)
+    full, _ = text_to_image(sd1, PROMPT, **run)
+    assert low.dtype == torch.float32 and bool(torch.isfinite(low).all())
+    assert (low - full).abs().max().item() < 0.1  # bf16 keeps ~3 significant digits
