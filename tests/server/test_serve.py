@@ -7,6 +7,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,18 @@ def test_missing_default_weights_serve_a_labelled_tiny_model(tmp_path: Path) -> 
     assert model.id == "tiny-sd1" and notice is not None and "no manifest" in notice
 
 
+@pytest.fixture
+def sse_exit_flag_restored() -> Iterator[None]:
+    """sse-starlette hooks uvicorn's handle_exit and sets a process-wide flag that ends every
+    later event stream; a real server process exits, a test process must put it back."""
+    from sse_starlette.sse import AppStatus
+
+    yield
+    AppStatus.should_exit = False
+
+
 @pytest.mark.anyio
+@pytest.mark.usefixtures("sse_exit_flag_restored")
 async def test_sigterm_stops_readiness_and_drains_in_flight_work() -> None:
     model = known_model()
     config = Settings(drain_timeout_s=10.0)
