@@ -159,6 +159,6 @@ class JobStore:
             if now - job.finished > self.ttl_s:  # type: ignore[operator]
                 self._jobs.pop(job.id, None)
         finished = [j for j in self._jobs.values() if j.finished is not None]
-        excess = len(self._jobs) - self.max_jobs
+        excess = len(self._jobs) + 1 - self.max_jobs  # room for the job being added
         for job in finished[: max(0, excess)]:
             self._jobs.pop(job.id, None)

@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # bearer keys; empty: open
     max_num_images: int = Field(default=8, ge=1)
     max_steps: int = Field(default=1000, ge=1)  # caps every sampler's step range
-    max_jobs: int = Field(default=1024, ge=1)  # finished jobs kept for GET /v1/jobs/{id}
-    job_ttl_s: float = Field(default=3600.0, gt=0)
+    max_jobs: int = Field(default=256, ge=1)  # finished jobs kept (with their images) for GET /v1/jobs/{id}
+    job_ttl_s: float = Field(default=900.0, gt=0)  # a finished job is forgotten after this
 
     # Previews in job events: a low-resolution PNG of the current x0 every N steps (0: off)
     preview_every: int = Field(default=5, ge=0)

@@ -69,3 +69,28 @@ async def test_failed_job_reports_its_error_event() -> None:
         await until(lambda: s.engine.active_count == 0)
         status = (await s.client.get(f"/v1/jobs/{job_id}")).json()
         assert status["status"] == "failed" and status["error"]["code"] == "nan_output"
+
+
+def test_finished_jobs_expire_by_count_and_age() -> None:
+    import asyncio
+
+    from server.generation import GenerationSpec
+    from server.jobs import JobStore
+
+    def spec(i: int) -> GenerationSpec:
+        return GenerationSpec(id=f"job{i}", model="m", prompt="p", negative_prompt="", sampler="ddim", steps=1,
+                              guidance=1.0, seed=i, width=8, height=8, num_images=1, output_format="png")
+
+    async def scenario() -> None:
+        store = JobStore(max_jobs=2, ttl_s=1000.0)
+        loop = asyncio.get_running_loop()
+        jobs = [store.add(spec(i), lambda job: loop.create_future()) for i in range(3)]
+        for job in jobs:
+            job.settle("cancelled")
+        store.add(spec(3), lambda job: loop.create_future())  # evicts the oldest finished
+        assert store.get("job0") is None and store.get("job1") is None and store.get("job2") is not None
+        store.ttl_s = 0.0
+        store.add(spec(4), lambda job: loop.create_future())  # every finished job is now too old
+        assert store.get("job2") is None and store.get("job3") is not None and len(store) == 2
+
+    asyncio.run(scenario())
