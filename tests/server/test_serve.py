@@ -106,3 +106,17 @@ def test_several_models_load_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(models_module, "load_served_model", fake_load)
     models, notice = models_module.load_served_models(Settings(model="a, b"))
     assert [m.id for m in models] == ["a", "b"] and loaded == ["a", "b"] and notice is None
+
+
+@pytest.mark.anyio
+async def test_create_app_without_an_engine_builds_one_in_its_lifespan() -> None:
+    app = create_app(Settings(model="tiny-sd1"))
+    assert app.state.engine is None  # nothing happens at creation
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        assert (await c.get("/readyz")).status_code == 200
+        models = (await c.get("/v1/models")).json()["models"]
+        assert [m["id"] for m in models] == ["tiny-sd1"] and "tiny random" in models[0]["description"]
+        response = await c.post("/generate", json={"prompt": "x", "steps": 1, "width": 16, "height": 16})
+        assert response.status_code == 200 and response.json()["metadata"]["model"] == "tiny-sd1"
+    assert not app.state.engine.ready  # stopped with the lifespan
