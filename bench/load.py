@@ -32,6 +32,8 @@ PROMPTS = [
 
 @dataclass
 class Outcome:
+    """One request's status, latency and image count."""
+
     status: str  # HTTP status code, or the exception's name
     latency_s: float
     images: int
@@ -39,6 +41,8 @@ class Outcome:
 
 @dataclass
 class Report:
+    """A run's figures: latency percentiles, throughput, failures by status."""
+
     mode: str
     model: str
     requests: int
@@ -65,6 +69,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def body_for(i: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The i-th request body: prompts in rotation, seed i, the run's options."""
     body: dict[str, Any] = {"prompt": PROMPTS[i % len(PROMPTS)], "seed": i, "num_images": args.num_images}
     for key in ("steps", "width", "height", "sampler", "guidance", "model"):
         value = getattr(args, key)
@@ -74,6 +79,7 @@ def body_for(i: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def one(client: httpx.AsyncClient, i: int, args: argparse.Namespace) -> Outcome:
+    """Send request i and time it to the last byte."""
     started = time.perf_counter()
     try:
         response = await client.post("/generate", json=body_for(i, args), timeout=args.timeout_s)
@@ -111,6 +117,7 @@ async def open_loop(client: httpx.AsyncClient, args: argparse.Namespace) -> list
 
 
 async def run(args: argparse.Namespace) -> Report:
+    """Warm up, run the chosen loop, and summarise."""
     limits = httpx.Limits(max_connections=max(args.concurrency, 64), max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=args.url, limits=limits) as client:
         models = (await client.get("/v1/models", timeout=30)).json()["models"]
@@ -140,6 +147,7 @@ async def run(args: argparse.Namespace) -> Report:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--mode", choices=("open", "closed"), default="closed")
@@ -162,6 +170,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run and print the report (text or --json)."""
     args = parse_args(argv)
     report = asyncio.run(run(args))
     if args.json:

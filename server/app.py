@@ -171,6 +171,8 @@ def _validation_field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    """Map domain errors, validation errors and HTTP errors to the one JSON error shape."""
+
     async def domain(request: Request, error: Exception) -> Response:
         assert isinstance(error, DarkroomError)
         if 400 <= error.status < 499:

@@ -82,6 +82,7 @@ def bucket_size(rows: int, max_batch: int) -> int:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA (or other allocator) out-of-memory, whichever exception type carries it."""
     return isinstance(error, torch.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
     )

@@ -66,10 +66,14 @@ class Unavailable(DarkroomError):
 
 
 class QueueFull(Unavailable):
+    """The bounded queue is full."""
+
     code = "queue_full"
 
 
 class Draining(Unavailable):
+    """The server is shutting down and takes no new work."""
+
     code = "draining"
 
 
@@ -81,6 +85,8 @@ class ClientDisconnected(DarkroomError):
 
 
 class DeadlineExceeded(DarkroomError):
+    """The request ran past request_timeout_s."""
+
     status = 504
     code = "deadline_exceeded"
 

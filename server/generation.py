@@ -17,6 +17,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SamplerCard:
+    """A sampler as the HTTP side may offer it."""
+
     name: str
     min_steps: int
     max_steps: int
@@ -77,6 +79,8 @@ class GenerationSpec:
 
 @dataclass(frozen=True)
 class Progress:
+    """One model evaluation of a request done (optionally with a preview of x0)."""
+
     step: int  # model evaluations done
     total: int  # model evaluations needed
     preview_png: bytes | None = None
@@ -84,6 +88,8 @@ class Progress:
 
 @dataclass
 class GenerationResult:
+    """A finished request: encoded images and what produced them."""
+
     id: str
     images: list[bytes]  # encoded in spec.output_format
     output_format: str

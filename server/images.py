@@ -77,4 +77,5 @@ def preview_png(pixels: np.ndarray, max_side: int) -> bytes:
 
 
 def b64(data: bytes) -> str:
+    """Bytes -> base64 text (standard alphabet, padded)."""
     return base64.b64encode(data).decode("ascii")

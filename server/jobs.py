@@ -24,12 +24,16 @@ TERMINAL: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
 
 @dataclass
 class Event:
+    """One server-sent event of a job."""
+
     name: str  # "progress" | "result" | "error" | "cancelled"
     data: dict[str, Any]
 
 
 @dataclass(eq=False)
 class Job:
+    """A generation followed through /v1/jobs: its state, progress and subscribers."""
+
     spec: GenerationSpec
     created: float  # time.monotonic()
     status: JobState = "queued"

@@ -40,4 +40,5 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)

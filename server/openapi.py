@@ -21,10 +21,12 @@ def document() -> dict[str, Any]:
 
 
 def render() -> str:
+    """The document as stable JSON text (sorted keys, two-space indent)."""
     return json.dumps(document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the document to PATH (default openapi.json)."""
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0] if args else "openapi.json")
     path.write_text(render(), encoding="utf-8")

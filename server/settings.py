@@ -58,4 +58,5 @@ class Settings(BaseSettings):
 
     @property
     def active_limit(self) -> int:
+        """Requests denoising at once (max_active, else max_batch)."""
         return self.max_active if self.max_active is not None else self.max_batch

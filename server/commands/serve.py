@@ -22,6 +22,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def how_to_call(settings: Settings, model_id: str, port: int) -> str:
+    """The lines printed at start: where the server is and a curl example."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     auth = ' -H "Authorization: Bearer $DARKROOM_KEY"' if settings.api_keys else ""
     return (
@@ -55,6 +56,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def main(args: argparse.Namespace) -> int:
+    """`darkroom serve`: load, start the engine and uvicorn, drain on exit."""
 
     from server.app import create_app
     from server.engine import Engine
