@@ -1,0 +1,102 @@
+"""The shipped bundled model: loads through the manifest, reproduces its golden image, and its
+samples are judged right at a stated rate on a small fixed prompt set (CPU, fp32).
+
+Measured on the shipped weights (eval on an H200, 512 captions, DDIM 25, w = 4): whole-caption
+0.40 seen / 0.41 held-out, colour 0.92, shape 0.69. The thresholds below sit under what these
+16 fixed prompts gave on CPU, so a regression in the model, samplers, guidance or decoding shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).with_name("golden") / "bundled_ddim25_w4_seed0.png"
+GOLDEN_PROMPT = "a large red circle left of a small blue square"
+HAVE_BUNDLED = (ROOT / "weights" / "bundled" / "model_index.json").exists()
+HAVE_LCM = (ROOT / "weights" / "bundled_lcm" / "unet" / "config.json").exists()
+
+
+@pytest.fixture(scope="module")
+def bundled():  # type: ignore[no-untyped-def]
+    from pipelines.loading import load_from_manifest
+
+    return load_from_manifest("bundled", ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def judge():  # type: ignore[no-untyped-def]
+    from server.commands.eval import load_judge
+
+    return load_judge(ROOT / "weights", torch.device("cpu"))
+
+
+def _accuracy(model, judge, sampler: str, steps: int, guidance: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from server.commands.eval import generate
+    from training.data import sample_scenes
+    from training.judge import caption_accuracy
+
+    scenes = sample_scenes(99, 16, "train")
+    images = generate(model, [s.caption.text for s in scenes], sampler, steps, guidance, seed=0)
+    accuracy, _ = caption_accuracy(judge, images, [s.caption for s in scenes])
+    return accuracy
+
+
+@pytest.fixture(scope="module")
+def guided_accuracy(bundled, judge) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    return _accuracy(bundled, judge, "ddim", 25, 4.0)
+
+
+@pytest.mark.skipif(not HAVE_BUNDLED, reason="weights/bundled not present")
+def test_bundled_loads_as_the_bundled_family(bundled) -> None:  # type: ignore[no-untyped-def]
+    assert bundled.family.name == "bundled"
+    assert bundled.family.latent_factor == 4 and bundled.family.latent_channels == 4
+    assert bundled.family.prediction_type == "epsilon"
+    assert 0.2 < bundled.family.vae_scaling_factor < 0.4  # 1 / std of the training latents
+
+
+@pytest.mark.skipif(not HAVE_BUNDLED, reason="weights/bundled not present")
+def test_seeded_generation_matches_golden_image(bundled) -> None:  # type: ignore[no-untyped-def]
+    """Same prompt, seed, DDIM 25, w = 4: uint8 pixels within 4 levels (max) and 0.5 (mean) of the golden PNG."""
+    from pipelines.text_to_image import text_to_image
+
+    images, _ = text_to_image(bundled, GOLDEN_PROMPT, sampler="ddim", steps=25, guidance=4.0, seed=0)
+    got = (images[0].permute(1, 2, 0) * 255).round().byte().numpy().astype(np.int16)
+    want = np.asarray(Image.open(GOLDEN).convert("RGB")).astype(np.int16)
+    diff = np.abs(got - want)
+    assert diff.max() <= 4 and diff.mean() <= 0.5, (diff.max(), diff.mean())
+
+
+@pytest.mark.skipif(not HAVE_BUNDLED, reason="weights/bundled not present")
+def test_judge_accuracy_on_fixed_prompts(guided_accuracy) -> None:  # type: ignore[no-untyped-def]
+    """16 fixed seen-split prompts, DDIM 25, w = 4."""
+    accuracy = guided_accuracy
+    assert accuracy["count"] >= 0.85
+    assert accuracy["colour"] >= 0.8
+    assert accuracy["shape"] >= 0.5
+    assert accuracy["caption"] >= 0.25
+
+
+@pytest.mark.skipif(not HAVE_BUNDLED, reason="weights/bundled not present")
+def test_guidance_raises_adherence(bundled, judge, guided_accuracy) -> None:  # type: ignore[no-untyped-def]
+    """The same 16 prompts without guidance are judged right less often than with w = 4."""
+    unguided = _accuracy(bundled, judge, "ddim", 25, 1.0)
+    guided = guided_accuracy
+    assert guided["shape"] + guided["colour"] > unguided["shape"] + unguided["colour"]
+
+
+@pytest.mark.skipif(not (HAVE_BUNDLED and HAVE_LCM), reason="weights/bundled_lcm not present (branch bundled-lcm-weights)")
+def test_lcm_student_four_steps(judge) -> None:  # type: ignore[no-untyped-def]
+    """The LCM student loads through the manifest and, in 4 steps without CFG, keeps its colours and shapes."""
+    from pipelines.loading import load_from_manifest
+
+    student = load_from_manifest("bundled-lcm", ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
+    assert student.family.default_sampler == "lcm"
+    accuracy = _accuracy(student, judge, "lcm", 4, 1.0)
+    assert accuracy["colour"] >= 0.75
+    assert accuracy["caption"] >= 0.15
