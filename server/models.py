@@ -76,8 +76,15 @@ def load_served_model(settings: Settings) -> tuple[LoadedModel, str | None]:
 def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | None]:
     """Every model of a comma-separated `settings.model` ("bundled,bundled-lcm"), the first the default."""
     ids = [m.strip() for m in (settings.model or "").split(",") if m.strip()]
+    notice = None
     if len(ids) <= 1:
         model, notice = load_served_model(settings)
-        return [model], notice
-    models = [load_served_model(settings.model_copy(update={"model": model_id}))[0] for model_id in ids]
-    return models, None
+        models = [model]
+    else:
+        models = [load_served_model(settings.model_copy(update={"model": model_id}))[0] for model_id in ids]
+    if settings.cuda_graphs:
+        from pipelines.accel import enable_cuda_graphs
+
+        for model in models:
+            enable_cuda_graphs(model)  # a no-op off CUDA or without a UNet
+    return models, notice

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     # pad each pass to 1, 2, 4, 8, 16, 32 rows so each size is captured once (CUDA graphs /
     # compile); None: pad on CUDA only (on a CPU padding is pure extra work)
     pad_to_bucket: bool | None = None
+    cuda_graphs: bool = False  # replay one CUDA graph per UNet bucket (pipelines.accel); CUDA only
     text_cache_size: int = Field(default=1024, ge=0)  # LRU entries of (model, prompt) -> embeddings
     encode_threads: int = Field(default=2, ge=1)  # PNG/JPEG/WebP encoding pool
     request_timeout_s: float = Field(default=300.0, gt=0)  # deadline from arrival; beyond this: 504
