@@ -352,7 +352,7 @@ def grammar_words() -> list[str]:
     for phrases in _POSITION_PHRASES.values():
         for p in phrases:
             words.update(p.split())
-    words.update("left of to the right above below under".split())
+    words.update(["left", "of", "to", "the", "right", "above", "below", "under"])
     for p in _PREFIXES:
         words.update(p.split())
     return sorted(words)

@@ -19,45 +19,45 @@ TEXT_HIDDEN = 128
 LATENT_CHANNELS = 4
 LATENT_FACTOR = 4
 
-VAE_CONFIG = dict(
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3,
-    block_out_channels=(32, 64, 128),
-    layers_per_block=1,
-    latent_channels=LATENT_CHANNELS,
-    norm_num_groups=32,
-    sample_size=64,
-    scaling_factor=1.0,  # replaced by 1 / std of training latents at export
-)
+VAE_CONFIG: dict[str, object] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 3,
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+    "block_out_channels": (32, 64, 128),
+    "layers_per_block": 1,
+    "latent_channels": LATENT_CHANNELS,
+    "norm_num_groups": 32,
+    "sample_size": 64,
+    "scaling_factor": 1.0,  # replaced by 1 / std of training latents at export
+}
 
-UNET_CONFIG = dict(
-    sample_size=16,
-    in_channels=LATENT_CHANNELS,
-    out_channels=LATENT_CHANNELS,
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    block_out_channels=(64, 128, 160),
-    layers_per_block=1,
-    cross_attention_dim=TEXT_HIDDEN,
-    attention_head_dim=4,  # diffusers' legacy name: the number of heads per block
-    norm_num_groups=32,
-)
+UNET_CONFIG: dict[str, object] = {
+    "sample_size": 16,
+    "in_channels": LATENT_CHANNELS,
+    "out_channels": LATENT_CHANNELS,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "block_out_channels": (64, 128, 160),
+    "layers_per_block": 1,
+    "cross_attention_dim": TEXT_HIDDEN,
+    "attention_head_dim": 4,  # diffusers' legacy name: the number of heads per block
+    "norm_num_groups": 32,
+}
 
-TEXT_CONFIG = dict(
-    vocab_size=49408,
-    hidden_size=TEXT_HIDDEN,
-    intermediate_size=4 * TEXT_HIDDEN,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    max_position_embeddings=77,
-    hidden_act="quick_gelu",
-    bos_token_id=49406,
-    eos_token_id=49407,
-    pad_token_id=49407,
-    projection_dim=TEXT_HIDDEN,
-)
+TEXT_CONFIG: dict[str, object] = {
+    "vocab_size": 49408,
+    "hidden_size": TEXT_HIDDEN,
+    "intermediate_size": 4 * TEXT_HIDDEN,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "bos_token_id": 49406,
+    "eos_token_id": 49407,
+    "pad_token_id": 49407,
+    "projection_dim": TEXT_HIDDEN,
+}
 
 
 def build_vae() -> AutoencoderKL:

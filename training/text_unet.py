@@ -16,9 +16,8 @@ import math
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL
 from torch import Tensor, nn
-from transformers import CLIPTextModel
 
 from training.checkpoint import EMA, Deadline, load_state, load_weights, save_state, save_weights
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
