@@ -155,3 +155,15 @@ def test_generated_sdk_calls_the_live_server(live_server: LiveServer) -> None:
 
     images = [decode_image(base64.b64decode(item.b64_json)) for item in response.parsed.data]
     assert [im.size for im in images] == [(info.default_width, info.default_height)] * 2
+
+
+def test_cancelled_job_raises_conflict(client: Darkroom) -> None:
+    from darkroom_client_ext import Conflict
+
+    job_id = client.submit_job(make_request(PROMPT, steps=150, seed=4, sampler="ddim"))
+    client.cancel_job(job_id)
+    with pytest.raises(Conflict) as info:
+        client.wait_job(job_id)
+    assert (info.value.status_code, info.value.code) == (409, "cancelled")
+    status = client.get_job(job_id)
+    assert status.status.value == "cancelled" and status.step < 150
