@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from training.checkpoint import Deadline, load_state, load_weights, save_state, save_weights
 from training.data import pair_presence, render, sample_scenes, scenes_to_batch
@@ -95,3 +96,41 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class GuidanceClassifier(torch.nn.Module):
+    """The noisy-latent classifier behind pipelines.guidance.classifier_guidance's interface:
+    (x in the variance-exploding view, sigma per row) -> 48 heads of (B, 2) logits.
+
+    x_t = x / sqrt(1 + sigma^2) is the VP latent the classifier was trained on; t is the training
+    timestep whose sigma = sqrt((1 - alpha_bar_t) / alpha_bar_t) matches, interpolated in log sigma.
+    Labels for a caption: training.data.caption_presence (1 for each mentioned pair, else 0).
+    """
+
+    def __init__(self, classifier: NoisyLatentClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+        alpha_bar = alphas_cumprod()
+        self.register_buffer("log_sigmas", (((1 - alpha_bar) / alpha_bar).sqrt()).log().float(), persistent=False)
+
+    def timesteps(self, sigma: Tensor) -> Tensor:
+        """Fractional training timesteps (B,) for sigmas (B,), by linear interpolation in log sigma."""
+        log_sigma = sigma.float().clamp(min=1e-6).log().to(self.log_sigmas.device)
+        index = torch.searchsorted(self.log_sigmas, log_sigma).clamp(1, len(self.log_sigmas) - 1)
+        lo, hi = self.log_sigmas[index - 1], self.log_sigmas[index]
+        return (index - 1).float() + ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
+
+    def forward(self, x: Tensor, sigma: Tensor) -> list[Tensor]:
+        """x (B, 4, 16, 16) VE latent, sigma (B,) -> 48 logits tensors of shape (B, 2)."""
+        shape = (-1, *([1] * (x.dim() - 1)))
+        x_vp = x / (1 + sigma.to(x.device, x.dtype).view(shape) ** 2).sqrt()
+        logits = self.classifier(x_vp, self.timesteps(sigma).to(x.device))  # (B, 48, 2)
+        return list(logits.unbind(dim=1))
+
+
+def load_guidance_classifier(path: Path, device: torch.device | str = "cpu") -> GuidanceClassifier:
+    """The shipped classifier (weights/bundled_classifier/classifier.safetensors) behind the guidance interface."""
+    classifier = NoisyLatentClassifier()
+    if not load_weights(classifier, path):
+        raise FileNotFoundError(f"classifier weights missing: {path}")
+    return GuidanceClassifier(classifier.eval()).to(device)
