@@ -65,8 +65,8 @@ DEVICE = "cuda"  # --tiny runs the whole script on the CPU with shrunk models
 DTYPE = torch.float16
 
 
-def darkroom_model(arch: Architecture, case: Case, graphs: bool) -> object:
-    from pipelines.accel import enable_cuda_graphs
+def darkroom_model(arch: Architecture, case: Case, graphs: bool, compiled: bool = False) -> object:
+    from pipelines.accel import enable_compile, enable_cuda_graphs
     from pipelines.models import assemble
 
     components = {"unet": arch.unet, "vae": arch.vae, "text_encoder": arch.text_encoder}
@@ -77,9 +77,20 @@ def darkroom_model(arch: Architecture, case: Case, graphs: bool) -> object:
         scheduler["timestep_spacing"] = "trailing"
     model = assemble(case.family, components, scheduler, model_id=case.name, device=DEVICE, dtype=DTYPE,
                      description="random weights, real architecture")
+    if compiled:
+        enable_compile(model)
     if graphs:
         enable_cuda_graphs(model)
     return model
+
+
+def assemble_for_probe(arch: Architecture, case: Case, dtype: torch.dtype) -> object:
+    global DTYPE
+    saved, DTYPE = DTYPE, dtype
+    try:
+        return darkroom_model(arch, case, graphs=False)
+    finally:
+        DTYPE = saved
 
 
 def engine_settings(case: Case) -> object:
@@ -175,7 +186,9 @@ def http_load(engine: object, settings: object, case: Case, requests: int, open_
     return reports
 
 
-def bench_case(case: Case, tokenizer_dir: Path, out_dir: Path, ceiling: float, http: bool) -> tuple[list[dict], list[dict]]:
+def bench_case(
+    case: Case, tokenizer_dir: Path, out_dir: Path, ceiling: float, http: bool, compile_engine: bool = False
+) -> tuple[list[dict], list[dict]]:
     from server.engine import Engine
 
     records: list[dict] = []
@@ -207,63 +220,77 @@ def bench_case(case: Case, tokenizer_dir: Path, out_dir: Path, ceiling: float, h
     torch.cuda.empty_cache()
 
     # (b) Darkroom's engine in-process, eager and with CUDA graphs per batch bucket
-    variants = [("darkroom-eager", False, None), ("darkroom", True, None)]
+    variants = [("darkroom-eager", False, False, None), ("darkroom", True, False, None)]
     if case.guidance > 0:  # fast mode: no uncond pass once sigma < 1 (about the last 40% of steps)
-        variants.append(("darkroom-fast", True, FAST_INTERVAL))
-    for label, graphs, interval in variants:
-        reset_peak()
-        model = darkroom_model(arch, case, graphs)
-        settings = engine_settings(case)
-        engine = Engine([model], settings)  # type: ignore[list-item]
-        engine.start()
-        warm_start = time.perf_counter()
-        # warm-up: every bucket size the saturated run will use (captures the CUDA graphs)
-        run_engine(engine, [spec_for(case, 1000 + i, interval) for i in range(case.engine_max_batch)])
-        run_engine(engine, [spec_for(case, 2000, interval)])
-        warmup_s = time.perf_counter() - warm_start
-        singles = [run_engine(engine, [spec_for(case, 0, interval)]) for _ in range(3)]
-        latency = float(np.median([s for s, _ in singles]))
-        image = png_pixels(singles[0][1][0].images[0])
-        diff = np.abs(image - reference)
-        exact = bool(diff.max() <= 16 and diff.mean() <= 1.0) and interval is None
-        elapsed, _ = run_engine(engine, [spec_for(case, i, interval) for i in range(case.saturate_requests)])
-        ips = case.saturate_requests / elapsed
-        peak = peak_gib()
-        for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
-            records.append({"case": case.name, "system": label, "mode": mode, "exact": exact,
-                            "images_per_s": round(rate, 3), "latency_s": round(lat, 4),
-                            "requests": 1 if mode == "batch1" else case.saturate_requests,
-                            "max_abs_diff_vs_diffusers_uint8": int(diff.max()),
-                            "mean_abs_diff_vs_diffusers_uint8": round(float(diff.mean()), 3)})
-        rows_per_image = 2 if case.guidance > 0 else 1
-        tflops = 2 * case.unet_gmac * 1e9 * rows_per_image * case.steps * ips / 1e12
-        notes.append({"case": case.name, "system": label, "warmup_s": round(warmup_s, 1),
-                      "peak_gib": round(peak, 2), "peak_gib_diffusers": round(peak_diffusers, 2),
-                      "unet_tflops_saturated": round(tflops, 1), "mfu": round(tflops / ceiling, 3)})
-        print(f"  {label:15s} batch1 {latency:7.3f} s | saturated {ips:7.2f} img/s | diff max {diff.max()} "
-              f"mean {diff.mean():.2f} | warm-up {warmup_s:.1f} s", flush=True)
-        if label == "darkroom" and http:
-            load = http_load(engine, settings, case, case.saturate_requests * 2, open_rate=0.8 * ips if case.steps > 1 else None)
-            closed = load.get("closed", {})
-            if "images_per_s" in closed:
-                records.append({"case": case.name, "system": "darkroom-http", "mode": "saturated", "exact": exact,
-                                "images_per_s": round(closed["images_per_s"], 3),
-                                "latency_s": round(closed.get("latency_p50_s") or 0.0, 4),
-                                "p99_s": closed.get("latency_p99_s"), "concurrency": case.http_concurrency,
-                                "failures": closed.get("failures")})
-            opened = load.get("open", {})
-            if "latency_p99_s" in opened and opened["latency_p99_s"]:
-                records.append({"case": case.name, "system": "darkroom-http", "mode": "poisson80", "exact": exact,
-                                "images_per_s": round(opened["images_per_s"], 3),
-                                "latency_s": round(opened.get("latency_p50_s") or 0.0, 4),
-                                "p99_s": opened["latency_p99_s"], "unloaded_latency_s": round(latency, 4),
-                                "p99_over_unloaded": round(opened["latency_p99_s"] / latency, 2),
-                                "rate_per_s": round(0.8 * ips, 3), "failures": opened.get("failures")})
-            notes.append({"case": case.name, "http_load": load})
-        engine.stop()
-        del engine, model
-        gc.collect()
-        torch.cuda.empty_cache()
+        variants.append(("darkroom-fast", True, False, FAST_INTERVAL))
+    if compile_engine:  # exact mode only: every row guided keeps the UNet batch at bucket sizes
+        variants = [v for v in variants if v[0] != "darkroom-eager"] + [("darkroom-compiled", True, True, None)]
+    for label, graphs, compiled, interval in variants:
+        try:
+            engine = model = None
+            reset_peak()
+            model = darkroom_model(arch, case, graphs, compiled)
+            settings = engine_settings(case)
+            engine = Engine([model], settings)  # type: ignore[list-item]
+            engine.start()
+            warm_start = time.perf_counter()
+            # warm-up: every bucket size the saturated run will use (captures the CUDA graphs)
+            run_engine(engine, [spec_for(case, 1000 + i, interval) for i in range(case.engine_max_batch)])
+            run_engine(engine, [spec_for(case, 2000, interval)])
+            warmup_s = time.perf_counter() - warm_start
+            singles = [run_engine(engine, [spec_for(case, 0, interval)]) for _ in range(3)]
+            latency = float(np.median([s for s, _ in singles]))
+            image = png_pixels(singles[0][1][0].images[0])
+            diff = np.abs(image - reference)
+            exact = bool(diff.max() <= 16 and diff.mean() <= 1.0) and interval is None
+            elapsed, _ = run_engine(engine, [spec_for(case, i, interval) for i in range(case.saturate_requests)])
+            ips = case.saturate_requests / elapsed
+            peak = peak_gib()
+            for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
+                records.append({"case": case.name, "system": label, "mode": mode, "exact": exact,
+                                "images_per_s": round(rate, 3), "latency_s": round(lat, 4),
+                                "requests": 1 if mode == "batch1" else case.saturate_requests,
+                                "max_abs_diff_vs_diffusers_uint8": int(diff.max()),
+                                "mean_abs_diff_vs_diffusers_uint8": round(float(diff.mean()), 3)})
+            rows_per_image = 2 if case.guidance > 0 else 1
+            tflops = 2 * case.unet_gmac * 1e9 * rows_per_image * case.steps * ips / 1e12
+            notes.append({"case": case.name, "system": label, "warmup_s": round(warmup_s, 1),
+                          "peak_gib": round(peak, 2), "peak_gib_diffusers": round(peak_diffusers, 2),
+                          "unet_tflops_saturated": round(tflops, 1), "mfu": round(tflops / ceiling, 3)})
+            print(f"  {label:15s} batch1 {latency:7.3f} s | saturated {ips:7.2f} img/s | diff max {diff.max()} "
+                  f"mean {diff.mean():.2f} | warm-up {warmup_s:.1f} s", flush=True)
+            if label == "darkroom" and http:
+                load = http_load(engine, settings, case, case.saturate_requests * 2, open_rate=0.8 * ips if case.steps > 1 else None)
+                closed = load.get("closed", {})
+                if "images_per_s" in closed:
+                    records.append({"case": case.name, "system": "darkroom-http", "mode": "saturated", "exact": exact,
+                                    "images_per_s": round(closed["images_per_s"], 3),
+                                    "latency_s": round(closed.get("latency_p50_s") or 0.0, 4),
+                                    "p99_s": closed.get("latency_p99_s"), "concurrency": case.http_concurrency,
+                                    "failures": closed.get("failures")})
+                opened = load.get("open", {})
+                if "latency_p99_s" in opened and opened["latency_p99_s"]:
+                    records.append({"case": case.name, "system": "darkroom-http", "mode": "poisson80", "exact": exact,
+                                    "images_per_s": round(opened["images_per_s"], 3),
+                                    "latency_s": round(opened.get("latency_p50_s") or 0.0, 4),
+                                    "p99_s": opened["latency_p99_s"], "unloaded_latency_s": round(latency, 4),
+                                    "p99_over_unloaded": round(opened["latency_p99_s"] / latency, 2),
+                                    "rate_per_s": round(0.8 * ips, 3), "failures": opened.get("failures")})
+                notes.append({"case": case.name, "http_load": load})
+            engine.stop()
+            del engine, model
+            gc.collect()
+            torch.cuda.empty_cache()
+        except Exception as exc:  # a failing variant keeps the other variants' figures
+            import traceback
+
+            traceback.print_exc()
+            notes.append({"case": case.name, "system": label, "error": repr(exc)[:500]})
+            if engine is not None:
+                engine.stop()
+            del engine, model
+            gc.collect()
+            torch.cuda.empty_cache()
     if best is not None:
         notes.append({"case": case.name, "diffusers_best": best})
     del arch
@@ -279,6 +306,8 @@ def main() -> int:
                         help="in order: case names and/or 'levers' (bare-UNet levers)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--compile-engine", action="store_true",
+                        help="also serve with a torch.compile'd UNet (about a minute per bucket shape)")
     parser.add_argument("--tiny", action="store_true", help="shrunk models on the CPU: checks the script runs")
     parser.add_argument("--side", type=int, default=None, help="override every case's image side (with --tiny)")
     args = parser.parse_args()
@@ -311,10 +340,16 @@ def main() -> int:
         if name.startswith("probe:"):
             from bench.probe import probe
 
-            case = CASES[name.split(":", 1)[1]]
-            arch = build(case.arch, device=DEVICE, dtype=DTYPE, tiny=DEVICE == "cpu")
+            parts = name.split(":")
+            case = CASES[parts[1]]
+            dtype = torch.float32 if "fp32" in parts else DTYPE
+            for part in parts[2:]:
+                if part.startswith("g="):
+                    case = replace(case, guidance=float(part[2:]))
+            arch = build(case.arch, device=DEVICE, dtype=dtype, tiny=DEVICE == "cpu")
             try:
-                result["notes"].append({"probe": case.name, "stages": probe(arch, darkroom_model(arch, case, False), case, tokenizer_dir)})
+                model = assemble_for_probe(arch, case, dtype)
+                result["notes"].append({"probe": name, "stages": probe(arch, model, case, tokenizer_dir)})
             except Exception as exc:
                 import traceback
 
@@ -343,7 +378,8 @@ def main() -> int:
             torch.cuda.empty_cache()
             continue
         try:
-            records, notes = bench_case(CASES[name], tokenizer_dir, out_dir, ceiling, http=not args.no_http)
+            records, notes = bench_case(CASES[name], tokenizer_dir, out_dir, ceiling, http=not args.no_http,
+                                        compile_engine=args.compile_engine)
         except Exception as exc:  # one failing case must not lose the others' figures
             import traceback
 

@@ -155,12 +155,28 @@ def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
     return module.to(memory_format=torch.channels_last)
 
 
+def _cuda_unet(model: object) -> torch.nn.Module | None:
+    """The model's UNet when it is served on CUDA, else None."""
+    unet = getattr(getattr(model, "denoiser", None), "unet", None)
+    device = getattr(model, "device", None)
+    if unet is None or device is None or torch.device(device).type != "cuda":
+        return None
+    return unet
+
+
+def enable_compile(model: object, mode: str = "default") -> bool:
+    """torch.compile a CUDA model's UNet in place (static shapes: one compile per bucket shape)."""
+    unet = _cuda_unet(model)
+    if unet is None or isinstance(unet, CudaGraphUNet) or hasattr(unet, "_orig_mod"):
+        return False
+    model.denoiser.unet = torch.compile(unet, mode=mode, dynamic=False)  # type: ignore[attr-defined]
+    return True
+
+
 def enable_cuda_graphs(model: object) -> bool:
     """Wrap a CUDA model's UNet in CudaGraphUNet in place; False when it has none or is off CUDA."""
-    denoiser = getattr(model, "denoiser", None)
-    unet = getattr(denoiser, "unet", None)
-    device = getattr(model, "device", None)
-    if unet is None or isinstance(unet, CudaGraphUNet) or device is None or torch.device(device).type != "cuda":
+    unet = _cuda_unet(model)
+    if unet is None or isinstance(unet, CudaGraphUNet):
         return False
-    denoiser.unet = CudaGraphUNet(unet)  # type: ignore[union-attr]
+    model.denoiser.unet = CudaGraphUNet(unet)  # type: ignore[attr-defined]
     return True

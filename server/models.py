@@ -82,9 +82,11 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
         models = [model]
     else:
         models = [load_served_model(settings.model_copy(update={"model": model_id}))[0] for model_id in ids]
-    if settings.cuda_graphs:
-        from pipelines.accel import enable_cuda_graphs
+    from pipelines.accel import enable_compile, enable_cuda_graphs
 
-        for model in models:
-            enable_cuda_graphs(model)  # a no-op off CUDA or without a UNet
+    for model in models:  # each a no-op off CUDA or without a UNet; compile first, graphs around it
+        if settings.compile_unet:
+            enable_compile(model)
+        if settings.cuda_graphs:
+            enable_cuda_graphs(model)
     return models, notice

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -29,9 +31,14 @@ class Settings(BaseSettings):
     # pad each pass to 1, 2, 4, 8, 16, 32 rows so each size is captured once (CUDA graphs /
     # compile); None: pad on CUDA only (on a CPU padding is pure extra work)
     pad_to_bucket: bool | None = None
-    cuda_graphs: bool = False  # replay one CUDA graph per UNet bucket (pipelines.accel); CUDA only
+    # replay one CUDA graph per UNet bucket (pipelines.accel); CUDA only. Exact; halves batch-1
+    # latency of SD1.5 on an H200 (bench/results/gpu_NVIDIA_H200_run2.json)
+    cuda_graphs: bool = True
+    # torch.compile the UNet (default mode, static shapes): ~1.3x on large SD1.5 batches but about
+    # a minute of compilation per bucket shape on first use; opt-in
+    compile_unet: bool = False
     text_cache_size: int = Field(default=1024, ge=0)  # LRU entries of (model, prompt) -> embeddings
-    encode_threads: int = Field(default=2, ge=1)  # PNG/JPEG/WebP encoding pool
+    encode_threads: int = Field(default_factory=lambda: min(8, os.cpu_count() or 2), ge=1)  # image encoding pool
     request_timeout_s: float = Field(default=300.0, gt=0)  # deadline from arrival; beyond this: 504
     drain_timeout_s: float = Field(default=60.0, ge=0)  # how long shutdown waits for in-flight work
     retry_after_s: int = Field(default=2, ge=1)  # least Retry-After on 503 (queue full: estimated from load)
