@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Darkroom on one GPU: `docker compose up` (docker-compose.yml) or
-#   docker build -t darkroom . && docker run --gpus all -p 8000:8000 -v darkroom-weights:/weights darkroom
+#   docker build -t darkroom . && docker run --gpus all --stop-timeout 100 -p 8000:8000 -v darkroom-weights:/weights darkroom
 # The base image brings the CUDA runtime and the driver hooks the NVIDIA container toolkit
 # expects; the torch wheel brings its own CUDA libraries (cuBLAS, cuDNN), so the base needs no cuDNN.
 ARG BASE_IMAGE=docker.io/nvidia/cuda:12.8.1-runtime-ubuntu24.04
