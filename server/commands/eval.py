@@ -60,11 +60,14 @@ def spread(generated: Tensor, real: Tensor) -> float:
 
 
 @torch.no_grad()
-def generate(model: object, prompts: list[str], sampler: str, steps: int, guidance: float, seed: int) -> Tensor:
+def generate(model: object, prompts: list[str], sampler: str, steps: int, guidance: float, seed: int,
+             classifier: torch.nn.Module | None = None, classifier_scale: float = 0.0,
+             classifier_labels: Tensor | None = None) -> Tensor:
     """Images (N, 3, 64, 64) in [0, 1] for many prompts at once, exactly as text_to_image draws one
-    (seeded CPU generator, prior noise, CFG with the empty negative prompt, the sampler's sigmas)."""
+    (seeded CPU generator, prior noise, CFG with the empty negative prompt, the sampler's sigmas);
+    with a classifier, x0 is also shifted by classifier_scale * sigma^2 * grad log p(labels | x)."""
     from pipelines.conditioning import GuidedConditioning
-    from pipelines.guidance import cfg
+    from pipelines.guidance import cfg, classifier_guidance
     from pipelines.samplers import make_sampler, run, seeded_noise
     from pipelines.text import encode_with_negative
     from pipelines.text_to_image import sampling_sigmas
@@ -80,6 +83,10 @@ def generate(model: object, prompts: list[str], sampler: str, steps: int, guidan
     x = eps * model.denoiser.prior_scale(float(sigmas[0]))  # type: ignore[attr-defined]
     guided = cfg(model.denoiser)  # type: ignore[attr-defined]
     gc = GuidedConditioning(cond=cond, uncond=uncond, guidance_scale=torch.full((n,), max(1.0, guidance)))
+    if classifier is not None and classifier_labels is not None:
+        guided = classifier_guidance(guided, classifier)
+        gc = GuidedConditioning(cond=cond, uncond=uncond, guidance_scale=gc.guidance_scale,
+                                classifier_scale=torch.full((n,), classifier_scale), classifier_labels=classifier_labels)
 
     def denoise(x_now: Tensor, sigma_rows: Tensor) -> Tensor:
         return guided(x_now, sigma_rows, gc)
