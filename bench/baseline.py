@@ -14,7 +14,12 @@ PROMPT = "a photograph of an astronaut riding a horse on the moon, highly detail
 
 def make_pipeline(arch: Architecture, tokenizer_dir: Path, *, euler_trailing: bool = False) -> object:
     """StableDiffusion(XL)Pipeline over the given modules: DDIM, or Euler with trailing spacing (Turbo)."""
-    from diffusers import DDIMScheduler, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import (
+        DDIMScheduler,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
     from transformers import CLIPTokenizer
 
     sched_cfg = dict(arch.config["scheduler"])

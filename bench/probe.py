@@ -37,8 +37,8 @@ def probe(arch: Architecture, model: object, case: object, tokenizer_dir: Path) 
             cond, _ = model.text_encoder.encode([PROMPT, ""])
             out.append(_stats("text_cond", cond.text_embeddings[:1], theirs_c))
             out.append(_stats("text_uncond", cond.text_embeddings[1:], theirs_u))
-        kwargs = dict(prompt=PROMPT, num_inference_steps=case.steps, guidance_scale=case.guidance,
-                      height=case.side, width=case.side)
+        kwargs = {"prompt": PROMPT, "num_inference_steps": case.steps, "guidance_scale": case.guidance,
+                  "height": case.side, "width": case.side}
         latents = pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(0), output_type="latent").images
         images_np = pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(0), output_type="np").images
         theirs_img = torch.from_numpy(np.asarray(images_np)).permute(0, 3, 1, 2)

@@ -59,7 +59,7 @@ class CudaGraphUNet(torch.nn.Module):
     def forward(
         self,
         sample: Tensor,
-        timestep: Tensor | float | int,
+        timestep: Tensor | float,
         encoder_hidden_states: Tensor,
         timestep_cond: Tensor | None = None,
         added_cond_kwargs: dict[str, Tensor] | None = None,

@@ -14,7 +14,6 @@ from pipelines.manifest import (
     load_manifest,
 )
 
-
 REPO_WEIGHTS = DEFAULT_MANIFEST_PATH.parent / "weights"
 
 
