@@ -20,6 +20,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipelines server training tests bench
+	$(VENV)/bin/mypy --follow-imports=silent server client/darkroom_client_ext
 
 # Regenerate the client SDK (client/darkroom_client) from the committed openapi.json.
 sdk: $(STAMP)

@@ -18,9 +18,13 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from training.models import Judge
 
 # (sampler, steps): the issue's grid, cheapest-to-explain first
 FULL_GRID: tuple[tuple[str, int], ...] = (
@@ -119,7 +123,7 @@ def plan(quick: bool) -> list[Config]:
     return configs
 
 
-def evaluate(model: object, judge: torch.nn.Module, configs: list[Config], captions: int, batch: int,
+def evaluate(model: object, judge: Judge, configs: list[Config], captions: int, batch: int,
              out: Path, budget_s: float, label: str = "") -> list[dict[str, object]]:
     """Run `configs` until the budget is spent; returns one record per (config, split)."""
     from training.data import render, sample_scenes, scenes_to_batch
@@ -179,7 +183,7 @@ def markdown(records: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_judge(weights_root: Path, device: torch.device) -> torch.nn.Module:
+def load_judge(weights_root: Path, device: torch.device) -> Judge:
     """The judge from <weights root>/judge/judge.safetensors."""
     from training.checkpoint import load_weights
     from training.models import Judge
