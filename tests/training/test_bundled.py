@@ -1,9 +1,10 @@
 """The shipped bundled model: loads through the manifest, reproduces its golden image, and its
 samples are judged right at a stated rate on a small fixed prompt set (CPU, fp32).
 
-Measured on the shipped weights (eval on an H200, 512 captions, DDIM 25, w = 4): whole-caption
-0.40 seen / 0.41 held-out, colour 0.92, shape 0.69. The thresholds below sit under what these
-16 fixed prompts gave on CPU, so a regression in the model, samplers, guidance or decoding shows.
+The shipped weights are GPU call 3's (training/results/call3). The thresholds below sit under
+what these 16 fixed prompts gave on CPU with those weights (DDIM 25, w = 4: count 1.0, colour 1.0,
+shape 0.81, caption 0.44; w = 1: colour 0.94, shape 0.56), with a margin of 2-3 prompts, so a
+regression in the model, samplers, guidance or decoding shows.
 """
 
 from __future__ import annotations
@@ -76,10 +77,10 @@ def test_seeded_generation_matches_golden_image(bundled) -> None:  # type: ignor
 def test_judge_accuracy_on_fixed_prompts(guided_accuracy) -> None:  # type: ignore[no-untyped-def]
     """16 fixed seen-split prompts, DDIM 25, w = 4."""
     accuracy = guided_accuracy
-    assert accuracy["count"] >= 0.85
-    assert accuracy["colour"] >= 0.8
-    assert accuracy["shape"] >= 0.5
-    assert accuracy["caption"] >= 0.125  # measured 0.25 (4 of 16)
+    assert accuracy["count"] >= 0.85  # measured 1.0
+    assert accuracy["colour"] >= 0.85  # measured 1.0
+    assert accuracy["shape"] >= 0.625  # measured 0.8125 (13 of 16)
+    assert accuracy["caption"] >= 0.25  # measured 0.4375 (7 of 16)
 
 
 @pytest.mark.skipif(not HAVE_BUNDLED, reason="weights/bundled not present")
