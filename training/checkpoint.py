@@ -8,8 +8,10 @@ A stage resumes from whatever of these exists; missing optimizer state just rest
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,3 +133,19 @@ class EMA:
     def copy_to(self, module: nn.Module) -> None:
         for s, p in zip(self.shadow, module.parameters()):
             p.copy_(s.to(p.dtype))
+
+
+def stage_main(
+    description: str,
+    stage: str,
+    train: Callable[..., dict[str, float]],
+    batch_help: str = "default: the GPU batch, or 8 on CPU",
+) -> None:
+    """The command line of one training stage: --out, --seconds, --device, --batch -> train(...)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=None, help=batch_help)
+    args = parser.parse_args()
+    print(stage, train(args.out, args.seconds, torch.device(args.device), batch=args.batch), flush=True)

@@ -10,14 +10,20 @@ guidance: the VP-scaled latent x_t = x / sqrt(1 + sigma^2) and the discrete time
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.checkpoint import Deadline, load_state, load_weights, save_state, save_weights
+from training.checkpoint import (
+    Deadline,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+    stage_main,
+)
 from training.data import pair_presence, render, sample_scenes, scenes_to_batch
 from training.diffusion import add_noise, alphas_cumprod
 from training.models import NoisyLatentClassifier
@@ -85,13 +91,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="default: the GPU batch, or 8 on CPU")
-    args = parser.parse_args()
-    print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch), flush=True)
+    stage_main(__doc__.splitlines()[0], STAGE, train)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ The text encoder is the teacher's, frozen and shared.
 
 from __future__ import annotations
 
-import argparse
 import copy
 from pathlib import Path
 
@@ -22,7 +21,14 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import Tensor
 
-from training.checkpoint import Deadline, load_state, load_weights, save_state, save_weights
+from training.checkpoint import (
+    Deadline,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+    stage_main,
+)
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.judge import caption_accuracy
@@ -185,13 +191,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="default: 256 on GPU, 4 on CPU")
-    args = parser.parse_args()
-    print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch), flush=True)
+    stage_main(__doc__.splitlines()[0], STAGE, train, batch_help="default: 256 on GPU, 4 on CPU")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ mentioned objects to the judge's detected objects (all permutations; at most 3 o
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import random
 from dataclasses import dataclass
@@ -20,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.checkpoint import Deadline, load_state, load_weights, save_state, save_weights
+from training.checkpoint import (
+    Deadline,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+    stage_main,
+)
 from training.data import (
     GRID,
     Caption,
@@ -197,13 +203,7 @@ def caption_accuracy(judge: Judge, images: Tensor, captions: list[Caption]) -> t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="default: the GPU batch, or 8 on CPU")
-    args = parser.parse_args()
-    print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch), flush=True)
+    stage_main(__doc__.splitlines()[0], STAGE, train)
 
 
 if __name__ == "__main__":
