@@ -3,12 +3,16 @@
 Old weights: weights/bundled and weights/judge as of commit 6c41bac copied to /tmp/oldw, with that
 commit's weights_manifest.yaml as old_manifest.yaml.  Usage: python cpu_eval.py CAPTIONS W1,W2
 """
-import json, sys, time
+import json
+import sys
 from pathlib import Path
+
 import torch
+
 sys.path.insert(0, "/work/main")
 from pipelines.loading import load_from_manifest
 from server.commands.eval import Config, evaluate, load_judge
+
 torch.set_num_threads(2)
 captions = int(sys.argv[1]); scales = [float(w) for w in sys.argv[2].split(",")]
 judge = load_judge(Path("/work/main/weights"), torch.device("cpu"))
