@@ -65,7 +65,9 @@ DEVICE = "cuda"  # --tiny runs the whole script on the CPU with shrunk models
 DTYPE = torch.float16
 
 
-def darkroom_model(arch: Architecture, case: Case, graphs: bool, compiled: bool = False) -> object:
+def darkroom_model(
+    arch: Architecture, case: Case, graphs: bool, compiled: bool = False, dtype: torch.dtype | None = None
+) -> object:
     from pipelines.accel import enable_compile, enable_cuda_graphs
     from pipelines.models import assemble
 
@@ -75,22 +77,13 @@ def darkroom_model(arch: Architecture, case: Case, graphs: bool, compiled: bool 
     scheduler = dict(arch.config["scheduler"])
     if case.baseline_scheduler == "euler_trailing":
         scheduler["timestep_spacing"] = "trailing"
-    model = assemble(case.family, components, scheduler, model_id=case.name, device=DEVICE, dtype=DTYPE,
+    model = assemble(case.family, components, scheduler, model_id=case.name, device=DEVICE, dtype=dtype or DTYPE,
                      description="random weights, real architecture")
     if compiled:
         enable_compile(model)
     if graphs:
         enable_cuda_graphs(model)
     return model
-
-
-def assemble_for_probe(arch: Architecture, case: Case, dtype: torch.dtype) -> object:
-    global DTYPE
-    saved, DTYPE = DTYPE, dtype
-    try:
-        return darkroom_model(arch, case, graphs=False)
-    finally:
-        DTYPE = saved
 
 
 def engine_settings(case: Case) -> object:
@@ -374,7 +367,7 @@ def main() -> int:
                     case = replace(case, guidance=float(part[2:]))
             arch = build(case.arch, device=DEVICE, dtype=dtype, tiny=DEVICE == "cpu")
             try:
-                model = assemble_for_probe(arch, case, dtype)
+                model = darkroom_model(arch, case, graphs=False, dtype=dtype)
                 result["notes"].append({"probe": name, "stages": probe(arch, model, case, tokenizer_dir)})
             except Exception as exc:  # noqa: BLE001 - keep what was measured before the failure
                 import traceback
