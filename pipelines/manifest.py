@@ -22,7 +22,11 @@ WEIGHTS_ROOT_ENV = "DARKROOM_WEIGHTS_ROOT"
 
 Family = Literal["sd1", "sd2", "sdxl", "dit", "pixart", "bundled"]
 Format = Literal["diffusers", "single_file"]
-Kind = Literal["pipeline", "controlnet"]
+Kind = Literal["pipeline", "controlnet", "classifier"]
+# What a classifier entry's heads predict, i.e. how a prompt becomes its labels:
+# "shapes_world_pairs" - 48 binary heads, one per (shape, colour) pair of the bundled model's
+# shapes world (training.data), labelled from the prompt parsed with that world's caption grammar.
+ClassifierLabels = Literal["shapes_world_pairs"]
 DType = Literal["float32", "float16", "bfloat16"]
 PredictionType = Literal["epsilon", "v_prediction", "sample", "flow"]
 
@@ -113,7 +117,8 @@ class Limits(_Strict):
 
 
 class ModelEntry(_Strict):
-    """One servable model (kind pipeline) or adapter (kind controlnet)."""
+    """One servable model (kind pipeline), adapter (kind controlnet) or noisy-latent classifier
+    for classifier guidance (kind classifier: one .safetensors file, format single_file)."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     family: Family
@@ -131,6 +136,9 @@ class ModelEntry(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     limits: Limits = Field(default_factory=Limits)
     controlnets: list[str] = Field(default_factory=list)  # ids of kind-controlnet entries
+    # pipeline entries: id of the kind-classifier entry served for classifier guidance
+    classifier: str | None = None
+    labels: ClassifierLabels | None = None  # classifier entries: what their heads predict
     description: str = ""
 
     @field_validator("path")
@@ -159,6 +167,17 @@ class ModelEntry(_Strict):
                 )
         if self.kind == "controlnet" and self.controlnets:
             raise ValueError("controlnets: a controlnet entry cannot itself attach controlnets")
+        if self.kind != "pipeline" and self.classifier is not None:
+            raise ValueError(f"classifier: only a pipeline entry attaches a classifier, this is a {self.kind}")
+        if self.kind == "classifier":
+            if self.labels is None:
+                raise ValueError("labels: a classifier entry must say what its heads predict (shapes_world_pairs)")
+            if self.format != "single_file":
+                raise ValueError("format: a classifier entry is one .safetensors file (format single_file)")
+            if self.controlnets:
+                raise ValueError("controlnets: a classifier entry cannot attach controlnets")
+        elif self.labels is not None:
+            raise ValueError(f"labels: only classifier entries have labels, this is a {self.kind}")
         d, lim = self.defaults, self.limits
         for side_name, side in (("width", d.width), ("height", d.height)):
             if not lim.min_side <= side <= lim.max_side:
@@ -218,6 +237,17 @@ class Manifest(_Strict):
                         f"models[{entry.id}].controlnets: {cid!r} is for family "
                         f"{control.family}, the model is {entry.family}"
                     )
+            if entry.classifier is not None:
+                classifier = by_id.get(entry.classifier)
+                if classifier is None or classifier.kind != "classifier":
+                    raise ValueError(
+                        f"models[{entry.id}].classifier: {entry.classifier!r} is not a classifier entry"
+                    )
+                if classifier.family != entry.family:
+                    raise ValueError(
+                        f"models[{entry.id}].classifier: {entry.classifier!r} is for family "
+                        f"{classifier.family}, the model is {entry.family}"
+                    )
         return self
 
     def get(self, model_id: str | None = None) -> ModelEntry:
@@ -230,7 +260,7 @@ class Manifest(_Strict):
         raise KeyError(f"unknown model {wanted!r}; the manifest has: {known}")
 
     def pipelines(self) -> list[ModelEntry]:
-        """Entries a request can name as its model (not adapters)."""
+        """Entries a request can name as its model (not adapters or classifiers)."""
         return [e for e in self.models if e.kind == "pipeline"]
 
 
