@@ -46,6 +46,9 @@ class ModelCard:
     max_pixels: int  # per image
     max_num_images: int  # per request: rows of one request must fit one forward pass
     num_classes: int | None = None  # class-conditional models (DiT): the prompt is a class id below this
+    # models served with a noisy-latent classifier: prompt -> one label per head (ValueError when
+    # the classifier cannot label the prompt); None: no classifier guidance for this model
+    classifier_labels: Callable[[str], tuple[int, ...]] | None = None
 
     def sampler(self, name: str) -> SamplerCard | None:
         return next((s for s in self.samplers if s.name == name), None)
@@ -73,6 +76,8 @@ class GenerationSpec:
     control_image: np.ndarray | None = None  # (height, width, 3) uint8, already resized
     controlnet: str | None = None
     control_scale: float = 1.0
+    classifier_scale: float = 0.0  # classifier guidance w_c; 0 = none
+    classifier_labels: tuple[int, ...] | None = None  # one per classifier head; set iff classifier_scale > 0
     preview: bool = False
     timeout_s: float = 300.0
 
