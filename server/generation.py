@@ -70,6 +70,7 @@ class GenerationSpec:
     height: int
     num_images: int
     output_format: str  # "png" | "jpeg" | "webp"
+    quality: int | None = None  # JPEG / WebP quality (None: server.images.DEFAULT_QUALITY)
     guidance_interval: tuple[float, float] | None = None  # (sigma_lo, sigma_hi]
     init_image: np.ndarray | None = None  # (height, width, 3) uint8, already resized
     strength: float = 1.0

@@ -120,6 +120,7 @@ def resolve(req: GenerateRequest, cards: list[ModelCard], *, timeout_s: float, m
         height=height,
         num_images=req.num_images,
         output_format=req.output_format,
+        quality=req.quality,
         guidance_interval=interval,
         init_image=init,
         strength=req.strength if init is not None else 1.0,

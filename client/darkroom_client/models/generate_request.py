@@ -28,8 +28,10 @@ class GenerateRequest:
         model (None | str | Unset): Model id from GET /v1/models; default: the server's first model.
         negative_prompt (str | Unset): What to steer away from (the uncond rows). Default: ''.
         num_images (int | Unset): Images for this prompt (each its own latent row). Default: 1.
-        output_format (GenerateRequestOutputFormat | Unset):  Default: GenerateRequestOutputFormat.PNG.
+        output_format (GenerateRequestOutputFormat | Unset): png (lossless), jpeg or webp. On a GPU server jpeg is
+            encoded on the GPU (nvJPEG): the fastest. Default: GenerateRequestOutputFormat.PNG.
         preview (bool | Unset): Jobs only: low-resolution previews in the event stream. Default: False.
+        quality (int | None | Unset): JPEG / WebP quality; default 90. Ignored for png.
         sampler (None | str | Unset): Sampler name from GET /v1/models; default: the model's.
         seed (int | None | Unset): Random seed; drawn at random when absent and always returned.
         steps (int | None | Unset): Sampler steps; default: the model's.
@@ -50,6 +52,7 @@ class GenerateRequest:
     num_images: int | Unset = 1
     output_format: GenerateRequestOutputFormat | Unset = GenerateRequestOutputFormat.PNG
     preview: bool | Unset = False
+    quality: int | None | Unset = UNSET
     sampler: None | str | Unset = UNSET
     seed: int | None | Unset = UNSET
     steps: int | None | Unset = UNSET
@@ -120,6 +123,12 @@ class GenerateRequest:
 
         preview = self.preview
 
+        quality: int | None | Unset
+        if isinstance(self.quality, Unset):
+            quality = UNSET
+        else:
+            quality = self.quality
+
         sampler: None | str | Unset
         if isinstance(self.sampler, Unset):
             sampler = UNSET
@@ -177,6 +186,8 @@ class GenerateRequest:
             field_dict["output_format"] = output_format
         if preview is not UNSET:
             field_dict["preview"] = preview
+        if quality is not UNSET:
+            field_dict["quality"] = quality
         if sampler is not UNSET:
             field_dict["sampler"] = sampler
         if seed is not UNSET:
@@ -292,6 +303,15 @@ class GenerateRequest:
 
         preview = d.pop("preview", UNSET)
 
+        def _parse_quality(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        quality = _parse_quality(d.pop("quality", UNSET))
+
         def _parse_sampler(data: object) -> None | str | Unset:
             if data is None:
                 return data
@@ -344,6 +364,7 @@ class GenerateRequest:
             num_images=num_images,
             output_format=output_format,
             preview=preview,
+            quality=quality,
             sampler=sampler,
             seed=seed,
             steps=steps,
