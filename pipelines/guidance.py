@@ -94,21 +94,30 @@ def classifier_log_prob(logits: Tensor | Sequence[Tensor], labels: Tensor) -> Te
 
 
 def classifier_guidance(denoise: GuidedDenoiser, classifier: NoisyClassifier) -> GuidedDenoiser:
-    """x0 += w sigma^2 grad_x log p(y | x, sigma) on rows with a classifier scale (Dhariwal & Nichol 2021)."""
+    """x0 += w sigma^2 grad_x log p(y | x, sigma) on rows with a classifier scale (Dhariwal & Nichol 2021).
+
+    Only rows with w != 0 go through the classifier, so rows without classifier guidance keep the
+    guided denoiser's x0 exactly and pay nothing, whatever else shares their batch.
+    """
 
     def guided(x: Tensor, sigma: Tensor, cond: GuidedConditioning) -> Tensor:
         x0 = denoise(x, sigma, cond)
         if cond.classifier_scale is None or cond.classifier_labels is None:
             return x0
         scale = cond.classifier_scale.to(x.device, torch.float32)
-        if not bool((scale != 0).any()):
+        index = (scale != 0).nonzero().flatten()  # (G,) rows with classifier guidance
+        if index.numel() == 0:
             return x0
+        sigma_g = sigma.to(x.device)[index]
         with torch.enable_grad():
-            x_in = x.detach().float().requires_grad_(True)
-            log_p = classifier_log_prob(classifier(x_in, sigma), cond.classifier_labels.to(x.device))
+            x_in = x[index].detach().float().requires_grad_(True)
+            labels = cond.classifier_labels.to(x.device)[index]
+            log_p = classifier_log_prob(classifier(x_in, sigma_g), labels)
             (grad,) = torch.autograd.grad(log_p.sum(), x_in)  # rows are independent: d sum = per row
         shape = (-1, *([1] * (x.dim() - 1)))
-        sigma2 = (sigma.to(torch.float32) ** 2).to(x.device).view(shape)
-        return x0 + (scale.view(shape) * sigma2 * grad).to(x0.dtype)
+        shift = scale[index].view(shape) * (sigma_g.to(torch.float32) ** 2).view(shape) * grad
+        x0 = x0.clone()
+        x0[index] = x0[index] + shift.to(x0.dtype)
+        return x0
 
     return guided

@@ -39,11 +39,12 @@ import torch
 from torch import Tensor
 
 from pipelines.conditioning import Conditioning, Denoiser, GuidedConditioning
-from pipelines.guidance import cfg
+from pipelines.guidance import cfg, classifier_guidance
 from pipelines.model import LoadedModel
 from pipelines.samplers import SAMPLERS, make_sampler, seeded_noise
 from pipelines.text import sdxl_time_ids
 from pipelines.text_to_image import sampling_sigmas
+from server.classifier import classifier_of
 from server.errors import (
     Cancelled,
     DarkroomError,
@@ -215,6 +216,7 @@ def model_card(model: LoadedModel, settings: Settings, samplers: tuple[SamplerCa
         max_pixels=max_pixels,
         max_num_images=max_rows,
         num_classes=None if model.text_encoder is not None else getattr(model.denoiser, "null_class", None),
+        classifier_labels=None if (classifier := classifier_of(model)) is None else classifier.prompt_labels,
     )
 
 
@@ -322,6 +324,11 @@ class Engine:
             key=(spec.model, latent, spec.controlnet),
             loop=loop,
             future=loop.create_future(),
+        if spec.classifier_scale > 0 and (classifier_of(served.model) is None or spec.classifier_labels is None):
+            raise InvalidRequest(
+                f"'classifier_scale' > 0 needs model '{spec.model}' to have a classifier and the prompt's labels",
+                field="classifier_scale",
+            )
             on_progress=on_progress,
             arrival=now,
             deadline=now + spec.timeout_s,
@@ -622,6 +629,7 @@ class Engine:
             # first (1 - strength) of the steps as diffusers' get_timesteps does
             used = min(int(spec.steps * spec.strength), spec.steps)
             if used < 1:
+            **self._classifier_rows(model, spec),
                 raise InvalidRequest("strength x steps must be at least one step", field="strength")
             sigmas = sigmas[spec.steps - used :]
             image = torch.from_numpy(spec.init_image).permute(2, 0, 1)[None].float().div(255)  # (1, 3, H, W)
@@ -647,6 +655,23 @@ class Engine:
     @staticmethod
     def _evals_total(sampler: str, steps: int) -> int:
         return steps * SAMPLERS[sampler].evaluations_per_step  # at most: Heun's last step takes one
+    @staticmethod
+    def _classifier_rows(model: LoadedModel, spec: GenerationSpec) -> dict[str, Tensor]:
+        """Classifier-guidance scale (n,) and labels (n, heads) of a request's rows.
+
+        Every row of a model served with a classifier carries them (scale 0 and zero labels when
+        the request does not ask), so requests with and without classifier guidance share passes.
+        """
+        classifier = classifier_of(model)
+        if classifier is None:
+            return {}
+        n = spec.num_images
+        labels = spec.classifier_labels if spec.classifier_labels is not None else (0,) * classifier.heads
+        return {
+            "classifier_scale": torch.full((n,), spec.classifier_scale, dtype=torch.float32, device=model.device),
+            "classifier_labels": torch.tensor([labels], dtype=torch.long, device=model.device).expand(n, -1),
+        }
+
 
     # -- reap ---------------------------------------------------------------------------------
 
@@ -764,7 +789,11 @@ class Engine:
             denoiser: Denoiser = served.model.denoiser
             if controlnet is not None:
                 denoiser = served.model.denoiser.with_controlnet(served.model.controlnets[controlnet])  # type: ignore[attr-defined]
-            forward = served.guided[controlnet] = self._guidance(denoiser)  # type: ignore[misc]
+            forward = self._guidance(denoiser)  # type: ignore[misc]
+            classifier = classifier_of(served.model)
+            if classifier is not None:  # rows with classifier_scale 0 pass through untouched
+                forward = classifier_guidance(forward, classifier.network)
+            served.guided[controlnet] = forward
         return forward
 
     @staticmethod

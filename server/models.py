@@ -3,14 +3,20 @@
 When no model is named and the manifest's default model has no weights on disk yet (the bundled
 model before it ships), the server still starts, on `pipelines.tiny.tiny_sd1()`, and says loudly
 that its images are noise. A model named explicitly must load or the server refuses to start.
+A model whose manifest entry attaches a classifier is served with it (classifier guidance,
+server.classifier); when the classifier's files are missing or fail their check, the model is
+served without it and the log says why.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pipelines.model import LoadedModel
 from server.settings import Settings
+
+log = logging.getLogger("darkroom.models")
 
 TINY_ID = "tiny-sd1"
 TINY_NOTICE = (
@@ -70,7 +76,25 @@ def load_served_model(settings: Settings) -> tuple[LoadedModel, str | None]:
             raise  # a model named explicitly must load
         # the implicit default is still being built (weights half-written): keep `make serve` working
         return _tiny(f"the default model could not be loaded ({type(e).__name__}: {e})")
-    return model, None
+    return _attach_classifier(model, manifest_path, root), None
+
+
+def _attach_classifier(model: LoadedModel, manifest_path: Path, root: Path) -> LoadedModel:
+    """`model` with the classifier its manifest entry names (fp32, on the model's device), if any."""
+    from pipelines.loading.errors import WeightsError
+    from pipelines.manifest import load_manifest
+    from server.classifier import load_classifier, with_classifier
+
+    manifest = load_manifest(manifest_path)
+    classifier_id = manifest.get(model.id).classifier
+    if classifier_id is None:
+        return model
+    try:
+        classifier = load_classifier(manifest.get(classifier_id), root, model.device)
+    except (WeightsError, OSError) as e:  # the model still serves, without classifier guidance
+        log.warning("model %s: classifier %s not loaded (%s: %s)", model.id, classifier_id, type(e).__name__, e)
+        return model
+    return with_classifier(model, classifier)
 
 
 def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | None]:

@@ -16,6 +16,7 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**63 - 1
+MAX_CLASSIFIER_SCALE = 10.0  # beyond it the sigma^2-scaled gradient swamps the denoiser's x0
 
 
 class _Strict(BaseModel):
@@ -51,6 +52,14 @@ class GenerateRequest(_Strict):
     control_image: str | None = Field(default=None, description="Base64 control image for a ControlNet.")
     controlnet: str | None = Field(default=None, description="ControlNet name from GET /v1/models; default: the model's only one.")
     control_scale: float = Field(default=1.0, ge=0.0, le=5.0, description="ControlNet residual scale.")
+    classifier_scale: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=MAX_CLASSIFIER_SCALE,
+        description="Classifier guidance scale w_c (Dhariwal & Nichol 2021): x0 += w_c sigma^2 grad log p(labels | x), "
+        "with the model's noisy-latent classifier and labels parsed from the prompt. 0 = none; > 0 needs a model "
+        "with a classifier and a prompt it can label.",
+    )
     preview: bool = Field(default=False, description="Jobs only: low-resolution previews in the event stream.")
 
 

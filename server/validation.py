@@ -45,6 +45,22 @@ def check_size(card: ModelCard, width: int, height: int, *, width_field: str, he
         )
 
 
+def _classifier_labels(card: ModelCard, req: GenerateRequest) -> tuple[int, ...]:
+    """The classifier labels of the request's prompt; 422 on `classifier_scale` when there are none."""
+    if card.classifier_labels is None:
+        raise InvalidRequest(
+            f"model '{card.id}' has no classifier for classifier guidance; 'classifier_scale' must be 0",
+            field="classifier_scale",
+        )
+    try:
+        return card.classifier_labels(req.prompt)
+    except ValueError as e:
+        raise InvalidRequest(
+            f"'classifier_scale' > 0 needs a prompt model '{card.id}'s classifier can label: {e}",
+            field="classifier_scale",
+        ) from None
+
+
 def resolve(req: GenerateRequest, cards: list[ModelCard], *, timeout_s: float, max_num_images: int) -> GenerationSpec:
     """GenerateRequest -> GenerationSpec with the model's defaults; raises InvalidRequest naming the field."""
     card = pick_card(cards, req.model)
@@ -106,6 +122,7 @@ def resolve(req: GenerateRequest, cards: list[ModelCard], *, timeout_s: float, m
         raise InvalidRequest(f"unknown ControlNet '{controlnet}' for model '{card.id}'", field="controlnet")
     if controlnet is not None and control is None:
         raise InvalidRequest("'controlnet' needs a 'control_image'", field="control_image")
+    classifier_labels = _classifier_labels(card, req) if req.classifier_scale > 0 else None
     seed = req.seed if req.seed is not None else secrets.randbelow(MAX_SEED)
     return GenerationSpec(
         id=uuid.uuid4().hex,
@@ -127,6 +144,8 @@ def resolve(req: GenerateRequest, cards: list[ModelCard], *, timeout_s: float, m
         control_image=control,
         controlnet=controlnet,
         control_scale=req.control_scale,
+        classifier_scale=req.classifier_scale,
+        classifier_labels=classifier_labels,
         preview=req.preview,
         timeout_s=timeout_s,
     )
