@@ -1,4 +1,4 @@
-"""Speed levers that leave the arithmetic unchanged: CUDA graphs per batch bucket, channels-last.
+"""Speed levers that leave the arithmetic unchanged: CUDA graphs per batch bucket, torch.compile, channels-last.
 
 `CudaGraphUNet` wraps a diffusers UNet2DConditionModel (or anything with the same call
 shape). The first call with a new input signature (batch bucket, latent shape, context
@@ -6,10 +6,19 @@ length, dtype) warms up on a side stream and captures one CUDA graph; later call
 inputs into the captured buffers and replay it. The engine pads batches to a few bucket
 sizes, so only a handful of graphs are ever captured. Calls it cannot graph (CPU tensors,
 ControlNet residuals) go to the eager module unchanged.
+
+`BucketedDecoder` does the same for the VAE decoder (at 512x512 it costs about three UNet
+forwards, so it bounds one-step models): decode batches are padded to a bucket size and each
+bucket replays a CUDA graph or runs a torch.compile'd decoder specialised to that shape.
+
+Graphs are captured with capture_error_mode="thread_local", so another thread (the engine's
+decode thread, on its own stream) may allocate or synchronise while one thread captures.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -27,6 +36,23 @@ class _CapturedCall:
     timestep_cond: Tensor | None  # LCM guidance embedding, when the UNet takes one
     added: dict[str, Tensor]
     output: Tensor  # static output buffer, cloned after each replay
+
+
+DECODE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def capture_graph(forward: Callable[[], Tensor], pool: Any, warmup_calls: int = 2) -> tuple[torch.cuda.CUDAGraph, Tensor]:
+    """Warm `forward` up on a side stream, then capture it once; (graph, its static output)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.no_grad():
+        for _ in range(warmup_calls):
+            forward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        output = forward()
+    return graph, output
 
 
 class CudaGraphUNet(torch.nn.Module):
@@ -134,20 +160,82 @@ class CudaGraphUNet(torch.nn.Module):
                 return_dict=False,
             )[0]
 
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.no_grad():
-            for _ in range(self.warmup_calls):
-                forward()
-        torch.cuda.current_stream().wait_stream(side)
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool):
-            output = forward()
+        graph, output = capture_graph(forward, self._pool, self.warmup_calls)
         return _CapturedCall(
             graph, static_sample, static_timestep, static_context, static_timestep_cond, static_added, output
         )
+
+
+class BucketedDecoder(torch.nn.Module):
+    """A VAE `Decoder` run per batch bucket as a CUDA graph ("graphs") or compiled ("compile").
+
+    Rows are padded to the next bucket by repeating the last row (outputs dropped), so a server
+    compiles or captures at most len(DECODE_BUCKETS) shapes. The arithmetic is the decoder's own:
+    graphs replay the same kernels; compile fuses elementwise work (GroupNorm + SiLU), which
+    changes fp16 rounding only. A deep copy (the fp32 NaN-retry decoder) is the plain decoder.
+    """
+
+    _compiled: Callable[[Tensor], Tensor] | None
+
+    def __init__(self, decoder: torch.nn.Module, mode: str) -> None:
+        super().__init__()
+        if mode not in ("graphs", "compile"):
+            raise ValueError(f"mode must be 'graphs' or 'compile', got {mode!r}")
+        self.decoder = decoder
+        self.mode = mode
+        # kept out of the module tree: the compiled wrapper shares the decoder's parameters
+        compiled = torch.compile(decoder, dynamic=False) if mode == "compile" else None
+        object.__setattr__(self, "_compiled", compiled)
+        self._graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
+        self._pool: Any = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> torch.nn.Module:
+        return copy.deepcopy(self.decoder, memo)
+
+    @property
+    def buckets_seen(self) -> list[int]:
+        """Batch sizes captured so far (graphs mode)."""
+        return sorted(key[0][0] for key in self._graphs)
+
+    def forward(self, sample: Tensor, latent_embeds: Tensor | None = None) -> Tensor:
+        if not sample.is_cuda or latent_embeds is not None or torch.cuda.is_current_stream_capturing():
+            return self.decoder(sample, latent_embeds)
+        rows = sample.shape[0]
+        padded = next((b for b in DECODE_BUCKETS if b >= rows), rows)
+        if padded > rows:
+            sample = torch.cat([sample, sample[-1:].expand(padded - rows, *sample.shape[1:])])
+        if self._compiled is not None:
+            return self._compiled(sample)[:rows]
+        key = (tuple(sample.shape), sample.dtype)
+        call = self._graphs.get(key)
+        if call is None:
+            static_in = sample.clone()
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            graph, static_out = capture_graph(lambda: self.decoder(static_in), self._pool)
+            call = self._graphs[key] = (graph, static_in, static_out)
+        graph, static_in, static_out = call
+        static_in.copy_(sample)
+        graph.replay()
+        return static_out[:rows].clone()  # the pool is shared: the next replay may overwrite it
+
+
+def enable_vae_decoder_accel(model: object, mode: str) -> bool:
+    """Wrap a CUDA model's VAE decoder in BucketedDecoder ("graphs" | "compile"); "off" or off CUDA: False.
+
+    Models whose VAE decodes in an fp32 copy (SDXL's force_upcast) keep that copy eager.
+    """
+    autoencoder = getattr(getattr(model, "vae", None), "vae", None)  # pipelines.vae.KLAutoencoder.vae
+    device = getattr(model, "device", None)
+    if mode == "off" or autoencoder is None or device is None or torch.device(device).type != "cuda":
+        return False
+    decoder = getattr(autoencoder, "decoder", None)
+    if decoder is None or isinstance(decoder, BucketedDecoder):
+        return False
+    autoencoder.decoder = BucketedDecoder(decoder, mode)
+    return True
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:

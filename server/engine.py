@@ -64,7 +64,7 @@ from server.generation import (
     ProgressCallback,
     SamplerCard,
 )
-from server.images import encode_image, preview_png
+from server.images import encode_image, encode_jpeg_cuda, preview_png
 from server.metrics import Metrics
 from server.settings import Settings
 
@@ -220,9 +220,14 @@ def model_card(model: LoadedModel, settings: Settings, samplers: tuple[SamplerCa
     )
 
 
+def _pixels_to_uint8_chw(images: Tensor) -> Tensor:
+    """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) uint8 on the same device (the GPU encoder's input)."""
+    return (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 def _pixels_to_uint8(images: Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
-    return (images.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8 on the host (Pillow's input)."""
+    return _pixels_to_uint8_chw(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _latent_preview(x0: Tensor) -> np.ndarray:
@@ -279,6 +284,9 @@ class Engine:
         self._draining = False
         self._thread: threading.Thread | None = None
         self._encoder_pool = ThreadPoolExecutor(self.settings.encode_threads, thread_name_prefix="darkroom-encode")
+        # settings.decode_overlap: one decode thread with its own CUDA stream (created on first use)
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._decode_stream: torch.cuda.Stream | None = None
         self.iterations = 0  # engine iterations that ran a forward pass
         self._latency_ema_s = 0.0  # moving average of request latency, for Retry-After
 
@@ -402,6 +410,8 @@ class Engine:
             self._inbox.clear()
         for work in leftover:
             self._resolve_error(work, Unavailable("the server stopped", retry_after_s=self.settings.retry_after_s), "stopped")
+        if self._decode_pool is not None:
+            self._decode_pool.shutdown(wait=True)
         self._encoder_pool.shutdown(wait=True)
 
     @property
@@ -869,14 +879,52 @@ class Engine:
         for work in done:
             groups[(work.key[0], work.key[1], None)].append(work)
         for group in groups.values():
-            self._decode_group(group)
+            model = self._served[group[0].spec.model].model
+            if self.settings.decode_overlap and torch.device(model.device).type == "cuda":
+                self._decode_behind(model, group)
+            else:
+                self._decode_group(group)
 
-    def _decode_group(self, works: list[Work]) -> None:
+    def _decode_behind(self, model: LoadedModel, works: list[Work]) -> None:
+        """Hand a group to the decode thread, which decodes on its own stream while denoising goes on.
+
+        The latents are gathered here on the engine's stream; the decode stream waits for an event
+        recorded after them, and `record_stream` keeps their memory from being reused by the
+        engine's stream before the decode has read them.
+        """
+        if self._decode_pool is None:
+            self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="darkroom-decode")
+            self._decode_stream = torch.cuda.Stream(device=model.device)
+        try:
+            latents = torch.cat([self._decoder_input(model, w) for w in works])
+        except Exception:  # noqa: BLE001 - model code may raise anything; the inline path sorts it out
+            self._decode_group(works)
+            return
+        ready = torch.cuda.Event()
+        ready.record()
+        self._decode_pool.submit(self._decode_on_stream, works, latents, ready)
+
+    def _decode_on_stream(self, works: list[Work], latents: Tensor, ready: torch.cuda.Event) -> None:
+        """The decode thread: one group's decode and encode on the decode stream."""
+        stream = self._decode_stream
+        assert stream is not None
+        try:
+            stream.wait_event(ready)
+            latents.record_stream(stream)
+            with torch.cuda.stream(stream), torch.no_grad():
+                self._decode_group(works, latents)
+        except Exception:  # a bug here must not leave the group's requests waiting forever
+            log.exception("decode thread failed")
+            for work in works:
+                self._fail(work, GenerationFailed("internal decode error"), "engine_error")
+
+    def _decode_group(self, works: list[Work], latents: Tensor | None = None) -> None:
         """One batched VAE decode for requests of one model and latent shape."""
         model = self._served[works[0].spec.model].model
         started = time.perf_counter()
         try:
-            latents = torch.cat([self._decoder_input(model, w) for w in works])
+            if latents is None:
+                latents = torch.cat([self._decoder_input(model, w) for w in works])
             images = model.vae.decode(latents)  # (rows, 3, H, W) in [0, 1]
         except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
             if len(works) > 1:
@@ -892,6 +940,7 @@ class Engine:
             return
         decode_s = (time.perf_counter() - started) / len(works)
         start = 0
+        finished: list[tuple[Work, Tensor]] = []
         for work in works:
             n = work.spec.num_images
             rows = images[start : start + n]
@@ -906,8 +955,32 @@ class Engine:
                     )
                     continue
                 rows = retried
-            pixels = _pixels_to_uint8(rows)
-            self._encoder_pool.submit(self._encode_and_resolve, work, pixels, decode_s)
+            finished.append((work, rows))
+        self._encode_finished(finished, decode_s)
+
+    def _encode_finished(self, finished: list[tuple[Work, Tensor]], decode_s: float) -> None:
+        """JPEG rows of a CUDA model in one nvJPEG call (settings.gpu_encode); the rest on the encoder pool."""
+        on_gpu = [(w, r) for w, r in finished if self.settings.gpu_encode and r.is_cuda and w.spec.output_format == "jpeg"]
+        by_quality: dict[int | None, list[tuple[Work, Tensor]]] = collections.defaultdict(list)
+        for work, rows in on_gpu:
+            by_quality[work.spec.quality].append((work, rows))
+        encoded_on_gpu: set[int] = set()
+        for quality, group in by_quality.items():
+            started = time.perf_counter()
+            uint8 = torch.cat([_pixels_to_uint8_chw(rows) for _, rows in group])
+            encoded = encode_jpeg_cuda(uint8, quality)
+            if encoded is None:
+                continue  # no nvJPEG here: Pillow on the pool below
+            encode_s = (time.perf_counter() - started) / len(group)
+            start = 0
+            for work, rows in group:
+                n = rows.shape[0]
+                self._encoder_pool.submit(self._resolve_encoded, work, encoded[start : start + n], decode_s, encode_s)
+                start += n
+                encoded_on_gpu.add(id(work))
+        for work, rows in finished:
+            if id(work) not in encoded_on_gpu:
+                self._encoder_pool.submit(self._encode_and_resolve, work, _pixels_to_uint8(rows), decode_s)
 
     def _decoder_input(self, model: LoadedModel, work: Work) -> Tensor:
         assert work.final_x is not None and work.sigmas is not None
@@ -929,16 +1002,21 @@ class Engine:
         return images if bool(torch.isfinite(images).all()) else None
 
     def _encode_and_resolve(self, work: Work, pixels: np.ndarray, decode_s: float) -> None:
-        """On the encoder pool: PNG/JPEG/WebP bytes, then the future's result."""
+        """On the encoder pool: PNG/JPEG/WebP bytes with Pillow, then the future's result."""
         spec = work.spec
         try:
             started = time.perf_counter()
-            images = [encode_image(p, spec.output_format) for p in pixels]
+            images = [encode_image(p, spec.output_format, spec.quality) for p in pixels]
             encode_s = time.perf_counter() - started
         except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
             self._forget(work)
             self._resolve_error(work, GenerationFailed(f"image encoding failed: {type(e).__name__}"), "encode_error")
             return
+        self._resolve_encoded(work, images, decode_s, encode_s)
+
+    def _resolve_encoded(self, work: Work, images: list[bytes], decode_s: float, encode_s: float) -> None:
+        """The request's result from its encoded images (any thread)."""
+        spec = work.spec
         total_s = time.monotonic() - work.arrival
         result = GenerationResult(
             id=spec.id,

@@ -106,11 +106,12 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
         models = [model]
     else:
         models = [load_served_model(settings.model_copy(update={"model": model_id}))[0] for model_id in ids]
-    from pipelines.accel import enable_compile, enable_cuda_graphs
+    from pipelines.accel import enable_compile, enable_cuda_graphs, enable_vae_decoder_accel
 
     for model in models:  # each a no-op off CUDA or without a UNet; compile first, graphs around it
         if settings.compile_unet:
             enable_compile(model)
         if settings.cuda_graphs:
             enable_cuda_graphs(model)
+        enable_vae_decoder_accel(model, settings.vae_accel)
     return models, notice

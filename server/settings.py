@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     # torch.compile the UNet (default mode, static shapes): ~1.3x on large SD1.5 batches but about
     # a minute of compilation per bucket shape on first use; opt-in
     compile_unet: bool = False
+    # VAE decoder lever per decode batch bucket (pipelines.accel.enable_vae_decoder_accel), CUDA
+    # only: "off", "graphs" (CUDA graph per bucket) or "compile" (torch.compile per bucket)
+    vae_accel: Literal["off", "graphs", "compile"] = "off"
+    # decode finished latents on a second CUDA stream in a decode thread, overlapping the next
+    # denoising steps (CUDA only; off: decode inline on the engine thread)
+    decode_overlap: bool = False
+    # JPEG outputs of a CUDA model are encoded on the GPU (nvJPEG, torchvision) in one batched call
+    gpu_encode: bool = True
     text_cache_size: int = Field(default=1024, ge=0)  # LRU entries of (model, prompt) -> embeddings
     encode_threads: int = Field(default_factory=lambda: min(8, os.cpu_count() or 2), ge=1)  # image encoding pool
     request_timeout_s: float = Field(default=300.0, gt=0)  # deadline from arrival; beyond this: 504
