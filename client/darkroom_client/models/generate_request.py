@@ -17,6 +17,9 @@ class GenerateRequest:
 
     Attributes:
         prompt (str): What to draw.
+        classifier_scale (float | Unset): Classifier guidance scale w_c (Dhariwal & Nichol 2021): x0 += w_c sigma^2 grad
+            log p(labels | x), with the model's noisy-latent classifier and labels parsed from the prompt. 0 = none; > 0
+            needs a model with a classifier and a prompt it can label. Default: 0.0.
         control_image (None | str | Unset): Base64 control image for a ControlNet.
         control_scale (float | Unset): ControlNet residual scale. Default: 1.0.
         controlnet (None | str | Unset): ControlNet name from GET /v1/models; default: the model's only one.
@@ -40,6 +43,7 @@ class GenerateRequest:
     """
 
     prompt: str
+    classifier_scale: float | Unset = 0.0
     control_image: None | str | Unset = UNSET
     control_scale: float | Unset = 1.0
     controlnet: None | str | Unset = UNSET
@@ -61,6 +65,8 @@ class GenerateRequest:
 
     def to_dict(self) -> dict[str, Any]:
         prompt = self.prompt
+
+        classifier_scale = self.classifier_scale
 
         control_image: None | str | Unset
         if isinstance(self.control_image, Unset):
@@ -162,6 +168,8 @@ class GenerateRequest:
                 "prompt": prompt,
             }
         )
+        if classifier_scale is not UNSET:
+            field_dict["classifier_scale"] = classifier_scale
         if control_image is not UNSET:
             field_dict["control_image"] = control_image
         if control_scale is not UNSET:
@@ -205,6 +213,8 @@ class GenerateRequest:
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
         prompt = d.pop("prompt")
+
+        classifier_scale = d.pop("classifier_scale", UNSET)
 
         def _parse_control_image(data: object) -> None | str | Unset:
             if data is None:
@@ -352,6 +362,7 @@ class GenerateRequest:
 
         generate_request = cls(
             prompt=prompt,
+            classifier_scale=classifier_scale,
             control_image=control_image,
             control_scale=control_scale,
             controlnet=controlnet,
