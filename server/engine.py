@@ -324,6 +324,11 @@ class Engine:
             )
         if spec.num_images > self.settings.max_batch:
             raise InvalidRequest(f"'num_images' must be at most {self.settings.max_batch}", field="num_images")
+        if spec.classifier_scale > 0 and (classifier_of(served.model) is None or spec.classifier_labels is None):
+            raise InvalidRequest(
+                f"'classifier_scale' > 0 needs model '{spec.model}' to have a classifier and the prompt's labels",
+                field="classifier_scale",
+            )
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         latent = (f.latent_channels, spec.height // f.latent_factor, spec.width // f.latent_factor)
@@ -332,11 +337,6 @@ class Engine:
             key=(spec.model, latent, spec.controlnet),
             loop=loop,
             future=loop.create_future(),
-        if spec.classifier_scale > 0 and (classifier_of(served.model) is None or spec.classifier_labels is None):
-            raise InvalidRequest(
-                f"'classifier_scale' > 0 needs model '{spec.model}' to have a classifier and the prompt's labels",
-                field="classifier_scale",
-            )
             on_progress=on_progress,
             arrival=now,
             deadline=now + spec.timeout_s,
@@ -629,6 +629,7 @@ class Engine:
             uncond=uncond,
             guidance_scale=torch.full((n,), guidance_scale, dtype=torch.float32, device=device),
             guide=torch.ones((n,), dtype=torch.bool, device=device),
+            **self._classifier_rows(model, spec),
         )
         # the same draws, in the same order, as pipelines.text_to_image: an engine image equals
         # the one-request path's for the same seed
@@ -639,7 +640,6 @@ class Engine:
             # first (1 - strength) of the steps as diffusers' get_timesteps does
             used = min(int(spec.steps * spec.strength), spec.steps)
             if used < 1:
-            **self._classifier_rows(model, spec),
                 raise InvalidRequest("strength x steps must be at least one step", field="strength")
             sigmas = sigmas[spec.steps - used :]
             image = torch.from_numpy(spec.init_image).permute(2, 0, 1)[None].float().div(255)  # (1, 3, H, W)
@@ -655,16 +655,6 @@ class Engine:
         work.generator = make_sampler(spec.sampler, x, sigmas, seeded_noise(x, generator))
         work.pending = next(work.generator)  # type: ignore[call-overload]
 
-    @staticmethod
-    def _size_conditioning(cond: Conditioning, spec: GenerationSpec) -> Conditioning:
-        """SDXL micro-conditioning for this request's size (the cache holds size-free rows)."""
-        if cond.time_ids is None:
-            return cond
-        return replace(cond, time_ids=sdxl_time_ids((spec.height, spec.width), cond.batch_size).to(cond.time_ids))
-
-    @staticmethod
-    def _evals_total(sampler: str, steps: int) -> int:
-        return steps * SAMPLERS[sampler].evaluations_per_step  # at most: Heun's last step takes one
     @staticmethod
     def _classifier_rows(model: LoadedModel, spec: GenerationSpec) -> dict[str, Tensor]:
         """Classifier-guidance scale (n,) and labels (n, heads) of a request's rows.
@@ -682,6 +672,16 @@ class Engine:
             "classifier_labels": torch.tensor([labels], dtype=torch.long, device=model.device).expand(n, -1),
         }
 
+    @staticmethod
+    def _size_conditioning(cond: Conditioning, spec: GenerationSpec) -> Conditioning:
+        """SDXL micro-conditioning for this request's size (the cache holds size-free rows)."""
+        if cond.time_ids is None:
+            return cond
+        return replace(cond, time_ids=sdxl_time_ids((spec.height, spec.width), cond.batch_size).to(cond.time_ids))
+
+    @staticmethod
+    def _evals_total(sampler: str, steps: int) -> int:
+        return steps * SAMPLERS[sampler].evaluations_per_step  # at most: Heun's last step takes one
 
     # -- reap ---------------------------------------------------------------------------------
 
