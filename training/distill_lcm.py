@@ -57,6 +57,16 @@ LCM_SCHEDULER_CONFIG = {
 }
 
 
+def teacher_scaling(run: Path) -> float:
+    """The teacher's VAE latent scaling in RUN (text_unet/state.json, written by the teacher's
+    training or by `python -m training.export --import weights RUN`)."""
+    metrics = load_state(run / "text_unet").metrics
+    if "scaling_factor" not in metrics:
+        raise FileNotFoundError(f"{run / 'text_unet' / 'state.json'} lacks scaling_factor: "
+                                "make RUN with `python -m training.export --import weights RUN`")
+    return float(metrics["scaling_factor"])  # type: ignore[arg-type]
+
+
 def boundary(t: Tensor) -> tuple[Tensor, Tensor]:
     """(c_skip, c_out) per row for integer timesteps t (B,), shaped (B, 1, 1, 1)."""
     scaled = t.float() * TIMESTEP_SCALING
@@ -114,7 +124,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     if not load_weights(teacher, out / "text_unet" / "ema_text_unet.safetensors"):
         raise FileNotFoundError("the teacher (text_unet/ema_text_unet.safetensors) is missing")
     teacher.requires_grad_(False).eval()
-    scaling = float(load_state(out / "text_unet").metrics["scaling_factor"])
+    scaling = teacher_scaling(out)
     student = copy.deepcopy(teacher.unet).train().requires_grad_(True)
     load_weights(student, directory / "student.safetensors")
     target = copy.deepcopy(student).eval().requires_grad_(False)

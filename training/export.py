@@ -19,13 +19,13 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel
 
-from training.checkpoint import load_weights, save_weights
+from training.checkpoint import load_state, load_weights, save_state, save_weights
 from training.diffusion import SCHEDULER_CONFIG
 from training.models import VAE_CONFIG, Judge, NoisyLatentClassifier, build_vae
 from training.text_unet import TextUNet
 
 MAX_SHARD = "15MB"
-BUNDLED, JUDGE, CLASSIFIER, LCM = "bundled", "judge", "bundled_classifier", "bundled_lcm"
+BUNDLED, JUDGE, CLASSIFIER, LCM, TURBO = "bundled", "judge", "bundled_classifier", "bundled_lcm", "bundled_turbo"
 SHARED_WITH_TEACHER = ("text_encoder", "vae", "tokenizer")  # students link these from bundled/
 
 
@@ -104,23 +104,34 @@ def export(run: Path, weights: Path, tokenizer: bool = True) -> dict[str, int]:
     return sizes
 
 
-def export_lcm(run: Path, weights: Path) -> int:
-    """weights/bundled_lcm: the LCM student's UNet (its EMA target, fp16) and an LCMScheduler
-    config; text encoder, VAE and tokenizer are relative symlinks into weights/bundled."""
-    from training.distill_lcm import LCM_SCHEDULER_CONFIG
+def export_student(run: Path, weights: Path, stage: str) -> int:
+    """weights/bundled_lcm (stage "lcm") or weights/bundled_turbo (stage "add"): the student's UNet
+    (fp16) and its scheduler config; text encoder, VAE and tokenizer are relative symlinks into
+    weights/bundled. The LCM student ships its EMA target with an LCMScheduler config (the serving
+    path then applies the consistency boundary); the ADD student ships whichever of its raw and EMA
+    weights the stage's own evaluation named (metrics "export"), with the teacher's DDIM config in
+    trailing spacing (the one-step sampler evaluates t = 999 and takes the UNet's x0)."""
+    if stage == "lcm":
+        from training.distill_lcm import LCM_SCHEDULER_CONFIG
 
-    target = weights / LCM
+        folder, checkpoint, scheduler = LCM, "ema_student", dict(LCM_SCHEDULER_CONFIG)
+    elif stage == "add":
+        folder, scheduler = TURBO, {**SCHEDULER_CONFIG, "timestep_spacing": "trailing"}
+        checkpoint = str(load_state(run / stage).metrics.get("export", "ema_student"))
+    else:
+        raise ValueError(f"stage must be 'lcm' or 'add', got {stage!r}")
+    target = weights / folder
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(weights / BUNDLED / "unet"))
-    if not load_weights(unet, run / "lcm" / "ema_student.safetensors"):
-        raise FileNotFoundError(f"{run / 'lcm' / 'ema_student.safetensors'} missing")
+    if not load_weights(unet, run / stage / f"{checkpoint}.safetensors"):
+        raise FileNotFoundError(f"{run / stage / f'{checkpoint}.safetensors'} missing")
     unet.half().save_pretrained(target / "unet", max_shard_size=MAX_SHARD, safe_serialization=True)
     (target / "scheduler").mkdir()
-    (target / "scheduler" / "scheduler_config.json").write_text(json.dumps(LCM_SCHEDULER_CONFIG, indent=1) + "\n")
+    (target / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=1) + "\n")
     index = json.loads((weights / BUNDLED / "model_index.json").read_text())
-    index["scheduler"] = ["diffusers", "LCMScheduler"]
+    index["scheduler"] = ["diffusers", str(scheduler["_class_name"])]
     (target / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
     for name in SHARED_WITH_TEACHER:
         if (weights / BUNDLED / name).exists():
@@ -135,9 +146,13 @@ def import_weights(weights: Path, run: Path) -> None:
     model.unet.load_state_dict(UNet2DConditionModel.from_pretrained(bundled / "unet").float().state_dict())
     model.text_encoder.load_state_dict(CLIPTextModel.from_pretrained(bundled / "text_encoder").float().state_dict())
     save_weights(model, run / "text_unet" / "ema_text_unet.safetensors")
+    shipped_vae = AutoencoderKL.from_pretrained(bundled / "vae")
     vae = build_vae()
-    vae.load_state_dict(AutoencoderKL.from_pretrained(bundled / "vae").float().state_dict())
+    vae.load_state_dict(shipped_vae.float().state_dict())
     save_weights(vae, run / "autoencoder" / "vae.safetensors")
+    state = load_state(run / "text_unet")  # the latent scaling, which stages read from here
+    state.metrics.setdefault("scaling_factor", float(shipped_vae.config.scaling_factor))
+    save_state(run / "text_unet", state, "text encoder + UNet (imported from shipped weights)")
     for folder, stage, name in ((JUDGE, "judge", "judge"), (CLASSIFIER, "classifier", "classifier")):
         source = weights / folder / f"{name}.safetensors"
         if source.exists():
@@ -156,11 +171,11 @@ def main() -> None:
     if args.do_import:
         import_weights(args.source, args.dest)
     elif args.lcm_only:
-        print({LCM: export_lcm(args.source, args.dest)})
+        print({LCM: export_student(args.source, args.dest, "lcm")})
     else:
         sizes = export(args.source, args.dest, tokenizer=not args.no_tokenizer)
         if (args.source / "lcm" / "ema_student.safetensors").exists():
-            sizes[LCM] = export_lcm(args.source, args.dest)
+            sizes[LCM] = export_student(args.source, args.dest, "lcm")
         print(sizes)
 
 

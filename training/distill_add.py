@@ -1,0 +1,263 @@
+"""Adversarial diffusion distillation (ADD) of the bundled UNet into a one-step student.
+
+Sauer et al. 2023, sec. 3: the student, initialised from the teacher UNet, maps x_s at a few
+fixed student timesteps s to an image x0_hat in one evaluation. Its loss is
+    L = L_adv^G(x0_hat, c) + lambda * L_distill(x0_hat, x0_teacher),   lambda = 2.5,
+- L_adv: hinge loss of a discriminator made of trainable heads on FROZEN features of the judge
+  (training.models.Judge, four feature maps at 64/32/16/8 px) of the decoded 64 px image (the
+  VAE decoder is small: the gradient goes through it), each head a projection discriminator
+  (Miyato & Koyama 2018) conditioned on the frozen text encoder's pooled caption embedding;
+  real samples are renders of the same captions from training.data;
+- L_distill: the student sample re-noised at a random t, the teacher's guided (w = 4) x0 from
+  it as a stop-gradient target, squared error weighted by c(t) = sqrt(alpha_bar_t) (ADD's
+  "exponential" weighting), in scaled latent space.
+The served step is s = 999 from pure noise (the onestep / turbo sampler feeds the UNet
+N(0, 1) noise at t = 999, so training does too: no signal leaks from a real image). With
+probability 1 - TOP_PROB a row instead starts from a real latent noised at s in
+{749, 499, 249}, as ADD does, so 2-4 step sampling is also trained.
+
+The student starts from the teacher, not from the LCM student: the two distillations run side
+by side in one GPU call, so the LCM student of the current teacher does not exist yet when this
+stage starts (ADD, sec. 4, also initialises from the teacher).
+
+    python -m training.distill_add --out RUN --seconds S [--device cuda] [--batch B]
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from training.checkpoint import (
+    EMA,
+    Deadline,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+    stage_main,
+)
+from training.data import render, sample_scenes, scenes_to_batch, tokenize
+from training.diffusion import add_noise, alphas_cumprod
+from training.distill_lcm import teacher_scaling
+from training.judge import caption_accuracy
+from training.models import TEXT_HIDDEN, Judge
+from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_vae
+
+STAGE = "add"
+STUDENT_TIMESTEPS = (999, 749, 499, 249)
+TOP_PROB = 0.75  # share of rows trained at the served step s = 999
+GUIDANCE = 4.0
+DISTILL_WEIGHT = 2.5  # lambda (ADD, sec. 4)
+EMA_DECAY = 0.995
+TAPS = (0, 2, 4, 6)  # indices in Judge.body whose outputs feed the discriminator heads
+HEAD_WIDTH = 64
+
+
+def judge_features(judge: Judge, images: Tensor) -> list[Tensor]:
+    """The judge's feature maps at TAPS for images (B, 3, 64, 64) in [0, 1] (gradients flow to images)."""
+    h = images * 2 - 1  # as Judge.forward
+    maps = []
+    for i, layer in enumerate(judge.body):
+        h = layer(h)
+        if i in TAPS:
+            maps.append(h)
+    return maps
+
+
+class ProjectionHead(nn.Module):
+    """Per-location logits from one feature map: out(f) + <f, P c> / sqrt(width) (projection discriminator)."""
+
+    def __init__(self, channels: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            spectral_norm(nn.Conv2d(channels, HEAD_WIDTH, 3, stride=stride, padding=1)), nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(HEAD_WIDTH, HEAD_WIDTH, 3, padding=1)), nn.LeakyReLU(0.2),
+        )
+        self.out = spectral_norm(nn.Conv2d(HEAD_WIDTH, 1, 1))
+        self.project = spectral_norm(nn.Linear(TEXT_HIDDEN, HEAD_WIDTH))
+
+    def forward(self, feature: Tensor, text: Tensor) -> Tensor:
+        """feature (B, C, H, W), text (B, 128) pooled caption embedding -> logits (B, H', W')."""
+        f = self.body(feature)
+        cond = (f * self.project(text).view(*text.shape[:1], HEAD_WIDTH, 1, 1)).sum(1) / math.sqrt(HEAD_WIDTH)
+        return self.out(f).squeeze(1) + cond
+
+
+class JudgeDiscriminator(nn.Module):
+    """Trainable heads over the frozen judge's feature maps (the judge itself is not a submodule:
+    it is frozen, shared and never saved with the heads)."""
+
+    CHANNELS = (48, 96, 192, 256)
+    STRIDES = (4, 2, 1, 1)  # 64 and 32 px maps are pooled by the first conv to 16 px
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList([ProjectionHead(c, s) for c, s in zip(self.CHANNELS, self.STRIDES)])
+
+    def forward(self, features: list[Tensor], text: Tensor) -> list[Tensor]:
+        """One logit map per head."""
+        return [head(f.float(), text.float()) for head, f in zip(self.heads, features)]
+
+
+def x0_from_eps(x: Tensor, eps: Tensor, t: Tensor, alpha_bar: Tensor) -> Tensor:
+    """x0 = (x_t - sqrt(1 - a) eps) / sqrt(a), float32."""
+    a = alpha_bar[t].float().view(-1, 1, 1, 1)
+    return (x.float() - (1 - a).sqrt() * eps.float()) / a.sqrt()
+
+
+def decode(vae: AutoencoderKL, latents: Tensor, scaling: float) -> Tensor:
+    """Scaled latents -> images in [0, 1] (unclamped, so the gradient survives out-of-range pixels)."""
+    return (vae.decode(latents / scaling).sample.float() + 1) / 2
+
+
+@torch.no_grad()
+def add_generate(unet: UNet2DConditionModel, text_encoder: nn.Module, vae: AutoencoderKL, scaling: float,
+                 texts: list[str], seed: int, device: torch.device) -> Tensor:
+    """One-step images (B, 3, 64, 64) in [0, 1]: x0 of the student at t = 999 from pure noise."""
+    alpha_bar = alphas_cumprod(device)
+    cuda = device.type == "cuda"
+    gen = torch.Generator(device=device).manual_seed(seed)
+    noise = torch.randn((len(texts), 4, 16, 16), generator=gen, device=device)
+    t = torch.full((len(texts),), STUDENT_TIMESTEPS[0], device=device, dtype=torch.long)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        text = text_encoder(tokenize(texts).to(device)).last_hidden_state
+        eps = unet(noise, t, encoder_hidden_states=text).sample
+    return decode(vae, x0_from_eps(noise, eps, t, alpha_bar), scaling).clamp(0, 1)
+
+
+def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 5e-5,
+          disc_lr: float = 2e-4, pool_size: int = 60_000, eval_count: int = 256) -> dict[str, float]:
+    """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy."""
+    deadline = Deadline(seconds)
+    cuda = device.type == "cuda"
+    batch = batch or (128 if cuda else 4)
+    directory = out / STAGE
+    teacher = TextUNet().to(device)
+    if not load_weights(teacher, out / "text_unet" / "ema_text_unet.safetensors"):
+        raise FileNotFoundError("the teacher (text_unet/ema_text_unet.safetensors) is missing")
+    teacher.requires_grad_(False).eval()
+    scaling = teacher_scaling(out)
+    judge = Judge().to(device)
+    if not load_weights(judge, out / "judge" / "judge.safetensors"):
+        raise FileNotFoundError(f"{out / 'judge' / 'judge.safetensors'} missing: the discriminator needs the judge")
+    judge.requires_grad_(False).eval()
+    vae = load_frozen_vae(out, device)
+
+    student = copy.deepcopy(teacher.unet).train().requires_grad_(True)
+    load_weights(student, directory / "student.safetensors")
+    ema_model = copy.deepcopy(student).eval().requires_grad_(False)
+    load_weights(ema_model, directory / "ema_student.safetensors")
+    ema = EMA(ema_model, EMA_DECAY)
+    disc = JudgeDiscriminator().to(device).train()
+    load_weights(disc, directory / "discriminator.safetensors")
+    state = load_state(directory)
+    ema.updates = state.step
+    opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.0, 0.99), weight_decay=0.0)
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=disc_lr, betas=(0.0, 0.99), weight_decay=0.0)
+    gen = torch.Generator(device=device).manual_seed(7000 + state.step)
+    alpha_bar = alphas_cumprod(device)
+
+    scenes = sample_scenes(300 + state.step, pool_size if cuda else 64, "train")
+    pool = scenes_to_batch(scenes).to(device)
+    tokens = tokenize([s.caption.text for s in scenes]).to(device)
+    empty = tokenize([EMPTY_PROMPT]).to(device)
+    top = torch.tensor(STUDENT_TIMESTEPS[0], device=device)
+    lower = torch.tensor(STUDENT_TIMESTEPS[1:], device=device)
+
+    eval_reserve = 20.0 if cuda else 0.3 * seconds
+    start_step = state.step
+    while deadline.left() > eval_reserve:
+        rows = torch.randint(0, len(scenes), (batch,), generator=gen, device=device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            real = render(pool.index(rows), gen)  # (B, 3, 64, 64) in [0, 1]
+            real_latent = vae.encode(real * 2 - 1).latent_dist.mean.float() * scaling
+            encoded = teacher.text_encoder(torch.cat((tokens[rows], empty.expand(batch, -1))))
+            text_both = encoded.last_hidden_state
+            text, pooled = text_both[:batch], encoded.pooler_output[:batch].float()
+        # student input: pure noise at s = 999, or a real latent noised at a lower student step
+        pick = torch.randint(0, len(lower), (batch,), generator=gen, device=device)
+        at_top = torch.rand(batch, generator=gen, device=device) < TOP_PROB
+        s = torch.where(at_top, top, lower[pick])
+        noise = torch.randn(real_latent.shape, generator=gen, device=device)
+        x_s = torch.where(at_top.view(-1, 1, 1, 1), noise, add_noise(real_latent, noise, s, alpha_bar).float())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            x0_hat = x0_from_eps(x_s, student(x_s, s, encoder_hidden_states=text).sample, s, alpha_bar)
+            fake = decode(vae, x0_hat, scaling)
+            g_adv = -torch.stack([logit.mean() for logit in disc(judge_features(judge, fake), pooled)]).sum()
+
+        # distillation target: teacher's guided x0 from the re-noised student sample (stop-gradient)
+        t = torch.randint(20, 980, (batch,), generator=gen, device=device)
+        x_t = add_noise(x0_hat.detach(), torch.randn(x0_hat.shape, generator=gen, device=device), t, alpha_bar).float()
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            eps_c, eps_u = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
+            aim = x0_from_eps(x_t, eps_u + GUIDANCE * (eps_c - eps_u), t, alpha_bar)
+        weight = alpha_bar[t].float().sqrt().view(-1, 1, 1, 1)
+        distill = (weight * (x0_hat - aim) ** 2).mean()
+        loss_g = g_adv + DISTILL_WEIGHT * distill
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt_g.step()
+        ema.update(student)
+
+        # discriminator: hinge loss, real renders vs the (detached) student images, same captions
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            real_features = judge_features(judge, real)
+            fake_features = judge_features(judge, fake.detach())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            d_real = disc(real_features, pooled)
+            d_fake = disc(fake_features, pooled)
+            loss_d = torch.stack([torch.relu(1 - r).mean() + torch.relu(1 + f).mean() for r, f in zip(d_real, d_fake)]).sum()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        state.step += 1
+        if state.step % 10 == 0:
+            state.log("distill", distill.item())
+            state.log("disc_hinge", loss_d.item())
+            state.log("gen_adv+5", g_adv.item() + 5.0)  # shifted positive for the log-scale plot
+    state.elapsed_s += deadline.elapsed()
+    state.metrics["steps_this_run"] = state.step - start_step
+    state.metrics["guidance"] = GUIDANCE
+    ema.copy_to(ema_model)
+    save_weights(student, directory / "student.safetensors")
+    save_weights(ema_model, directory / "ema_student.safetensors")
+    save_weights(disc, directory / "discriminator.safetensors")
+    metrics = _evaluate({"ema_student": ema_model, "student": student.eval()}, teacher, vae, scaling, judge,
+                        eval_count if cuda else 4, device)
+    state.metrics.update(metrics)
+    save_state(directory, state, "ADD: distillation L2, hinge losses (generator shifted by +5)")
+    return metrics
+
+
+def _evaluate(candidates: dict[str, UNet2DConditionModel], teacher: TextUNet, vae: AutoencoderKL, scaling: float,
+              judge: Judge, count: int, device: torch.device) -> dict[str, float]:
+    """One-step caption accuracy of each candidate on seen and held-out captions; `export` names the
+    better on seen captions (what training.export_students ships)."""
+    metrics: dict[str, float] = {}
+    best, best_acc = "ema_student", -1.0
+    for name, unet in candidates.items():
+        for split, label in (("train", "seen"), ("heldout", "heldout")):
+            captions = [s.caption for s in sample_scenes(12345, count, split)]
+            images = add_generate(unet, teacher.text_encoder, vae, scaling, [c.text for c in captions], 99, device)
+            acc, _ = caption_accuracy(judge, images, captions)
+            metrics[f"{name}_add1_{label}_caption"] = acc["caption"]
+            if label == "seen" and acc["caption"] > best_acc:
+                best, best_acc = name, acc["caption"]
+    metrics["export"] = best  # type: ignore[assignment]
+    return metrics
+
+
+def main() -> None:
+    stage_main(__doc__.splitlines()[0], STAGE, train, batch_help="default: 128 on GPU, 4 on CPU")
+
+
+if __name__ == "__main__":
+    main()

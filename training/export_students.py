@@ -1,0 +1,86 @@
+"""Export the teacher and its one-step students from a run into a weights root, with a manifest.
+
+    python -m training.export_students RUN WEIGHTS_DIR
+
+Writes WEIGHTS_DIR/bundled (the teacher, as training.export does), judge/, bundled_lcm/ (LCM
+student, stage lcm/) and bundled_turbo/ (ADD student, stage add/), and WEIGHTS_DIR/manifest.yaml:
+the repository's weights_manifest.yaml with the three bundled entries' file lists and sha256
+replaced by what was just written, so `load_from_manifest(ID, W/manifest.yaml, W)` loads them and
+the lines can be pasted back into the repository manifest. Each student folder holds only its
+UNet (fp16, shards <= 15 MB), scheduler config and model_index.json; text encoder, VAE and
+tokenizer are relative symlinks into bundled/ (training.export.SHARED_WITH_TEACHER).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from training.export import BUNDLED, LCM, SHARED_WITH_TEACHER, TURBO, export, export_student
+
+ROOT = Path(__file__).resolve().parents[1]
+# manifest id -> folder under the weights root
+ENTRIES = {"bundled": BUNDLED, "bundled-lcm": LCM, "bundled-turbo": TURBO}
+
+
+def listed_files(folder: Path) -> list[Path]:
+    """Every file a manifest entry for `folder` lists (relative), following the shared-component
+    symlinks (Path.rglob does not descend into symlinked folders); README.md excluded."""
+    found: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            found += [path.name / p.relative_to(path.resolve()) for p in sorted(path.resolve().rglob("*")) if p.is_file()]
+        elif path.is_file() and path.name != "README.md":
+            found.append(Path(path.name))
+    return found
+
+
+def files_block(folder: Path) -> str:
+    """The `files:` block of a manifest entry for `folder`: path, sha256 and size of each file."""
+    lines = ["    files:"]
+    for relative in listed_files(folder):
+        path = folder / relative
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"      - {{path: {relative.as_posix()}, sha256: {digest}, size: {path.stat().st_size}}}")
+    return "\n".join(lines) + "\n"
+
+
+def with_files(manifest: str, model_id: str, folder: Path) -> str:
+    """`manifest` text with entry `model_id`'s files block replaced by the files of `folder`."""
+    pattern = re.compile(rf"(  - id: {re.escape(model_id)}\n(?:(?!  - id:).*\n)*?)    files:\n(?:      - .*\n)+")
+    if not pattern.search(manifest):
+        raise ValueError(f"model_id {model_id!r}: no entry with a files block in the manifest")
+    return pattern.sub(lambda m: m.group(1) + files_block(folder), manifest, count=1)
+
+
+def export_all(run: Path, weights: Path, manifest: Path = ROOT / "weights_manifest.yaml") -> dict[str, int]:
+    """Teacher, judge and both students from `run` into `weights`, plus weights/manifest.yaml; bytes per folder."""
+    sizes = export(run, weights)
+    sizes[LCM] = export_student(run, weights, "lcm")
+    sizes[TURBO] = export_student(run, weights, "add")
+    text = manifest.read_text()
+    for model_id, folder in ENTRIES.items():
+        text = with_files(text, model_id, weights / folder)
+    (weights / "manifest.yaml").write_text(text)
+    for folder in (LCM, TURBO):
+        for name in SHARED_WITH_TEACHER:
+            if not (weights / folder / name).resolve().is_dir():
+                raise FileNotFoundError(f"{weights / folder / name}: shared component link is broken")
+    (weights / "sizes.json").write_text(json.dumps(sizes, indent=1) + "\n")
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("weights", type=Path)
+    parser.add_argument("--manifest", type=Path, default=ROOT / "weights_manifest.yaml")
+    args = parser.parse_args()
+    print(export_all(args.run, args.weights, args.manifest))
+
+
+if __name__ == "__main__":
+    main()
