@@ -19,7 +19,15 @@ import torch
 from diffusers import AutoencoderKL
 from torch import Tensor, nn
 
-from training.checkpoint import EMA, Deadline, load_state, load_weights, save_state, save_weights
+from training.checkpoint import (
+    EMA,
+    Deadline,
+    StageState,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+)
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod, ddim_sample
 from training.judge import caption_accuracy
@@ -110,9 +118,27 @@ def save_sample_grid(model: TextUNet, vae: AutoencoderKL, scaling: float, path: 
     path.with_suffix(".txt").write_text("\n".join(captions) + "\n")
 
 
+def _snapshot(model: TextUNet, ema: EMA, directory: Path, state: StageState, elapsed: float) -> None:
+    """The EMA weights (raw weights restored after) and the loss log, mid-run."""
+    raw = [p.detach().clone() for p in model.parameters()]
+    ema.copy_to(model)
+    save_weights(model, directory / "ema_text_unet.safetensors")
+    with torch.no_grad():
+        for p, r in zip(model.parameters(), raw):
+            p.copy_(r)
+    save_state(directory, state, "text encoder + UNet: eps MSE")
+    print(f"[text_unet] snapshot at step {state.step}, {elapsed:.0f} s", flush=True)
+
+
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 3e-4,
-          pool_size: int = 200_000, eval_count: int = 256) -> dict[str, float]:
-    """Train (or resume) the text encoder + UNet for `seconds` of wall clock."""
+          pool_size: int = 200_000, eval_count: int = 256, compile_forward: bool = False,
+          snapshot_s: float = 0.0) -> dict[str, float]:
+    """Train (or resume) the text encoder + UNet for `seconds` of wall clock.
+
+    compile_forward wraps the training forward in torch.compile (about a minute of compile,
+    then ~20% faster steps on an H200: worth it for runs over ~8 minutes). snapshot_s > 0 saves
+    the EMA weights and state every that many seconds, so a run cut short keeps its progress.
+    """
     deadline = Deadline(seconds)
     batch = batch or (512 if device.type == "cuda" else 8)
     directory = out / STAGE
@@ -128,7 +154,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     else:
         load_weights(model, directory / "text_unet.safetensors")
         ema = EMA(model, decay=0.999)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01, fused=cuda)
     if (directory / "optimizer.pt").exists():
         opt.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device))
     vae = load_frozen_vae(out, device)
@@ -161,6 +187,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
     eval_reserve = 30.0 if cuda else 0.3 * seconds
     start_step = state.step
+    forward = torch.compile(model.eps) if compile_forward else model.eps
+    last_snapshot = deadline.elapsed()
     running = torch.zeros((), device=device)
     model.train()
     while deadline.left() > eval_reserve:
@@ -179,7 +207,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         for group in opt.param_groups:
             group["lr"] = lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            pred = model.eps(x_t, t, batch_tokens)
+            pred = forward(x_t, t, batch_tokens)
         per_sample = ((pred.float() - eps) ** 2).mean(dim=(1, 2, 3))
         loss = (weight_by_t[t] * per_sample).mean()
         opt.zero_grad(set_to_none=True)
@@ -192,6 +220,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         if state.step % 20 == 0:
             state.log("eps_mse", (running / 20).item())
             running.zero_()
+            if snapshot_s > 0 and deadline.elapsed() - last_snapshot > snapshot_s:
+                _snapshot(model, ema, directory, state, deadline.elapsed())
+                last_snapshot = deadline.elapsed()
     state.elapsed_s += deadline.elapsed()
     state.metrics["steps_this_run"] = state.step - start_step
     save_weights(model, directory / "text_unet.safetensors")
@@ -217,8 +248,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=None, help="default: the GPU batch, or 8 on CPU")
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    parser.add_argument("--snapshot-s", type=float, default=0.0, help="save EMA weights every S seconds")
     args = parser.parse_args()
-    print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr), flush=True)
+    metrics = train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
+                    compile_forward=args.compile, snapshot_s=args.snapshot_s)
+    print(STAGE, metrics, flush=True)
 
 
 if __name__ == "__main__":
