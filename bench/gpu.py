@@ -1,13 +1,17 @@
 """GPU benchmark: diffusers pipelines vs Darkroom (in-process engine and HTTP), same card, same call.
 
-    python -m bench.gpu --out DIR [--cases sd15,sd_turbo,sdxl] [--no-levers] [--no-compile]
+    python -m bench.gpu --out DIR [--tasks sd_turbo,sd15,vae_levers,xformers,fp8,fp8_quality] [--budget-s 520]
 
 Builds random-weight SD1.5, SD-Turbo (SD2.1 architecture) and SDXL models from the real
 configs (pipelines/configs), then for each case runs (a) the diffusers pipeline as a user would,
-(b) Darkroom's engine in-process, (c) Darkroom over HTTP on 127.0.0.1 with many concurrent
-clients (bench/load.py in a separate process). Also measures each lever on the bare UNet
-(bench/levers.py) and the matmul ceiling. Writes DIR/<card>.json in the bench/results format
-and prints a table last.
+(b) Darkroom's engine in-process, one variant per lever set (VARIANTS), (c) Darkroom over HTTP
+on 127.0.0.1 with many concurrent clients (bench/load.py in a separate process), in each
+response kind (JSON with base64 PNG or JPEG, or raw JPEG bytes). Also measures levers on the
+bare UNet and VAE decoder (bench/levers.py: graphs, compile, channels-last, SDPA backends,
+xformers, fp8), fp8's quality cost on the bundled model (bench/fp8_quality.py), and the matmul
+ceiling. Writes DIR/gpu_<card>.json in the bench/results format after every task, and prints a
+table last. --budget-s skips what would not finish in time (each skip is noted); --tiny runs
+everything on the CPU with shrunk models.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -60,15 +65,57 @@ CASES = {
 }
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One way of serving a case: which levers are on, and which HTTP runs follow the in-process ones."""
+
+    label: str  # the records' system
+    graphs: bool = True  # CUDA graph per UNet bucket (the default on CUDA)
+    compiled_unet: bool = False
+    interval: tuple[float, float] | None = None  # guidance interval: the "fast" mode
+    vae_accel: str = "off"  # "off" | "graphs" | "compile" (pipelines.accel.BucketedDecoder)
+    overlap: bool = False  # decode thread on its own CUDA stream
+    output_format: str = "png"  # of the in-process runs
+    http: tuple[str, ...] = ()  # response kinds: "json-png", "json-jpeg", "bytes-jpeg"
+    poisson: bool = False  # Poisson arrivals at 80% of the saturated rate, first response kind
+    est_s: float = 30.0  # rough cost on an H200, for --budget-s
+
+    @property
+    def exact_mode(self) -> bool:
+        """No lever that changes the arithmetic beyond fp16 rounding (compile's fusion counts as rounding)."""
+        return self.interval is None
+
+
+VARIANTS: dict[str, tuple[Variant, ...]] = {
+    "sd_turbo": (
+        Variant("darkroom", http=("json-png", "json-jpeg", "bytes-jpeg"), est_s=45),
+        Variant("darkroom-vaegraph", vae_accel="graphs", output_format="jpeg", http=("bytes-jpeg",), est_s=25),
+        Variant("darkroom-vaegraph-overlap", vae_accel="graphs", overlap=True, output_format="jpeg", http=("bytes-jpeg",), est_s=25),
+        Variant("darkroom-vaecompile-overlap", vae_accel="compile", overlap=True, output_format="jpeg", http=("bytes-jpeg",), est_s=110),
+    ),
+    "sd15": (
+        Variant("darkroom", http=("json-png",), poisson=True, est_s=60),
+        Variant("darkroom-fast", interval=(1.0, 1e9), est_s=15),
+        Variant("darkroom-vaegraph-overlap", vae_accel="graphs", overlap=True, output_format="jpeg", http=("bytes-jpeg",),
+                poisson=True, est_s=60),
+    ),
+    "sdxl": (
+        Variant("darkroom", http=("json-png",), poisson=True, est_s=80),
+        Variant("darkroom-fast", interval=(1.0, 1e9), est_s=40),
+    ),
+}
+COMPILED_VARIANT = Variant("darkroom-compiled", compiled_unet=True, est_s=120)  # --compile-engine
+
 FAST_INTERVAL = (1.0, 1e9)  # guidance only while sigma in (1, inf): the opt-in "fast" mode
 DEVICE = "cuda"  # --tiny runs the whole script on the CPU with shrunk models
 DTYPE = torch.float16
 
 
 def darkroom_model(
-    arch: Architecture, case: Case, graphs: bool, compiled: bool = False, dtype: torch.dtype | None = None
+    arch: Architecture, case: Case, graphs: bool, compiled: bool = False, dtype: torch.dtype | None = None,
+    vae_accel: str = "off",
 ) -> object:
-    from pipelines.accel import enable_compile, enable_cuda_graphs
+    from pipelines.accel import enable_compile, enable_cuda_graphs, enable_vae_decoder_accel
     from pipelines.models import assemble
 
     components = {"unet": arch.unet, "vae": arch.vae, "text_encoder": arch.text_encoder}
@@ -83,26 +130,27 @@ def darkroom_model(
         enable_compile(model)
     if graphs:
         enable_cuda_graphs(model)
+    enable_vae_decoder_accel(model, vae_accel)
     return model
 
 
-def engine_settings(case: Case) -> object:
+def engine_settings(case: Case, overlap: bool = False) -> object:
     from server.settings import Settings
 
-    return Settings(
+    return Settings(decode_overlap=overlap,
         device=DEVICE, dtype=str(DTYPE).removeprefix("torch."), max_batch=case.engine_max_batch, max_active=case.engine_max_batch * 2,
         max_queue=4096, max_batch_pixels=case.engine_max_batch * case.side * case.side,
         request_timeout_s=3600, preview_every=0, encode_threads=8, max_steps=1000, max_num_images=case.engine_max_batch,
     )
 
 
-def spec_for(case: Case, seed: int, interval: tuple[float, float] | None = None) -> object:
+def spec_for(case: Case, seed: int, interval: tuple[float, float] | None = None, output_format: str = "png") -> object:
     from server.generation import GenerationSpec
 
     return GenerationSpec(
         id=uuid.uuid4().hex, model=case.name, prompt=PROMPT, negative_prompt="", sampler=case.sampler,
         steps=case.steps, guidance=case.guidance if case.guidance > 0 else 1.0, seed=seed,
-        width=case.side, height=case.side, num_images=1, output_format="png", timeout_s=3600,
+        width=case.side, height=case.side, num_images=1, output_format=output_format, timeout_s=3600,
         guidance_interval=interval,
     )
 
@@ -118,7 +166,7 @@ def run_engine(engine: object, specs: list[object]) -> tuple[float, list[object]
     return asyncio.run(_serve_all(engine, specs))
 
 
-def png_pixels(data: bytes) -> np.ndarray:
+def image_pixels(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
@@ -139,11 +187,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http_load(engine: object, settings: object, case: Case, requests: int, open_rate: float | None) -> dict:
+RESPONSE_ARGS = {
+    "json-png": ["--output-format", "png"],
+    "json-jpeg": ["--output-format", "jpeg"],
+    "bytes-jpeg": ["--output-format", "jpeg", "--binary"],
+}
+
+
+def http_load(engine: object, settings: object, case: Case, requests: int, kinds: tuple[str, ...],
+              open_rate: float | None) -> dict:
     """Load through HTTP: uvicorn in this process, bench/load.py clients in another process.
 
-    Closed loop at the case's concurrency (saturated images/s), then, when `open_rate` is given,
-    Poisson arrivals at that rate (p99 latency under load vs the unloaded latency).
+    A closed loop at the case's concurrency (saturated images/s) per response kind, then, when
+    `open_rate` is given, Poisson arrivals at that rate in the first kind (p99 latency under
+    load vs the unloaded latency).
     """
     import uvicorn
 
@@ -161,9 +218,11 @@ def http_load(engine: object, settings: object, case: Case, requests: int, open_
         "--sampler", case.sampler, "--steps", str(case.steps), "--width", str(case.side), "--height", str(case.side),
         "--guidance", str(case.guidance if case.guidance > 0 else 1.0), "--warmup", "2",
     ]
-    runs = {"closed": common + ["--mode", "closed", "--concurrency", str(case.http_concurrency), "--requests", str(requests)]}
+    runs = {f"closed:{kind}": common + RESPONSE_ARGS[kind] + ["--mode", "closed", "--concurrency", str(case.http_concurrency),
+                                                           "--requests", str(requests)] for kind in kinds}
     if open_rate:
-        runs["open"] = common + ["--mode", "open", "--rate", f"{open_rate:.3f}", "--duration", "20"]
+        runs[f"open:{kinds[0]}"] = common + RESPONSE_ARGS[kinds[0]] + ["--mode", "open", "--rate", f"{open_rate:.3f}",
+                                                                      "--duration", str(POISSON_S)]
     reports: dict = {}
     try:
         for name, cmd in runs.items():
@@ -179,11 +238,102 @@ def http_load(engine: object, settings: object, case: Case, requests: int, open_
     return reports
 
 
-def bench_case(
-    case: Case, tokenizer_dir: Path, out_dir: Path, ceiling: float, http: bool, compile_engine: bool = False
-) -> tuple[list[dict], list[dict]]:
+POISSON_S = 20  # seconds of Poisson arrivals (--tiny: 4)
+
+
+class Budget:
+    """The wall-clock budget of the whole call: tasks that would not fit are skipped and noted."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def allows(self, estimate_s: float) -> bool:
+        return self.left() >= estimate_s
+
+
+def _free_cuda() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: np.ndarray, ceiling: float,
+                  peak_diffusers: float, http: bool) -> tuple[list[dict], list[dict]]:
+    """One variant: warm-up, batch-1 latency, saturated images/s in-process, then its HTTP runs."""
     from server.engine import Engine
 
+    records: list[dict] = []
+    notes: list[dict] = []
+    reset_peak()
+    model = darkroom_model(arch, case, variant.graphs, variant.compiled_unet, vae_accel=variant.vae_accel)
+    settings = engine_settings(case, overlap=variant.overlap)
+    engine = Engine([model], settings)  # type: ignore[list-item]
+    engine.start()
+    try:
+        interval, fmt = variant.interval, variant.output_format
+        warm_start = time.perf_counter()
+        # warm-up: every bucket size the runs will use (captures the CUDA graphs, compiles)
+        for n in sorted({case.engine_max_batch, 1, max(1, case.engine_max_batch // 2)}, reverse=True):
+            run_engine(engine, [spec_for(case, 1000 + i, interval, fmt) for i in range(n)])
+        warmup_s = time.perf_counter() - warm_start
+        singles = [run_engine(engine, [spec_for(case, 0, interval, "png")]) for _ in range(3)]
+        latency = float(np.median([s for s, _ in singles]))
+        image = image_pixels(singles[0][1][0].images[0])
+        diff = np.abs(image - reference)
+        exact = bool(diff.max() <= 16 and diff.mean() <= 1.0) and variant.exact_mode
+        elapsed, results = run_engine(engine, [spec_for(case, i, interval, fmt) for i in range(case.saturate_requests)])
+        ips = case.saturate_requests / elapsed
+        peak = peak_gib()
+        encode_s = float(np.median([r.timings.get("encode_s", 0.0) for r in results]))
+        levers = {"graphs": variant.graphs, "compiled_unet": variant.compiled_unet, "vae_accel": variant.vae_accel,
+                  "decode_overlap": variant.overlap, "guidance_interval": variant.interval}
+        for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
+            records.append({"case": case.name, "system": variant.label, "mode": mode, "exact": exact,
+                            "images_per_s": round(rate, 3), "latency_s": round(lat, 4),
+                            "requests": 1 if mode == "batch1" else case.saturate_requests,
+                            "output_format": "png" if mode == "batch1" else fmt, "levers": levers,
+                            "max_abs_diff_vs_diffusers_uint8": int(diff.max()),
+                            "mean_abs_diff_vs_diffusers_uint8": round(float(diff.mean()), 3)})
+        rows_per_image = 2 if case.guidance > 0 else 1
+        tflops = 2 * case.unet_gmac * 1e9 * rows_per_image * case.steps * ips / 1e12
+        notes.append({"case": case.name, "system": variant.label, "warmup_s": round(warmup_s, 1),
+                      "peak_gib": round(peak, 2), "peak_gib_diffusers": round(peak_diffusers, 2),
+                      "unet_tflops_saturated": round(tflops, 1), "mfu": round(tflops / ceiling, 3),
+                      "encode_s_median_saturated": round(encode_s, 5), "output_format": fmt})
+        print(f"  {variant.label:28s} batch1 {latency:7.3f} s | saturated {ips:7.2f} img/s ({fmt}, encode {encode_s * 1e3:.1f} ms) "
+              f"| diff max {diff.max()} mean {diff.mean():.2f} | warm-up {warmup_s:.1f} s", flush=True)
+        if http and variant.http:
+            rate = 0.8 * ips if variant.poisson else None
+            load = http_load(engine, settings, case, case.saturate_requests * 2, variant.http, rate)
+            for name, report in load.items():
+                loop, kind = name.split(":")
+                if "images_per_s" not in report:
+                    continue
+                record = {"case": case.name, "system": "darkroom-http", "mode": "saturated" if loop == "closed" else "poisson80",
+                          "exact": exact, "images_per_s": round(report["images_per_s"], 3),
+                          "latency_s": round(report.get("latency_p50_s") or 0.0, 4), "p99_s": report.get("latency_p99_s"),
+                          "response": kind, "engine": variant.label, "levers": levers,
+                          "body_bytes_mean": report.get("body_bytes_mean"), "failures": report.get("failures")}
+                if loop == "closed":
+                    record["concurrency"] = case.http_concurrency
+                elif report.get("latency_p99_s"):
+                    record.update(unloaded_latency_s=round(latency, 4), p99_over_unloaded=round(report["latency_p99_s"] / latency, 2),
+                                  rate_per_s=round(rate or 0.0, 3))
+                records.append(record)
+            notes.append({"case": case.name, "system": variant.label, "http_load": load})
+    finally:
+        engine.stop()
+    return records, notes
+
+
+def bench_case(
+    case: Case, tokenizer_dir: Path, ceiling: float, http: bool, budget: Budget, compile_engine: bool = False,
+    only: set[str] | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """The diffusers baseline of a case, then each of its variants (each isolated: a failure is noted)."""
     records: list[dict] = []
     notes: list[dict] = []
     print(f"== {case.name}: building random-weight {case.arch}", flush=True)
@@ -209,90 +359,34 @@ def bench_case(
                      height=case.side, width=case.side, generator=gen, output_type="np").images[0]
     reference = np.round(reference * 255).astype(np.int16)
     del pipe
-    gc.collect()
-    torch.cuda.empty_cache()
+    _free_cuda()
+    if best is not None:
+        notes.append({"case": case.name, "diffusers_best": best})
 
-    # (b) Darkroom's engine in-process, eager and with CUDA graphs per batch bucket
-    variants = [("darkroom-eager", False, False, None), ("darkroom", True, False, None)]
-    if case.guidance > 0:  # fast mode: no uncond pass once sigma < 1 (about the last 40% of steps)
-        variants.append(("darkroom-fast", True, False, FAST_INTERVAL))
-    if compile_engine:  # exact mode only: every row guided keeps the UNet batch at bucket sizes
-        variants = [v for v in variants if v[0] != "darkroom-eager"] + [("darkroom-compiled", True, True, None)]
-    for label, graphs, compiled, interval in variants:
+    # (b) + (c) Darkroom's engine, one variant per lever set, and HTTP
+    variants = list(VARIANTS[case.name]) + ([COMPILED_VARIANT] if compile_engine else [])
+    for variant in variants:
+        if only is not None and variant.label not in only:
+            continue
+        if not budget.allows(variant.est_s):
+            print(f"  {variant.label}: skipped, {budget.left():.0f} s left of the budget (needs ~{variant.est_s:.0f} s)", flush=True)
+            notes.append({"case": case.name, "system": variant.label, "skipped": f"budget: {budget.left():.0f} s left"})
+            continue
         try:
-            engine = model = None
-            reset_peak()
-            model = darkroom_model(arch, case, graphs, compiled)
-            settings = engine_settings(case)
-            engine = Engine([model], settings)  # type: ignore[list-item]
-            engine.start()
-            warm_start = time.perf_counter()
-            # warm-up: every bucket size the saturated run will use (captures the CUDA graphs)
-            run_engine(engine, [spec_for(case, 1000 + i, interval) for i in range(case.engine_max_batch)])
-            run_engine(engine, [spec_for(case, 2000, interval)])
-            warmup_s = time.perf_counter() - warm_start
-            singles = [run_engine(engine, [spec_for(case, 0, interval)]) for _ in range(3)]
-            latency = float(np.median([s for s, _ in singles]))
-            image = png_pixels(singles[0][1][0].images[0])
-            diff = np.abs(image - reference)
-            exact = bool(diff.max() <= 16 and diff.mean() <= 1.0) and interval is None
-            elapsed, _ = run_engine(engine, [spec_for(case, i, interval) for i in range(case.saturate_requests)])
-            ips = case.saturate_requests / elapsed
-            peak = peak_gib()
-            for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
-                records.append({"case": case.name, "system": label, "mode": mode, "exact": exact,
-                                "images_per_s": round(rate, 3), "latency_s": round(lat, 4),
-                                "requests": 1 if mode == "batch1" else case.saturate_requests,
-                                "max_abs_diff_vs_diffusers_uint8": int(diff.max()),
-                                "mean_abs_diff_vs_diffusers_uint8": round(float(diff.mean()), 3)})
-            rows_per_image = 2 if case.guidance > 0 else 1
-            tflops = 2 * case.unet_gmac * 1e9 * rows_per_image * case.steps * ips / 1e12
-            notes.append({"case": case.name, "system": label, "warmup_s": round(warmup_s, 1),
-                          "peak_gib": round(peak, 2), "peak_gib_diffusers": round(peak_diffusers, 2),
-                          "unet_tflops_saturated": round(tflops, 1), "mfu": round(tflops / ceiling, 3)})
-            print(f"  {label:15s} batch1 {latency:7.3f} s | saturated {ips:7.2f} img/s | diff max {diff.max()} "
-                  f"mean {diff.mean():.2f} | warm-up {warmup_s:.1f} s", flush=True)
-            if label == "darkroom" and http:
-                load = http_load(engine, settings, case, case.saturate_requests * 2, open_rate=0.8 * ips if case.steps > 1 else None)
-                closed = load.get("closed", {})
-                if "images_per_s" in closed:
-                    records.append({"case": case.name, "system": "darkroom-http", "mode": "saturated", "exact": exact,
-                                    "images_per_s": round(closed["images_per_s"], 3),
-                                    "latency_s": round(closed.get("latency_p50_s") or 0.0, 4),
-                                    "p99_s": closed.get("latency_p99_s"), "concurrency": case.http_concurrency,
-                                    "failures": closed.get("failures")})
-                opened = load.get("open", {})
-                if opened.get("latency_p99_s"):
-                    records.append({"case": case.name, "system": "darkroom-http", "mode": "poisson80", "exact": exact,
-                                    "images_per_s": round(opened["images_per_s"], 3),
-                                    "latency_s": round(opened.get("latency_p50_s") or 0.0, 4),
-                                    "p99_s": opened["latency_p99_s"], "unloaded_latency_s": round(latency, 4),
-                                    "p99_over_unloaded": round(opened["latency_p99_s"] / latency, 2),
-                                    "rate_per_s": round(0.8 * ips, 3), "failures": opened.get("failures")})
-                notes.append({"case": case.name, "http_load": load})
-            engine.stop()
-            engine = model = None
-            gc.collect()
-            torch.cuda.empty_cache()
+            got, more = bench_variant(arch, case, variant, reference, ceiling, peak_diffusers, http)
+            records += got
+            notes += more
         except Exception as exc:  # noqa: BLE001 - a failing variant keeps the other variants' figures
             import traceback
 
             traceback.print_exc()
-            notes.append({"case": case.name, "system": label, "error": repr(exc)[:500]})
-            if engine is not None:
-                engine.stop()
-            engine = model = None
-            gc.collect()
-            torch.cuda.empty_cache()
-    if best is not None:
-        notes.append({"case": case.name, "diffusers_best": best})
+            notes.append({"case": case.name, "system": variant.label, "error": repr(exc)[:500]})
+        _free_cuda()
     del arch
-    gc.collect()
-    torch.cuda.empty_cache()
+    _free_cuda()
     return records, notes
 
 
-EXACT_MODE_SYSTEMS = ("darkroom-eager", "darkroom", "darkroom-http", "darkroom-compiled")
 FP32_PROBE_TOLERANCE = 0.02  # max abs difference of [0, 1] images, fp32 on the same card
 
 
@@ -314,28 +408,78 @@ def annotate_exactness(result: dict) -> None:
         case = probe_name.split(":")[1]
         verdicts[case] = (ok, f"{probe_name} max {image['max_abs_diff']:.4f} mean {image['mean_abs_diff']:.5f}")
     for record in result["records"]:
-        if record["case"] in verdicts and record["system"] in EXACT_MODE_SYSTEMS:
+        engine = record.get("engine", record["system"])
+        if record["case"] in verdicts and engine.startswith("darkroom") and "fast" not in engine:
             record["exact"], record["exact_basis"] = verdicts[record["case"]]
+
+
+def run_probe(name: str, tokenizer_dir: Path) -> dict:
+    """probe:<case>[:fp32][:g=W]: our path vs diffusers stage by stage (bench/probe.py)."""
+    from bench.probe import probe
+
+    parts = name.split(":")
+    case = CASES[parts[1]]
+    dtype = torch.float32 if "fp32" in parts else DTYPE
+    for part in parts[2:]:
+        if part.startswith("g="):
+            case = replace(case, guidance=float(part[2:]))
+    arch = build(case.arch, device=DEVICE, dtype=dtype, tiny=DEVICE == "cpu")
+    try:
+        model = darkroom_model(arch, case, graphs=False, dtype=dtype)
+        return {"probe": name, "stages": probe(arch, model, case, tokenizer_dir)}
+    finally:
+        del arch
+        _free_cuda()
+
+
+def run_levers(name: str, ceiling: float, compile_too: bool) -> list[dict]:
+    """levers (UNet: graphs, SDPA backends, channels-last, compile), vae_levers, xformers, fp8."""
+    from bench.levers import measure_fp8, measure_vae_levers, measure_xformers
+
+    arch = build("sd15")
+    try:
+        if name == "levers":
+            return measure_levers("sd15", arch.unet, arch.config, 64, [2, 8, 32], 401.6, ceiling, compile_too=compile_too)
+        if name == "vae_levers":
+            return measure_vae_levers(arch.vae, 64, 8, VAE_DECODER_GMAC_512, ceiling, compile_too=compile_too)
+        if name == "xformers":
+            return measure_xformers("sd15", arch.unet, arch.config, 64, [2, 32], 401.6, ceiling)
+        return measure_fp8("sd15", arch.unet, arch.config, 64, 32, 401.6, ceiling, compile_too=compile_too)
+    finally:
+        del arch
+        _free_cuda()
+
+
+VAE_DECODER_GMAC_512 = 1257.0  # per image at 512x512 (../shared/reference/ANCHORS.md)
+TASK_ESTIMATES_S = {"levers": 150, "vae_levers": 70, "xformers": 15, "fp8": 90, "fp8_quality": 40}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--tasks", default="sd15,sd_turbo,sdxl,levers",
-                        help="in order: case names and/or 'levers' (bare-UNet levers)")
+    parser.add_argument("--tasks", default="sd_turbo,sd15,vae_levers,xformers,fp8,fp8_quality",
+                        help="in order: case names (sd_turbo, sd15, sdxl), probe:<case>[:fp32], levers, vae_levers, "
+                             "xformers, fp8, fp8_quality")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated variant labels to run (default: every variant of each case; VARIANTS)")
+    parser.add_argument("--budget-s", type=float, default=1e9, help="wall-clock budget of the whole call")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--compile-engine", action="store_true",
                         help="also serve with a torch.compile'd UNet (about a minute per bucket shape)")
     parser.add_argument("--tiny", action="store_true", help="shrunk models on the CPU: checks the script runs")
     parser.add_argument("--side", type=int, default=None, help="override every case's image side (with --tiny)")
+    parser.add_argument("--run-name", default="", help="suffix of the results file name, e.g. run4")
     args = parser.parse_args()
-    global DEVICE, DTYPE
+    budget = Budget(args.budget_s)
+    global DEVICE, DTYPE, POISSON_S
     if args.tiny:
-        DEVICE, DTYPE = "cpu", torch.float32
+        DEVICE, DTYPE, POISSON_S = "cpu", torch.float32, 4
         for key, case in list(CASES.items()):
             CASES[key] = replace(case, side=args.side or 64, steps=min(case.steps, 3), batches=case.batches[:2],
                                  engine_max_batch=4, saturate_requests=8, http_concurrency=4)
+        for key, variants in list(VARIANTS.items()):
+            VARIANTS[key] = tuple(replace(v, est_s=1.0) for v in variants)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -346,74 +490,78 @@ def main() -> int:
     card = card_name() if DEVICE == "cuda" else "cpu-tiny"
     ceiling = matmul_ceiling_tflops() if DEVICE == "cuda" else 1.0
     print(f"card: {card}  torch {torch.__version__}  diffusers {diffusers.__version__}  ceiling {ceiling:.0f} TFLOP/s", flush=True)
-    tokenizer_dir = out_dir / "clip_tokenizer"
+    tokenizer_dir = Path(tempfile.mkdtemp(prefix="darkroom_clip_"))  # not under --out: only results come back
     write_hf_clip_tokenizer_files(tokenizer_dir)
     result: dict = {"card": card, "torch": torch.__version__, "diffusers": diffusers.__version__,
-                    "matmul_ceiling_tflops": round(ceiling, 1), "records": [], "levers": [], "notes": []}
-    path = out_dir / f"gpu_{card.replace(' ', '_')}.json"
+                    "matmul_ceiling_tflops": round(ceiling, 1), "records": [], "levers": [], "notes": [],
+                    "environment": environment()}
+    suffix = f"_{args.run_name}" if args.run_name else ""
+    path = out_dir / f"gpu_{card.replace(' ', '_')}{suffix}.json"
+    only = set(args.variants.split(",")) if args.variants else None
 
     def save() -> None:
         path.write_text(json.dumps(result, indent=1))
 
     for name in args.tasks.split(","):
-        if name.startswith("probe:"):
-            from bench.probe import probe
-
-            parts = name.split(":")
-            case = CASES[parts[1]]
-            dtype = torch.float32 if "fp32" in parts else DTYPE
-            for part in parts[2:]:
-                if part.startswith("g="):
-                    case = replace(case, guidance=float(part[2:]))
-            arch = build(case.arch, device=DEVICE, dtype=dtype, tiny=DEVICE == "cpu")
-            try:
-                model = darkroom_model(arch, case, graphs=False, dtype=dtype)
-                result["notes"].append({"probe": name, "stages": probe(arch, model, case, tokenizer_dir)})
-            except Exception as exc:  # noqa: BLE001 - keep what was measured before the failure
-                import traceback
-
-                traceback.print_exc()
-                result["notes"].append({"probe": case.name, "error": repr(exc)[:500]})
-            save()
-            del arch
-            gc.collect()
-            torch.cuda.empty_cache()
-            continue
-        if name == "levers":
-            if DEVICE != "cuda":
-                continue
-            arch = build("sd15")
-            try:
-                result["levers"] += measure_levers("sd15", arch.unet, arch.config, 64, [2, 8, 32], 401.6, ceiling,
-                                                   compile_too=not args.no_compile)
-            except Exception as exc:  # noqa: BLE001 - keep what was measured before the failure
-                import traceback
-
-                traceback.print_exc()
-                result["notes"].append({"task": "levers", "error": repr(exc)[:500]})
-            save()
-            del arch
-            gc.collect()
-            torch.cuda.empty_cache()
+        started = time.perf_counter()
+        estimate = 1.0 if args.tiny else TASK_ESTIMATES_S.get(name, 20.0)
+        if name not in CASES and not budget.allows(estimate):
+            print(f"== {name}: skipped, {budget.left():.0f} s left of the budget", flush=True)
+            result["notes"].append({"task": name, "skipped": f"budget: {budget.left():.0f} s left"})
             continue
         try:
-            records, notes = bench_case(CASES[name], tokenizer_dir, out_dir, ceiling, http=not args.no_http,
-                                        compile_engine=args.compile_engine)
-        except Exception as exc:  # noqa: BLE001 - one failing case must not lose the others' figures
+            if name.startswith("probe:"):
+                result["notes"].append(run_probe(name, tokenizer_dir))
+            elif name in ("levers", "vae_levers", "xformers", "fp8"):
+                if DEVICE == "cuda":
+                    print(f"== {name}", flush=True)
+                    result["levers"] += run_levers(name, ceiling, compile_too=not args.no_compile)
+            elif name == "fp8_quality":
+                from bench.fp8_quality import fp8_quality
+
+                print("== fp8_quality: bundled model, bf16 vs fp8 linears, judge accuracy", flush=True)
+                quality = fp8_quality(DEVICE, captions=16 if args.tiny else 256, batch=256)
+                print(f"  {json.dumps(quality)[:600]}", flush=True)
+                result["fp8_quality"] = quality
+            else:
+                records, notes = bench_case(CASES[name], tokenizer_dir, ceiling, http=not args.no_http, budget=budget,
+                                            compile_engine=args.compile_engine, only=only)
+                result["records"] += records
+                result["notes"] += notes
+        except Exception as exc:  # noqa: BLE001 - one failing task must not lose the others' figures
             import traceback
 
             traceback.print_exc()
-            result["notes"].append({"case": name, "error": repr(exc)[:500]})
-            continue
-        result["records"] += records
-        result["notes"] += notes
+            result["notes"].append({"task": name, "error": repr(exc)[:500]})
+        result["notes"].append({"task": name, "seconds": round(time.perf_counter() - started, 1)})
+        _free_cuda()
         save()
     annotate_exactness(result)
     save()
-    print("\ncase      system          mode       img/s    latency_s  exact")
+    print(f"\nwrote {path}; {budget.left():.0f} s of the budget left")
+    print("case      system                       mode       response    img/s    latency_s  exact")
     for r in result["records"]:
-        print(f"{r['case']:9s} {r['system']:15s} {r['mode']:9s} {r['images_per_s']:8.2f} {r['latency_s']:9.3f}  {r['exact']}")
+        system = r["system"] if "engine" not in r else f"{r['system']}<{r['engine']}>"
+        print(f"{r['case']:9s} {system[:28]:28s} {r['mode']:10s} {r.get('response', ''):10s} {r['images_per_s']:8.2f} "
+              f"{r['latency_s']:9.3f}  {r['exact']}")
     return 0
+
+
+def environment() -> dict:
+    """Versions of the optional packages the levers use (None: not importable here)."""
+    import importlib
+
+    found: dict = {}
+    for module in ("torchvision", "torchao", "xformers"):
+        try:
+            found[module] = getattr(importlib.import_module(module), "__version__", "?")
+        except Exception as exc:  # noqa: BLE001 - a broken optional package is a finding, not a crash
+            found[module] = None if isinstance(exc, ImportError) else f"{type(exc).__name__}: {str(exc)[:120]}"
+    if torch.cuda.is_available():
+        from server.images import encode_jpeg_cuda
+
+        found["nvjpeg_encode"] = encode_jpeg_cuda(torch.zeros(1, 3, 64, 64, dtype=torch.uint8, device="cuda")) is not None
+    return found
 
 
 if __name__ == "__main__":

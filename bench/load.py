@@ -2,9 +2,11 @@
 
     python bench/load.py --mode closed --concurrency 8 --requests 64
     python bench/load.py --mode open --rate 2.0 --duration 30 --json
+    python bench/load.py --output-format jpeg --binary     # raw JPEG bodies (Accept: image/jpeg)
 
 Prints p50 / p99 latency, images/s and failures by status. Latency is measured per request
 from send to the last byte; images/s counts successful images over the run's wall time.
+With --binary the server answers with the image bytes instead of JSON with base64 images.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Outcome:
     status: str  # HTTP status code, or the exception's name
     latency_s: float
     images: int
+    body_bytes: int = 0
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Report:
     requests_per_s: float
     failures: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    body_bytes_mean: float | None = None  # response body size of successful requests
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,23 +75,33 @@ def percentile(values: list[float], q: float) -> float:
 def body_for(i: int, args: argparse.Namespace) -> dict[str, Any]:
     """The i-th request body: prompts in rotation, seed i, the run's options."""
     body: dict[str, Any] = {"prompt": PROMPTS[i % len(PROMPTS)], "seed": i, "num_images": args.num_images}
-    for key in ("steps", "width", "height", "sampler", "guidance", "model"):
+    for key in ("steps", "width", "height", "sampler", "guidance", "model", "output_format", "quality"):
         value = getattr(args, key)
         if value is not None:
             body[key] = value
     return body
 
 
+def accept_header(args: argparse.Namespace) -> dict[str, str]:
+    """Accept: image/<format> with --binary (one raw image per response), else JSON."""
+    if not args.binary:
+        return {}
+    return {"Accept": f"image/{args.output_format or 'png'}"}
+
+
 async def one(client: httpx.AsyncClient, i: int, args: argparse.Namespace) -> Outcome:
     """Send request i and time it to the last byte."""
     started = time.perf_counter()
     try:
-        response = await client.post("/generate", json=body_for(i, args), timeout=args.timeout_s)
+        response = await client.post("/generate", json=body_for(i, args), headers=accept_header(args), timeout=args.timeout_s)
         status = str(response.status_code)
-        images = len(response.json().get("images", [])) if response.status_code == 200 else 0
+        images = 0
+        if response.status_code == 200:
+            images = 1 if args.binary else len(response.json().get("images", []))
+        size = len(response.content)
     except httpx.HTTPError as e:
-        status, images = type(e).__name__, 0
-    return Outcome(status=status, latency_s=time.perf_counter() - started, images=images)
+        status, images, size = type(e).__name__, 0, 0
+    return Outcome(status=status, latency_s=time.perf_counter() - started, images=images, body_bytes=size)
 
 
 async def closed_loop(client: httpx.AsyncClient, args: argparse.Namespace) -> list[Outcome]:
@@ -142,7 +156,9 @@ async def run(args: argparse.Namespace) -> Report:
         requests_per_s=len(ok) / wall_s,
         failures=dict(Counter(o.status for o in outcomes if o.status != "200")),
         settings={k: getattr(args, k) for k in ("concurrency", "requests", "rate", "duration", "steps", "width",
-                                                  "height", "num_images", "sampler", "guidance")},
+                                                  "height", "num_images", "sampler", "guidance", "output_format",
+                                                  "quality", "binary")},
+        body_bytes_mean=statistics.fmean(o.body_bytes for o in ok) if ok else None,
     )
 
 
@@ -165,6 +181,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--num-images", type=int, default=1)
+    p.add_argument("--output-format", choices=("png", "jpeg", "webp"), default=None)
+    p.add_argument("--quality", type=int, default=None, help="JPEG / WebP quality")
+    p.add_argument("--binary", action="store_true", help="ask for raw image bytes (Accept: image/<format>)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p.parse_args(argv)
 

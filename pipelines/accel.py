@@ -11,13 +11,15 @@ ControlNet residuals) go to the eager module unchanged.
 forwards, so it bounds one-step models): decode batches are padded to a bucket size and each
 bucket replays a CUDA graph or runs a torch.compile'd decoder specialised to that shape.
 
-Graphs are captured with capture_error_mode="thread_local", so another thread (the engine's
-decode thread, on its own stream) may allocate or synchronise while one thread captures.
+Graphs are captured on their own stream with capture_error_mode="thread_local", one capture at
+a time (a process-wide lock), so another thread (the engine's decode thread, on its own stream)
+may launch, allocate or synchronise while one thread captures.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -39,20 +41,23 @@ class _CapturedCall:
 
 
 DECODE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+_CAPTURE_LOCK = threading.Lock()  # one capture at a time in the process
 
 
 def capture_graph(forward: Callable[[], Tensor], pool: Any, warmup_calls: int = 2) -> tuple[torch.cuda.CUDAGraph, Tensor]:
-    """Warm `forward` up on a side stream, then capture it once; (graph, its static output)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), torch.no_grad():
-        for _ in range(warmup_calls):
-            forward()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.no_grad(), torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-        output = forward()
-    return graph, output
+    """Warm `forward` up on a side stream, then capture it once on that stream; (graph, its static output)."""
+    with _CAPTURE_LOCK:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(warmup_calls):
+                forward()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph, pool=pool, stream=side, capture_error_mode="thread_local"):
+            output = forward()
+        torch.cuda.current_stream().wait_stream(side)
+        return graph, output
 
 
 class CudaGraphUNet(torch.nn.Module):
@@ -171,8 +176,10 @@ class CudaGraphUNet(torch.nn.Module):
 class BucketedDecoder(torch.nn.Module):
     """A VAE `Decoder` run per batch bucket as a CUDA graph ("graphs") or compiled ("compile").
 
-    Rows are padded to the next bucket by repeating the last row (outputs dropped), so a server
-    compiles or captures at most len(DECODE_BUCKETS) shapes. The arithmetic is the decoder's own:
+    Graphs: rows are padded to the next bucket by repeating the last row (outputs dropped), so a
+    server captures at most len(DECODE_BUCKETS) graphs. Compile: one compilation with a dynamic
+    batch dimension (a single row is padded to two, so size 1 is never specialised), so varying
+    decode batch sizes never recompile mid-serving. The arithmetic is the decoder's own:
     graphs replay the same kernels; compile fuses elementwise work (GroupNorm + SiLU), which
     changes fp16 rounding only. A deep copy (the fp32 NaN-retry decoder) is the plain decoder.
     """
@@ -186,7 +193,7 @@ class BucketedDecoder(torch.nn.Module):
         self.decoder = decoder
         self.mode = mode
         # kept out of the module tree: the compiled wrapper shares the decoder's parameters
-        compiled = torch.compile(decoder, dynamic=False) if mode == "compile" else None
+        compiled = torch.compile(decoder) if mode == "compile" else None
         object.__setattr__(self, "_compiled", compiled)
         self._graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
         self._pool: Any = None
@@ -203,11 +210,14 @@ class BucketedDecoder(torch.nn.Module):
         if not sample.is_cuda or latent_embeds is not None or torch.cuda.is_current_stream_capturing():
             return self.decoder(sample, latent_embeds)
         rows = sample.shape[0]
+        if self._compiled is not None:
+            if rows == 1:
+                sample = torch.cat([sample, sample])
+            torch._dynamo.maybe_mark_dynamic(sample, 0)
+            return self._compiled(sample)[:rows]
         padded = next((b for b in DECODE_BUCKETS if b >= rows), rows)
         if padded > rows:
             sample = torch.cat([sample, sample[-1:].expand(padded - rows, *sample.shape[1:])])
-        if self._compiled is not None:
-            return self._compiled(sample)[:rows]
         key = (tuple(sample.shape), sample.dtype)
         call = self._graphs.get(key)
         if call is None:
@@ -268,3 +278,38 @@ def enable_cuda_graphs(model: object) -> bool:
         return False
     model.denoiser.unet = CudaGraphUNet(unet)  # type: ignore[attr-defined]
     return True
+
+
+def enable_fp8_linears(module: torch.nn.Module, mode: str = "dynamic") -> int:
+    """Quantize a module's nn.Linear layers to float8 (e4m3) in place with torchao; the count converted.
+
+    "dynamic": fp8 weights and per-row fp8 activations scaled at run time (fp8 tensor-core
+    matmuls: Hopper and later; the module should be bf16). "weight": fp8 weights only, upcast
+    for a bf16 matmul (halves weight memory, no faster arithmetic). Convolutions stay as they
+    are. Only layers whose sizes are multiples of 16 qualify (the fp8 matmul's alignment).
+    The output changes (quantization error): an opt-in "fast" lever, its quality cost measured
+    on the bundled model (bench/fp8_quality.py).
+    """
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Float8WeightOnlyConfig,
+        PerRow,
+        quantize_,
+    )
+
+    if mode == "dynamic":
+        config: object = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+    elif mode == "weight":
+        config = Float8WeightOnlyConfig()
+    else:
+        raise ValueError(f"mode must be 'dynamic' or 'weight', got {mode!r}")
+    converted: list[str] = []
+
+    def eligible(layer: torch.nn.Module, name: str) -> bool:
+        ok = isinstance(layer, torch.nn.Linear) and layer.in_features % 16 == 0 and layer.out_features % 16 == 0
+        if ok:
+            converted.append(name)
+        return ok
+
+    quantize_(module, config, filter_fn=eligible)
+    return len(converted)

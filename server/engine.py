@@ -958,9 +958,13 @@ class Engine:
             finished.append((work, rows))
         self._encode_finished(finished, decode_s)
 
+    def _gpu_encodable(self, work: Work, rows: Tensor) -> bool:
+        """JPEG rows of a CUDA model go to nvJPEG (settings.gpu_encode)."""
+        return self.settings.gpu_encode and rows.is_cuda and work.spec.output_format == "jpeg"
+
     def _encode_finished(self, finished: list[tuple[Work, Tensor]], decode_s: float) -> None:
         """JPEG rows of a CUDA model in one nvJPEG call (settings.gpu_encode); the rest on the encoder pool."""
-        on_gpu = [(w, r) for w, r in finished if self.settings.gpu_encode and r.is_cuda and w.spec.output_format == "jpeg"]
+        on_gpu = [(w, r) for w, r in finished if self._gpu_encodable(w, r)]
         by_quality: dict[int | None, list[tuple[Work, Tensor]]] = collections.defaultdict(list)
         for work, rows in on_gpu:
             by_quality[work.spec.quality].append((work, rows))

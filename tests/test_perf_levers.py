@@ -1,0 +1,82 @@
+"""Speed levers on the CPU: what must hold where no GPU is (pass-through, copies, the overlap
+switch), and the model's own timestep spacing reaching the samplers (SD-Turbo: trailing)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+from pipelines.accel import BucketedDecoder, enable_vae_decoder_accel
+from pipelines.models import assemble
+from pipelines.text_to_image import sampling_sigmas
+from pipelines.tiny import SD_SCHEDULER_CONFIG, tiny_sd1, tiny_sd1_components
+from tests.server.conftest import serve
+
+pytestmark = pytest.mark.anyio
+
+
+def test_bucketed_decoder_passes_host_tensors_through_and_copies_as_the_plain_decoder() -> None:
+    model = tiny_sd1()
+    autoencoder = model.vae.vae  # type: ignore[attr-defined]
+    z = torch.randn(3, 4, 8, 8)
+    expected = autoencoder.decode(z, return_dict=False)[0]
+    plain = autoencoder.decoder
+    autoencoder.decoder = BucketedDecoder(plain, "graphs")
+    assert torch.equal(autoencoder.decode(z, return_dict=False)[0], expected)
+    # the fp32 NaN-retry copy (pipelines.vae) must not carry graphs or compiled code
+    twin = copy.deepcopy(autoencoder)
+    assert type(twin.decoder) is type(plain)
+    assert torch.equal(twin.decode(z, return_dict=False)[0], expected)
+    with pytest.raises(ValueError, match="mode"):
+        BucketedDecoder(plain, "fast")
+
+
+def test_vae_accel_is_a_no_op_off_cuda_and_when_off() -> None:
+    model = tiny_sd1()
+    assert not enable_vae_decoder_accel(model, "graphs")
+    assert not enable_vae_decoder_accel(model, "off")
+    assert not isinstance(model.vae.vae.decoder, BucketedDecoder)  # type: ignore[attr-defined]
+
+
+async def test_decode_overlap_on_a_cpu_model_decodes_inline_with_the_same_bytes() -> None:
+    body = {"prompt": "a red square", "seed": 3, "width": 32, "height": 32, "num_images": 2}
+    images = {}
+    for overlap in (False, True):
+        async with serve(decode_overlap=overlap) as s:
+            r = await s.client.post("/generate", json=body)
+            assert r.status_code == 200
+            images[overlap] = r.json()["images"]
+            assert s.engine._decode_pool is None  # no decode thread without CUDA
+    assert images[False] == images[True]
+
+
+def _sigma_of(scheduler: object, timesteps: np.ndarray) -> np.ndarray:
+    alphas = scheduler.alphas_cumprod.double().numpy()[timesteps]  # type: ignore[attr-defined]
+    return np.sqrt((1 - alphas) / alphas)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+def test_samplers_follow_the_model_scheduler_spacing(spacing: str) -> None:
+    """ddim / euler / ddpm / euler_ancestral take the model config's timestep_spacing (SD-Turbo's
+    scheduler says trailing), equal to diffusers' schedulers built from the same config."""
+    config = {**SD_SCHEDULER_CONFIG, "timestep_spacing": spacing}
+    model = assemble("sd1", tiny_sd1_components(0), config, model_id="spacing", device="cpu", dtype=torch.float32)  # type: ignore[arg-type]
+    steps = 4
+    ddim = DDIMScheduler(**{k: v for k, v in config.items() if not k.startswith("_")})
+    ddim.set_timesteps(steps)
+    expected = _sigma_of(ddim, ddim.timesteps.numpy())
+    for sampler in ("ddim", "euler", "ddpm", "euler_ancestral"):
+        sigmas = sampling_sigmas(model, sampler, steps).numpy()
+        np.testing.assert_allclose(sigmas[:-1], expected, rtol=1e-5, err_msg=sampler)  # diffusers: fp32 alphas
+    euler = EulerDiscreteScheduler(**{k: v for k, v in config.items() if k not in ("_class_name", "set_alpha_to_one", "clip_sample")})
+    euler.set_timesteps(steps)
+    np.testing.assert_allclose(sampling_sigmas(model, "euler", steps).numpy(), euler.sigmas.double().numpy(), rtol=1e-5)
+    if spacing == "trailing":
+        assert ddim.timesteps[0] == 999  # the top of the schedule, where SD-Turbo was distilled
+    # one-step (turbo) always starts at the top timestep, whatever the model's config says
+    onestep = sampling_sigmas(model, "onestep", 1).numpy()
+    np.testing.assert_allclose(onestep[0], _sigma_of(ddim, np.array([999]))[0], rtol=1e-5)
