@@ -6,7 +6,7 @@ from the renderer's own signed distances (`training.data._shape_distance`) at th
 object placement: `scene_geometry` replays the draws `training.data.render` makes from its
 generator, so a (render, masks, sketch) triple made from one generator state describes the same
 objects. Training sketches may be jittered like a hand drawing (stroke width 1-2 px, a smooth
-wobble of the outline, a small offset per object); the IoU target is always the scene's filled
+wobble of the outline); the IoU target is always the scene's filled
 masks, never the jittered strokes.
 
 `extract_mask` segments objects from the background of any image (render or sample) without
@@ -86,8 +86,9 @@ def strokes(distance: Tensor, generator: torch.Generator | None = None, width: f
     """Outline images (B, 3, H, W) in [0, 1] from signed distances (B, K, H, W).
 
     An anti-aliased band |d| < width / 2 around each shape's edge. With a generator, a hand-drawn
-    look: per image a stroke width in [1, 2] px, per object an offset of up to 1 px, and a smooth
-    wobble of the distance (bilinear 8 x 8 noise, up to 0.8 px).
+    look: per image a stroke width in [1, 2] px and a smooth zero-mean wobble of the distance
+    (bilinear 8 x 8 noise, up to 0.5 px). No systematic offset: the model should learn to put
+    the edge on the stroke, which the IoU target measures.
     """
     b, k, h, w = distance.shape
     device = distance.device
@@ -99,8 +100,8 @@ def strokes(distance: Tensor, generator: torch.Generator | None = None, width: f
 
         half = 0.5 + 0.5 * uniform(b, 1, 1, 1)
         wobble = F.interpolate(2 * uniform(b * k, 1, 8, 8) - 1, size=(h, w), mode="bilinear", align_corners=False)
-        amplitude = 0.8 * uniform(b, 1, 1, 1)
-        distance = distance + amplitude * wobble.view(b, k, h, w) + (2 * uniform(b, k, 1, 1) - 1)
+        amplitude = 0.5 * uniform(b, 1, 1, 1)
+        distance = distance + amplitude * wobble.view(b, k, h, w)
     band = (half + 0.5 - distance.abs()).clamp(0, 1)  # 1 inside the band, ~1 px ramp outside
     outline = band.amax(dim=1, keepdim=True)  # (B, 1, H, W)
     return outline.expand(b, 3, h, w).contiguous()
