@@ -461,7 +461,7 @@ TASK_ESTIMATES_S = {"levers": 150, "vae_levers": 40, "xformers": 15, "fp8": 90, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--tasks", default="sd_turbo,sd15,vae_levers,xformers,fp8,fp8_quality",
+    parser.add_argument("--tasks", default="sd_turbo,sd15,vae_levers,fp8,fp8_quality,probe:sd15:fp32,xformers",
                         help="in order: case names (sd_turbo, sd15, sdxl), probe:<case>[:fp32], levers, vae_levers, "
                              "xformers, fp8, fp8_quality")
     parser.add_argument("--variants", default=None,
@@ -497,8 +497,7 @@ def main() -> int:
     tokenizer_dir = Path(tempfile.mkdtemp(prefix="darkroom_clip_"))  # not under --out: only results come back
     write_hf_clip_tokenizer_files(tokenizer_dir)
     result: dict = {"card": card, "torch": torch.__version__, "diffusers": diffusers.__version__,
-                    "matmul_ceiling_tflops": round(ceiling, 1), "records": [], "levers": [], "notes": [],
-                    "environment": environment()}
+                    "matmul_ceiling_tflops": round(ceiling, 1), "records": [], "levers": [], "notes": []}
     suffix = f"_{args.run_name}" if args.run_name else ""
     path = out_dir / f"gpu_{card.replace(' ', '_')}{suffix}.json"
     only = set(args.variants.split(",")) if args.variants else None
@@ -540,6 +539,7 @@ def main() -> int:
         result["notes"].append({"task": name, "seconds": round(time.perf_counter() - started, 1)})
         _free_cuda()
         save()
+    result["environment"] = environment()  # last: an optional package that breaks on import costs nothing else
     annotate_exactness(result)
     save()
     print(f"\nwrote {path}; {budget.left():.0f} s of the budget left")

@@ -45,22 +45,41 @@ def case_table(result: dict) -> list[str]:
             extra = f" (p99 {r['p99_s']:.2f} s)"
         if r.get("batch") is not None and r["system"] == "diffusers":
             extra = f" (batch {r['batch']})"
+        system = r["system"]
+        if r.get("engine") or r.get("response"):  # HTTP runs: which engine variant, which response kind
+            system += f" [{', '.join(x for x in (r.get('engine'), r.get('response')) if x)}]"
+        elif r.get("output_format") not in (None, "png") and r["mode"] != "batch1":
+            system += f" [{r['output_format']}]"
         lines.append(
-            f"| {r['case']} | {r['system']} | {r['mode']}{extra} | {'yes' if r['exact'] else 'no'} | "
+            f"| {r['case']} | {system} | {r['mode']}{extra} | {'yes' if r['exact'] else 'no'} | "
             f"{r['images_per_s']:.2f} | {r['latency_s']:.3f} | {ratio} |"
         )
     return lines
 
 
 def lever_table(result: dict) -> list[str]:
-    lines = ["| lever | rows | ms | TFLOP/s | MFU | max abs diff vs eager |", "|---|---|---|---|---|---|"]
+    """One row per lever measurement; the module (UNet or VAE decoder) in the first column."""
+    lines = ["| module | lever | rows | ms | TFLOP/s | MFU | max abs diff vs eager |", "|---|---|---|---|---|---|---|"]
     for r in result.get("levers", []):
+        module = r.get("model", "sd15")
         if "error" in r:
-            lines.append(f"| {r['lever']} | {r['rows']} | failed: {r['error'][:60]} | | | |")
+            lines.append(f"| {module} | {r['lever']} | {r['rows']} | failed: {r['error'][:90]} | | | |")
             continue
         diff = "" if r.get("max_abs_diff") is None else f"{r['max_abs_diff']:.2g}"
-        compile_s = f" (compile {r['compile_s']} s)" if "compile_s" in r else ""
-        lines.append(f"| {r['lever']}{compile_s} | {r['rows']} | {r['ms']} | {r['tflops']} | {r['mfu']} | {diff} |")
+        compile_s = f" (first call {r['compile_s']} s)" if "compile_s" in r else ""
+        lines.append(f"| {module} | {r['lever']}{compile_s} | {r['rows']} | {r['ms']} | {r['tflops']} | {r['mfu']} | {diff} |")
+    return lines
+
+
+def fp8_quality_table(quality: dict) -> list[str]:
+    """Judge accuracy of the bundled model, the UNet in bf16 vs its linears in fp8."""
+    lines = ["| UNet | split | caption acc | colour | shape | size | position | FID (judge) |", "|---|---|---|---|---|---|---|---|"]
+    for r in quality.get("records", []):
+        lines.append(f"| {str(r['model']).rstrip('_')} | {r['split']} | {r['acc_caption']:.3f} | {r['acc_colour']:.3f} | "
+                     f"{r['acc_shape']:.3f} | {r.get('acc_size', float('nan')):.3f} | {r.get('acc_position', float('nan')):.3f} | "
+                     f"{r['fid_judge']:.2f} |")
+    if quality.get("error") or quality.get("fp8"):
+        lines.append(f"\nfp8: {quality.get('error') or quality.get('fp8')}")
     return lines
 
 
@@ -72,8 +91,15 @@ def main() -> int:
         if result["records"]:
             print("\n".join(case_table(result)) + "\n")
         if result.get("levers"):
-            print("Bare SD1.5 UNet (64x64 latents), one lever at a time:\n")
+            print("Bare SD1.5 UNet (64x64 latents; rows = latent rows) and VAE decoder (vae-dec, 512x512; rows = images), "
+                  "one lever at a time:\n")
             print("\n".join(lever_table(result)) + "\n")
+        if result.get("fp8_quality"):
+            print(f"fp8 quality cost on the bundled model (DDIM 25, w = 4, {result['fp8_quality'].get('captions')} captions "
+                  "per split, same seeds):\n")
+            print("\n".join(fp8_quality_table(result["fp8_quality"])) + "\n")
+        if result.get("environment"):
+            print(f"Optional packages in this call: {result['environment']}\n")
     return 0
 
 
