@@ -93,7 +93,9 @@ def classifier_log_prob(logits: Tensor | Sequence[Tensor], labels: Tensor) -> Te
     return total
 
 
-def classifier_guidance(denoise: GuidedDenoiser, classifier: NoisyClassifier) -> GuidedDenoiser:
+def classifier_guidance(
+    denoise: Callable[[Tensor, Tensor, GuidedConditioning], Tensor], classifier: NoisyClassifier
+) -> GuidedDenoiser:
     """x0 += w sigma^2 grad_x log p(y | x, sigma) on rows with a classifier scale (Dhariwal & Nichol 2021).
 
     Only rows with w != 0 go through the classifier, so rows without classifier guidance keep the
