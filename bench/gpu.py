@@ -1,6 +1,6 @@
 """GPU benchmark: diffusers pipelines vs Darkroom (in-process engine and HTTP), same card, same call.
 
-    python -m bench.gpu --out DIR [--tasks sd_turbo,sd15,vae_levers,xformers,fp8,fp8_quality] [--budget-s 520]
+    python -m bench.gpu --out DIR [--tasks sd_turbo,sd15,vae_levers,fp8,fp8_quality,xformers] [--budget-s 480]
 
 Builds random-weight SD1.5, SD-Turbo (SD2.1 architecture) and SDXL models from the real
 configs (pipelines/configs), then for each case runs (a) the diffusers pipeline as a user would,
@@ -437,8 +437,8 @@ def run_probe(name: str, tokenizer_dir: Path) -> dict:
 
 
 def run_levers(name: str, ceiling: float, compile_too: bool) -> list[dict]:
-    """levers (UNet: graphs, SDPA backends, channels-last, compile), vae_levers, xformers, fp8."""
-    from bench.levers import measure_fp8, measure_vae_levers, measure_xformers
+    """levers (UNet: graphs, SDPA backends, channels-last, compile), vae_levers, fp8."""
+    from bench.levers import measure_fp8, measure_vae_levers
 
     arch = build("sd15")
     try:
@@ -446,22 +446,44 @@ def run_levers(name: str, ceiling: float, compile_too: bool) -> list[dict]:
             return measure_levers("sd15", arch.unet, arch.config, 64, [2, 8, 32], 401.6, ceiling, compile_too=compile_too)
         if name == "vae_levers":
             return measure_vae_levers(arch.vae, 64, 8, VAE_DECODER_GMAC_512, ceiling, compile_too=compile_too)
-        if name == "xformers":
-            return measure_xformers("sd15", arch.unet, arch.config, 64, [2, 32], 401.6, ceiling)
         return measure_fp8("sd15", arch.unet, arch.config, 64, 32, 401.6, ceiling, compile_too=compile_too)
     finally:
         del arch
         _free_cuda()
 
 
+def run_xformers(ceiling: float) -> list[dict]:
+    """The xformers lever in a child process with the optional wheel on its path (bench/xformers_probe.py)."""
+    import glob
+    import os
+
+    wheels = sorted(glob.glob(".whl_e/optional/xformers-*.whl"))
+    if not wheels:
+        return [{"model": "sd15", "lever": "xformers", "rows": 0, "error": "no xformers wheel in .whl_e/optional"}]
+    target = Path(tempfile.mkdtemp(prefix="darkroom_xformers_"))
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                              "--target", str(target), *wheels], capture_output=True, text=True, check=False)
+    if install.returncode != 0:
+        return [{"model": "sd15", "lever": "xformers", "rows": 0, "error": f"install: {install.stderr[-300:]}"}]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
+    child = subprocess.run([sys.executable, "-m", "bench.xformers_probe", "--ceiling", f"{ceiling:.1f}"],
+                           capture_output=True, text=True, timeout=240, env=env, check=False)
+    print(child.stdout[-3000:], child.stderr[-1500:], flush=True)
+    for line in child.stdout.splitlines():
+        if line.startswith("RECORDS "):
+            return list(json.loads(line.removeprefix("RECORDS ")))
+    return [{"model": "sd15", "lever": "xformers", "rows": 0,
+             "error": f"exit {child.returncode}: {(child.stdout + child.stderr)[-300:]}"}]
+
+
 VAE_DECODER_GMAC_512 = 1257.0  # per image at 512x512 (../shared/reference/ANCHORS.md)
-TASK_ESTIMATES_S = {"levers": 150, "vae_levers": 40, "xformers": 15, "fp8": 90, "fp8_quality": 40}
+TASK_ESTIMATES_S = {"levers": 150, "vae_levers": 40, "xformers": 40, "fp8": 90, "fp8_quality": 40}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--tasks", default="sd_turbo,sd15,vae_levers,fp8,fp8_quality,probe:sd15:fp32,xformers",
+    parser.add_argument("--tasks", default="sd_turbo,sd15,vae_levers,fp8,fp8_quality,probe:sd15:fp32,probe:sd_turbo:fp32,xformers",
                         help="in order: case names (sd_turbo, sd15, sdxl), probe:<case>[:fp32], levers, vae_levers, "
                              "xformers, fp8, fp8_quality")
     parser.add_argument("--variants", default=None,
@@ -515,7 +537,11 @@ def main() -> int:
         try:
             if name.startswith("probe:"):
                 result["notes"].append(run_probe(name, tokenizer_dir))
-            elif name in ("levers", "vae_levers", "xformers", "fp8"):
+            elif name == "xformers":
+                if DEVICE == "cuda":
+                    print("== xformers (child process)", flush=True)
+                    result["levers"] += run_xformers(ceiling)
+            elif name in ("levers", "vae_levers", "fp8"):
                 if DEVICE == "cuda":
                     print(f"== {name}", flush=True)
                     result["levers"] += run_levers(name, ceiling, compile_too=not args.no_compile)
