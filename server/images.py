@@ -91,9 +91,9 @@ def encode_jpeg_cuda(images: Tensor, quality: int | None = None) -> list[bytes] 
         return None
     try:
         encoded = encode_jpeg([row.contiguous() for row in images], quality=DEFAULT_QUALITY if quality is None else quality)
-    except (RuntimeError, ValueError):
+        return [e.cpu().numpy().tobytes() for e in encoded]
+    except Exception:  # noqa: BLE001 - a torchvision built without nvJPEG, or a driver without it: use Pillow
         return None
-    return [e.cpu().numpy().tobytes() for e in encoded]
 
 
 def preview_png(pixels: np.ndarray, max_side: int) -> bytes:
