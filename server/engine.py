@@ -971,8 +971,10 @@ class Engine:
         encoded_on_gpu: set[int] = set()
         for quality, group in by_quality.items():
             started = time.perf_counter()
-            uint8 = torch.cat([_pixels_to_uint8_chw(rows) for _, rows in group])
-            encoded = encode_jpeg_cuda(uint8, quality)
+            try:
+                encoded = encode_jpeg_cuda(torch.cat([_pixels_to_uint8_chw(rows) for _, rows in group]), quality)
+            except Exception:  # noqa: BLE001 - e.g. out of memory for the uint8 copy: Pillow below
+                encoded = None
             if encoded is None:
                 continue  # no nvJPEG here: Pillow on the pool below
             encode_s = (time.perf_counter() - started) / len(group)
