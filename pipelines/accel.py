@@ -313,3 +313,17 @@ def enable_fp8_linears(module: torch.nn.Module, mode: str = "dynamic") -> int:
 
     quantize_(module, config, filter_fn=eligible)
     return len(converted)
+
+
+def enable_fp8_unet(model: object, mode: str) -> int:
+    """fp8 linears in a CUDA model's UNet (enable_fp8_linears); 0 for "off" or off CUDA.
+
+    Dynamic fp8 needs a bf16 model (torchao's per-row fp8 matmul writes bf16): serve with
+    dtype bfloat16. Apply before compile / CUDA graphs, which then wrap the quantized UNet.
+    """
+    unet = _cuda_unet(model)
+    if mode == "off" or unet is None:
+        return 0
+    if mode == "dynamic" and next(unet.parameters()).dtype != torch.bfloat16:
+        raise ValueError("fp8 'dynamic' needs the model in bfloat16 (set dtype=bfloat16)")
+    return enable_fp8_linears(unet, mode)

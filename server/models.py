@@ -106,9 +106,15 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
         models = [model]
     else:
         models = [load_served_model(settings.model_copy(update={"model": model_id}))[0] for model_id in ids]
-    from pipelines.accel import enable_compile, enable_cuda_graphs, enable_vae_decoder_accel
+    from pipelines.accel import (
+        enable_compile,
+        enable_cuda_graphs,
+        enable_fp8_unet,
+        enable_vae_decoder_accel,
+    )
 
-    for model in models:  # each a no-op off CUDA or without a UNet; compile first, graphs around it
+    for model in models:  # each a no-op off CUDA or without a UNet; fp8, then compile, graphs around it
+        enable_fp8_unet(model, settings.unet_fp8)
         if settings.compile_unet:
             enable_compile(model)
         if settings.cuda_graphs:

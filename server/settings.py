@@ -33,9 +33,13 @@ class Settings(BaseSettings):
     # replay one CUDA graph per UNet bucket (pipelines.accel); CUDA only. Exact; halves batch-1
     # latency of SD1.5 on an H200 (bench/results/gpu_NVIDIA_H200_run2.json)
     cuda_graphs: bool = True
-    # torch.compile the UNet (default mode, static shapes): ~1.3x on large SD1.5 batches but about
-    # a minute of compilation per bucket shape on first use; opt-in
+    # torch.compile the UNet (default mode, static shapes): 1.36x saturated SD1.5 on an H200 but
+    # 85 s of compilation at warm-up (one per bucket shape); opt-in, so a server is ready in seconds
+    # and CPU / small deployments never pay it (bench/results/gpu_NVIDIA_H200_run3.json)
     compile_unet: bool = False
+    # fp8 linears in the UNet (torchao; Hopper GPUs): "off", "weight" (fp8 weights, bf16 matmul) or
+    # "dynamic" (fp8 weights and activations; needs dtype bfloat16). Changes the output: "fast" mode
+    unet_fp8: Literal["off", "weight", "dynamic"] = "off"
     # VAE decoder lever per decode batch bucket (pipelines.accel.enable_vae_decoder_accel), CUDA
     # only: "off", "graphs" (CUDA graph per bucket) or "compile" (torch.compile per bucket)
     vae_accel: Literal["off", "graphs", "compile"] = "off"

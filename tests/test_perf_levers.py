@@ -80,3 +80,15 @@ def test_samplers_follow_the_model_scheduler_spacing(spacing: str) -> None:
     # one-step (turbo) always starts at the top timestep, whatever the model's config says
     onestep = sampling_sigmas(model, "onestep", 1).numpy()
     np.testing.assert_allclose(onestep[0], _sigma_of(ddim, np.array([999]))[0], rtol=1e-5)
+
+
+def test_fp8_lever_is_off_by_default_and_a_no_op_off_cuda() -> None:
+    from pipelines.accel import enable_fp8_unet
+    from server.settings import Settings
+
+    assert Settings().unet_fp8 == "off"
+    model = tiny_sd1()
+    before = [type(m.weight) for m in model.denoiser.unet.modules() if isinstance(m, torch.nn.Linear)]  # type: ignore[attr-defined]
+    assert enable_fp8_unet(model, "dynamic") == 0  # CPU model: untouched (fp8 matmuls need a Hopper GPU)
+    after = [type(m.weight) for m in model.denoiser.unet.modules() if isinstance(m, torch.nn.Linear)]  # type: ignore[attr-defined]
+    assert before == after
