@@ -132,7 +132,7 @@ def add_generate(unet: UNet2DConditionModel, text_encoder: nn.Module, vae: Autoe
     return decode(vae, x0_from_eps(noise, eps, t, alpha_bar), scaling).clamp(0, 1)
 
 
-def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 5e-5,
+def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 1e-4,
           disc_lr: float = 2e-4, pool_size: int = 60_000, eval_count: int = 256) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy."""
     deadline = Deadline(seconds)
