@@ -1,7 +1,7 @@
 """Classifier guidance as served: judge accuracy against `classifier_scale`, through the engine.
 
     python -m training.classifier_guidance_served [--captions 32] [--guidance 1,4]
-        [--scales 0,3,10,30] [--model bundled] [--threads 1]
+        [--scales 0,3,10,30] [--model bundled] [--device cpu] [--threads 1]
         [--out training/results/classifier_guidance_served.json]
 
 Each caption of sample_scenes(99, N, split) for the seen ("train") and held-out splits is sent
@@ -61,12 +61,12 @@ def served_images(
     ])
 
 
-def served_engine(model_id: str, max_batch: int) -> Engine:
-    """A started engine over the manifest's `model_id` and its classifier, on the CPU."""
+def served_engine(model_id: str, max_batch: int, device: str = "cpu") -> Engine:
+    """A started engine over the manifest's `model_id` and its classifier (fp32 on CPU, fp16 on CUDA)."""
     from server.models import load_served_models
     from server.settings import Settings
 
-    settings = Settings(model=model_id, device="cpu", max_batch=max_batch, max_queue=1024,
+    settings = Settings(model=model_id, device=device, max_batch=max_batch, max_queue=1024,
                         request_timeout_s=3600.0)
     models, _ = load_served_models(settings)
     engine = Engine(models, settings)
@@ -92,7 +92,8 @@ def measure(
                 started = time.perf_counter()
                 images = served_images(engine, prompts, seeds, guidance, scale)
                 seconds = time.perf_counter() - started
-                accuracy, _ = caption_accuracy(judge, images, [s.caption for s in scenes])  # type: ignore[arg-type]
+                on_judge = images.to(next(judge.parameters()).device)
+                accuracy, _ = caption_accuracy(judge, on_judge, [s.caption for s in scenes])  # type: ignore[arg-type]
                 if scale == 0:
                     baseline = images
                 change = None if baseline is None else float((images - baseline).abs().mean() * 255)
@@ -119,7 +120,8 @@ def main() -> None:
     parser.add_argument("--guidance", default="1,4", help="CFG scales w, comma-separated")
     parser.add_argument("--scales", default="0,3,10,30", help="classifier scales, comma-separated")
     parser.add_argument("--model", default="bundled")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--weights", type=Path, default=Path("weights"))
     parser.add_argument("--out", type=Path, default=Path("training/results/classifier_guidance_served.json"))
@@ -128,9 +130,9 @@ def main() -> None:
     from server.commands.eval import load_judge
 
     started = time.perf_counter()
-    engine = served_engine(args.model, args.max_batch)
+    engine = served_engine(args.model, args.max_batch, args.device)
     try:
-        judge = load_judge(args.weights, torch.device("cpu"))
+        judge = load_judge(args.weights, torch.device(args.device))
         records = measure(engine, judge, args.captions, [float(w) for w in args.guidance.split(",")],
                           [float(s) for s in args.scales.split(",")])
     finally:
@@ -141,7 +143,8 @@ def main() -> None:
         "weights_sha256": _weights_sha256(args.model),
         "sampler": SAMPLER, "steps": STEPS,
         "captions": "training.data.sample_scenes(99, N, split), seed = caption index",
-        "device": "cpu", "threads": args.threads, "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "threads": args.threads, "torch": torch.__version__,
         "total_wall_s": round(time.perf_counter() - started, 1),
         "records": records,
     }
