@@ -106,7 +106,8 @@ def _shapes_world_network(path: Path, device: torch.device) -> NoisyClassifier:
     return load_guidance_classifier(path, device)
 
 
-# labels -> (the network that reads the entry's .safetensors, its head count, prompt -> labels)
+# labels -> (the network that reads the entry's .safetensors, its head count, prompt -> labels);
+# shapes_world_pairs: 48 = len(SHAPES) x len(COLOURS) heads (tests check it against the network)
 LABELS: dict[str, tuple[Callable[[Path, torch.device], NoisyClassifier], int, PromptLabels]] = {
     "shapes_world_pairs": (_shapes_world_network, 48, shapes_world_labels),
 }
