@@ -6,10 +6,14 @@ solver grid) gives x_{t_n}; the student f(x_{t_{n+k}}) is pulled toward the EMA 
 f^-(x_{t_n}) under a pseudo-Huber loss. f = c_skip(t) x_t + c_out(t) x0_eps(x_t, t) with the
 LCMScheduler boundary constants (sigma_data 0.5, timestep scaling 10). The guidance scale is fixed
 at distillation time (w = 4, the teacher's best adherence in its own sweep) rather than an input:
-the sd1-style serving path feeds LCM students a fixed w embedding, so a w input would be unused.
-The text encoder is the teacher's, frozen and shared.
+pipelines.text_to_image would embed a request's w for a UNet with time_cond_proj_dim, but the
+engine batches rows of many requests into one pass and LatentUNetDenoiser holds one w for the
+whole pass, so served requests could not choose w; a w input would only cost training signal.
+The text encoder is the teacher's, frozen and shared. The teacher is read from a run directory
+(text_unet/, autoencoder/, judge/), e.g. one made from shipped weights by
+`python -m training.export --import weights RUN`.
 
-    python -m training.distill_lcm --out DIR --seconds S [--device cuda]
+    python -m training.distill_lcm --out RUN --seconds S [--device cuda]
 """
 
 from __future__ import annotations
