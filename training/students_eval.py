@@ -9,9 +9,12 @@ step), students without a CFG pass (w = 1). Accuracy (whole caption and per attr
 from server.commands.eval.evaluate on the same `--captions` seen and held-out captions per row.
 
 Latency per image goes through the same serving path (server.commands.eval.generate: text
-encoder, sampler, UNet, VAE decoder; eager, no CUDA graphs), after warm-up, as the median of
-repeated calls, with torch.cuda.synchronize around each on CUDA: "batch 1" is one prompt per call,
-"batched" is `--latency-batch` prompts per call divided by that count.
+encoder, sampler, UNet, VAE decoder; eager), after warm-up, as the median of repeated calls, with
+torch.cuda.synchronize around each on CUDA: "batch 1" is one prompt per call, "batched" is
+`--latency-batch` prompts per call divided by that count. On CUDA batch 1 is measured again with
+the UNet replayed as CUDA graphs (pipelines.accel, the engine's default there): at batch 1 the
+fixed costs (text encoder, VAE decoder, launches) bound the students' speed-up.
+--latency-only skips the judge (students_latency.json only), e.g. for CPU figures.
 
 Writes DIR/students_eval.json, DIR/students_eval.md and DIR/students_grid.png (rows: 8 seen
 captions; columns: teacher, LCM 1, 2, 4, ADD 1).
@@ -75,9 +78,10 @@ def markdown(result: dict[str, object]) -> str:
     """The README table: one line per row, seen and held-out accuracy, FID, latency."""
     header = (f"| model | caption acc seen | held-out | vs teacher (seen) | colour | shape | size | position | FID seen | "
               f"latency batch 1 ({result['card']}) | batched ({result['latency_batch']}) | speed-up batch 1 |")
+    graphs = all("speedup_batch1_graphs" in row for row in result["rows"])  # type: ignore[attr-defined]
     lines = [
-        header,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        header + (" batch 1, UNet CUDA graphs (speed-up) |" if graphs else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if graphs else ""),
     ]
     for row in result["rows"]:  # type: ignore[attr-defined]
         lines.append(
@@ -86,6 +90,7 @@ def markdown(result: dict[str, object]) -> str:
             f"{row['seen'].get('acc_size', float('nan')):.3f} | {row['seen'].get('acc_position', float('nan')):.3f} | "
             f"{row['seen']['fid_judge']:.2f} | {row['latency_batch1_s'] * 1000:.1f} ms | "
             f"{row['latency_batched_s'] * 1000:.2f} ms | {row['speedup_batch1']:.1f}x |"
+            + (f" {row['latency_batch1_graphs_s'] * 1000:.1f} ms ({row['speedup_batch1_graphs']:.1f}x) |" if "speedup_batch1_graphs" in row else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -99,6 +104,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--latency-batch", type=int, default=None, help="default: 256 on CUDA, 16 on CPU")
     parser.add_argument("--latency-reps", type=int, default=None, help="default: 20 on CUDA, 5 on CPU")
+    parser.add_argument("--latency-only", action="store_true", help="latency rows only -> students_latency.json (no judge, no grid)")
     args = parser.parse_args()
     from pipelines.loading import load_from_manifest
 
@@ -106,7 +112,7 @@ def main() -> None:
     cuda = device.type == "cuda"
     manifest = args.manifest or args.weights / "manifest.yaml"
     args.out.mkdir(parents=True, exist_ok=True)
-    judge = load_judge(args.weights, device)
+    judge = None if args.latency_only else load_judge(args.weights, device)
     dtype = torch.float16 if cuda else torch.float32
     models = {mid: load_from_manifest(mid, manifest, args.weights, device=device, dtype=dtype) for mid in dict.fromkeys(r[0] for r in ROWS)}
     lat_batch = args.latency_batch or (256 if cuda else 16)
@@ -117,30 +123,52 @@ def main() -> None:
     for mid, sampler, steps, w, name in ROWS:
         model = models[mid]
         generate(model, ["a red circle"], sampler, steps, w, seed=0)  # warm-up (kernels, allocator)
-        records = evaluate(model, judge, [Config(sampler, steps, w, ("seen", "heldout"))], args.captions, eval_batch,
-                           args.out, float("inf"), label=f"{mid}_")
-        by_split = {r["split"]: r for r in records}
-        rows.append({
-            "name": name, "model": mid, "sampler": sampler, "steps": steps, "guidance": w,
-            "seen": by_split["seen"], "heldout": by_split["heldout"],
-            "latency_batch1_s": latency(model, sampler, steps, w, 1, reps),
-            "latency_batched_s": latency(model, sampler, steps, w, lat_batch, max(3, reps // 4)),
-        })
-        print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("seen", "heldout")}), flush=True)
+        row: dict[str, object] = {"name": name, "model": mid, "sampler": sampler, "steps": steps, "guidance": w}
+        if not args.latency_only:
+            records = evaluate(model, judge, [Config(sampler, steps, w, ("seen", "heldout"))], args.captions, eval_batch,
+                               args.out, float("inf"), label=f"{mid}_")
+            row.update({r["split"]: r for r in records})  # type: ignore[misc]
+        row["latency_batch1_s"] = latency(model, sampler, steps, w, 1, reps)
+        row["latency_batched_s"] = latency(model, sampler, steps, w, lat_batch, max(3, reps // 4))
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("seen", "heldout")}), flush=True)
+    if not args.latency_only:
+        comparison_grid(models, args.out / "students_grid.png")
+    if cuda:  # as the engine serves on CUDA by default: the UNet replayed as one CUDA graph per shape
+        from pipelines.accel import enable_cuda_graphs
+
+        for model in models.values():
+            enable_cuda_graphs(model)
+        for row in rows:
+            try:
+                row["latency_batch1_graphs_s"] = latency(models[str(row["model"])], str(row["sampler"]), int(row["steps"]),  # type: ignore[call-overload]
+                                                         float(row["guidance"]), 1, reps)  # type: ignore[arg-type]
+            except (RuntimeError, ValueError, TypeError, AssertionError) as e:  # a failed capture must not cost the other figures
+                row["graphs_error"] = f"{type(e).__name__}: {e}"
     teacher = rows[0]
     for row in rows:
-        row["accuracy_vs_teacher"] = row["seen"]["acc_caption"] / max(teacher["seen"]["acc_caption"], 1e-9)
-        row["accuracy_vs_teacher_heldout"] = row["heldout"]["acc_caption"] / max(teacher["heldout"]["acc_caption"], 1e-9)
-        row["speedup_batch1"] = teacher["latency_batch1_s"] / row["latency_batch1_s"]
-        row["speedup_batched"] = teacher["latency_batched_s"] / row["latency_batched_s"]
+        if "latency_batch1_graphs_s" in row and "latency_batch1_graphs_s" in teacher:
+            row["speedup_batch1_graphs"] = teacher["latency_batch1_graphs_s"] / row["latency_batch1_graphs_s"]  # type: ignore[operator]
+        if not args.latency_only:
+            row["accuracy_vs_teacher"] = row["seen"]["acc_caption"] / max(teacher["seen"]["acc_caption"], 1e-9)  # type: ignore[index]
+            row["accuracy_vs_teacher_heldout"] = row["heldout"]["acc_caption"] / max(teacher["heldout"]["acc_caption"], 1e-9)  # type: ignore[index]
+        row["speedup_batch1"] = teacher["latency_batch1_s"] / row["latency_batch1_s"]  # type: ignore[operator]
+        row["speedup_batched"] = teacher["latency_batched_s"] / row["latency_batched_s"]  # type: ignore[operator]
     result = {
         "device": str(device), "card": torch.cuda.get_device_name(device) if cuda else "cpu",
         "torch": torch.__version__, "threads": torch.get_num_threads(), "captions_per_split": args.captions,
         "latency_batch": lat_batch, "latency_reps": reps, "dtype": str(dtype).removeprefix("torch."),
-        "latency_note": "median seconds per image, serving path (eval.generate) eager; cuda.synchronize around each call on CUDA",
+        "latency_note": ("median seconds per image through the serving path (eval.generate: text encoder, sampler, UNet, "
+                         "VAE decoder), eager; on CUDA torch.cuda.synchronize around each call, and batch 1 again with "
+                         "the UNet as CUDA graphs (the engine's CUDA default)"),
         "rows": rows,
     }
-    comparison_grid(models, args.out / "students_grid.png")
+    if args.latency_only:
+        (args.out / "students_latency.json").write_text(json.dumps(result, indent=1) + "\n")
+        for row in rows:
+            print(f"{row['name']}: batch 1 {row['latency_batch1_s'] * 1000:.1f} ms ({row['speedup_batch1']:.1f}x), "
+                  f"batched {row['latency_batched_s'] * 1000:.2f} ms ({row['speedup_batched']:.1f}x)", flush=True)
+        return
     (args.out / "students_eval.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "students_eval.md").write_text(markdown(result))
     print(markdown(result), flush=True)
