@@ -1,6 +1,7 @@
 """Export the teacher and its one-step students from a run into a weights root, with a manifest.
 
     python -m training.export_students RUN WEIGHTS_DIR
+    python -m training.export_students --install OUT/weights weights   # students of a GPU call -> the repo
 
 Writes WEIGHTS_DIR/bundled (the teacher, as training.export does), judge/, bundled_lcm/ (LCM
 student, stage lcm/) and bundled_turbo/ (ADD student, stage add/), and WEIGHTS_DIR/manifest.yaml:
@@ -73,13 +74,40 @@ def export_all(run: Path, weights: Path, manifest: Path = ROOT / "weights_manife
     return sizes
 
 
+def install(source: Path, weights: Path, manifest: Path) -> None:
+    """Copy the students' own files (unet/, scheduler/, model_index.json) from `source` (a weights root
+    or the OUT/weights of a GPU call) into `weights`, link the shared components into bundled/, and
+    rewrite the bundled-lcm / bundled-turbo file lists and sha256 in `manifest` from what is on disk."""
+    import shutil
+
+    text = manifest.read_text()
+    for model_id, folder in ENTRIES.items():
+        if folder == BUNDLED:
+            continue
+        target = weights / folder
+        for name in ("unet", "scheduler"):
+            if (target / name).exists():
+                shutil.rmtree(target / name)
+            shutil.copytree(source / folder / name, target / name)
+        shutil.copy(source / folder / "model_index.json", target / "model_index.json")
+        for name in SHARED_WITH_TEACHER:
+            if not (target / name).is_symlink():
+                (target / name).symlink_to(Path("..") / BUNDLED / name, target_is_directory=True)
+        text = with_files(text, model_id, target)
+    manifest.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
+    parser.add_argument("run", type=Path, help="run dir (export) or a weights root holding the students (--install)")
     parser.add_argument("weights", type=Path)
     parser.add_argument("--manifest", type=Path, default=ROOT / "weights_manifest.yaml")
+    parser.add_argument("--install", action="store_true", help="copy the students from RUN (a weights root) into WEIGHTS and hash them into --manifest")
     args = parser.parse_args()
-    print(export_all(args.run, args.weights, args.manifest))
+    if args.install:
+        install(args.run, args.weights, args.manifest)
+    else:
+        print(export_all(args.run, args.weights, args.manifest))
 
 
 if __name__ == "__main__":
