@@ -5,11 +5,13 @@ Thresholds (measured first, set below with margin):
 - mask extractor on 128 true renders (seen + held-out scenes): mean IoU 0.9996 clean; 0.98 after
   the judge's blur / noise / colour-shift augmentation. Asserted: 0.99 and 0.95.
 - ControlNet: SCENES fixed sketches (sample_scenes(EVAL_SEED, ...), seeds = index) served by
-  /generate's path (server.validation + the engine, CPU) at DDIM STEPS, w = 4, control scale 1: mean IoU of the extracted masks
-  vs the sketch's filled masks IOU_MEASURED with the shipped weights; asserted >= IOU_THRESHOLD,
-  and at least IOU_GAIN above the same requests without the control image.
+  /generate's path (server.validation + the engine, CPU) at DDIM STEPS, w = 4, control scale 1:
+  mean IoU of the extracted masks vs the sketch's filled masks IOU_MEASURED with the shipped
+  weights (0.065 without the control image); asserted >= IOU_THRESHOLD, and at least IOU_GAIN
+  above the same requests without it.
 The weights root and manifest are the repository's (DARKROOM_WEIGHTS_ROOT / DARKROOM_MANIFEST
-override them, e.g. to test an export before it is committed).
+override them, e.g. to test an export before it is committed). The ControlNet's weights live on
+branch bundled-sketch-controlnet-weights; the tests that need them skip where they are absent.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="bundled or bundled_
 
 SCENES = 8
 STEPS = 20
-IOU_MEASURED = float("nan")  # filled in from the shipped weights
-IOU_THRESHOLD = 0.0
-IOU_GAIN = 0.0
+IOU_MEASURED = 0.883  # call-5b weights (per image 0.79-0.94); 0.065 without the control image
+IOU_THRESHOLD = 0.8  # the issue's target; one image losing 0.66 would still pass
+IOU_GAIN = 0.5
 
 
 def _to_png_b64(image: torch.Tensor) -> str:
