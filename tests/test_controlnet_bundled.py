@@ -10,8 +10,8 @@ Thresholds (measured first, set below with margin):
   weights (0.065 without the control image); asserted >= IOU_THRESHOLD, and at least IOU_GAIN
   above the same requests without it.
 The weights root and manifest are the repository's (DARKROOM_WEIGHTS_ROOT / DARKROOM_MANIFEST
-override them, e.g. to test an export before it is committed). The ControlNet's weights live on
-branch bundled-sketch-controlnet-weights; the tests that need them skip where they are absent.
+override them, e.g. to test an export before it is committed). The ControlNet's weights are
+committed in weights/bundled_sketch_controlnet; the tests that need them skip where they are absent.
 """
 
 from __future__ import annotations
