@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
-from pipelines.accel import BucketedDecoder, enable_vae_decoder_accel
+from pipelines.accel import BucketedDecoder, enable_vae_decoder_accel, vae_accel_for
 from pipelines.models import assemble
 from pipelines.text_to_image import sampling_sigmas
 from pipelines.tiny import SD_SCHEDULER_CONFIG, tiny_sd1, tiny_sd1_components
@@ -37,9 +37,20 @@ def test_bucketed_decoder_passes_host_tensors_through_and_copies_as_the_plain_de
 
 def test_vae_accel_is_a_no_op_off_cuda_and_when_off() -> None:
     model = tiny_sd1()
-    assert not enable_vae_decoder_accel(model, "graphs")
-    assert not enable_vae_decoder_accel(model, "off")
+    for mode in ("graphs", "compile", "auto", "off"):
+        assert not enable_vae_decoder_accel(model, mode)
     assert not isinstance(model.vae.vae.decoder, BucketedDecoder)  # type: ignore[attr-defined]
+
+
+def test_auto_vae_accel_compiles_the_decoder_of_few_step_models_only() -> None:
+    from dataclasses import replace
+
+    tiny = tiny_sd1()
+    model = replace(tiny, family=replace(tiny.family, default_steps=25))
+    assert vae_accel_for(model, "auto") == "off"
+    turbo = replace(tiny, family=replace(tiny.family, default_steps=1))
+    assert vae_accel_for(turbo, "auto") == "compile"
+    assert vae_accel_for(turbo, "graphs") == "graphs" and vae_accel_for(model, "compile") == "compile"
 
 
 async def test_decode_overlap_on_a_cpu_model_decodes_inline_with_the_same_bytes() -> None:
