@@ -92,12 +92,14 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("darkroom-vaegraph", vae_accel="graphs", output_format="jpeg", http=("bytes-jpeg",), est_s=25),
         Variant("darkroom-vaegraph-overlap", vae_accel="graphs", overlap=True, output_format="jpeg", http=("bytes-jpeg",), est_s=25),
         Variant("darkroom-vaecompile-overlap", vae_accel="compile", overlap=True, output_format="jpeg", http=("bytes-jpeg",), est_s=110),
+        Variant("darkroom-vaecompile", vae_accel="compile", output_format="jpeg", http=("bytes-jpeg", "json-png"), est_s=110),
     ),
     "sd15": (
         Variant("darkroom", http=("json-png",), poisson=True, est_s=60),
         Variant("darkroom-fast", interval=(1.0, 1e9), est_s=15),
         Variant("darkroom-vaegraph-overlap", vae_accel="graphs", overlap=True, output_format="jpeg", http=("bytes-jpeg",),
                 poisson=True, est_s=60),
+        Variant("darkroom-jpeg", output_format="jpeg", http=("bytes-jpeg",), poisson=True, est_s=60),
     ),
     "sdxl": (
         Variant("darkroom", http=("json-png",), poisson=True, est_s=80),
