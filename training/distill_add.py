@@ -23,9 +23,12 @@ teacher latent) triples built at the start of the run. The t = 999 rows draw the
 noise from the bank, so the one map the student must learn is given directly; the adversarial
 term keeps it from settling on the blurred average of that map.
 
-The student starts from the teacher, not from the LCM student: the two distillations run side
-by side in one GPU call, so the LCM student of the current teacher does not exist yet when this
-stage starts (ADD, sec. 4, also initialises from the teacher).
+The student starts from the LCM student of the same teacher when RUN holds one
+(lcm/ema_student.safetensors, training.distill_lcm): it already draws in one step (caption
+accuracy 0.46 vs the teacher's 0.74 at DDIM 25 on an H200, call 5b), so ADD refines it (lr 2e-5);
+the teacher itself at t = 999 only gives the blurred conditional mean. Without one it starts
+from the teacher (ADD, sec. 4; lr 1e-4): a run from the teacher for 280 s (983 steps, shared
+GPU) reached only 0.17.
 
     python -m training.distill_add --out RUN --seconds S [--device cuda] [--batch B]
 """
@@ -176,7 +179,7 @@ def teacher_bank(teacher: TextUNet, tokens: Tensor, empty: Tensor, count: int, b
     return torch.cat(rows_out), torch.cat(noise_out), torch.cat(latent_out)
 
 
-def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 1e-4,
+def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float | None = None,
           disc_lr: float = 2e-4, pool_size: int = 60_000, eval_count: int = 256) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy."""
     deadline = Deadline(seconds)
@@ -195,13 +198,22 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     vae = load_frozen_vae(out, device)
 
     student = copy.deepcopy(teacher.unet).train().requires_grad_(True)
-    load_weights(student, directory / "student.safetensors")
+    state = load_state(directory)
+    if load_weights(student, directory / "student.safetensors"):
+        init = str(state.metrics.get("init", "teacher"))
+    elif load_weights(student, out / "lcm" / "ema_student.safetensors"):
+        init = "lcm"  # an LCM student of this teacher already draws in one step: refine it
+    else:
+        init = "teacher"
+    state.metrics["init"] = init  # type: ignore[assignment]
+    # from scratch the one-step map must move far (1e-4); from the LCM student only be refined (2e-5)
+    lr = lr or (2e-5 if init == "lcm" else 1e-4)
+    initial = copy.deepcopy(student).eval().requires_grad_(False) if state.step == 0 else None
     ema_model = copy.deepcopy(student).eval().requires_grad_(False)
     load_weights(ema_model, directory / "ema_student.safetensors")
     ema = EMA(ema_model, EMA_DECAY)
     disc = JudgeDiscriminator().to(device).train()
     load_weights(disc, directory / "discriminator.safetensors")
-    state = load_state(directory)
     ema.updates = state.step
     opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.0, 0.99), weight_decay=0.0)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=disc_lr, betas=(0.0, 0.99), weight_decay=0.0)
@@ -281,8 +293,11 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     save_weights(student, directory / "student.safetensors")
     save_weights(ema_model, directory / "ema_student.safetensors")
     save_weights(disc, directory / "discriminator.safetensors")
-    metrics = _evaluate({"ema_student": ema_model, "student": student.eval()}, teacher, vae, scaling, judge,
-                        eval_count if cuda else 4, device)
+    candidates = {"ema_student": ema_model, "student": student.eval()}
+    metrics = _evaluate(candidates, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
+    if initial is not None:  # the starting point on the same captions, for the record (never exported)
+        start = _evaluate({"init": initial}, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
+        metrics.update({k: v for k, v in start.items() if k != "export"})
     state.metrics.update(metrics)
     save_state(directory, state, "ADD: distillation L2, ODE regression, hinge losses (generator +5)")
     return metrics

@@ -140,7 +140,7 @@ def export_student(run: Path, weights: Path, stage: str) -> int:
 
 
 def import_weights(weights: Path, run: Path) -> None:
-    """Rebuild stage checkpoints (EMA text encoder + UNet, VAE, judge, classifier) from shipped weights."""
+    """Rebuild stage checkpoints (EMA text encoder + UNet, VAE, judge, classifier, LCM student) from shipped weights."""
     bundled = weights / BUNDLED
     model = TextUNet()
     model.unet.load_state_dict(UNet2DConditionModel.from_pretrained(bundled / "unet").float().state_dict())
@@ -153,6 +153,11 @@ def import_weights(weights: Path, run: Path) -> None:
     state = load_state(run / "text_unet")  # the latent scaling, which stages read from here
     state.metrics.setdefault("scaling_factor", float(shipped_vae.config.scaling_factor))
     save_state(run / "text_unet", state, "text encoder + UNet (imported from shipped weights)")
+    lcm_unet = weights / LCM / "unet"
+    if (lcm_unet / "config.json").exists() and not (run / "lcm" / "ema_student.safetensors").exists():
+        student = UNet2DConditionModel.from_pretrained(lcm_unet).float()  # the shipped LCM student: resume / ADD init
+        for name in ("student", "ema_student"):
+            save_weights(student, run / "lcm" / f"{name}.safetensors")
     for folder, stage, name in ((JUDGE, "judge", "judge"), (CLASSIFIER, "classifier", "classifier")):
         source = weights / folder / f"{name}.safetensors"
         if source.exists():

@@ -8,7 +8,9 @@
 #   bash training/students_call.sh RUN W OUT
 # RUN: a run dir from `python -m training.export --import weights RUN` (made here from weights/ when
 # RUN lacks the teacher's latent scaling). Env: TRAIN_S (400), CAPTIONS per split (512), DEVICE
-# (cuda), EVAL_ARGS (extra training.students_eval arguments, e.g. for a CPU dry run).
+# (cuda), EVAL_ARGS (extra training.students_eval arguments, e.g. for a CPU dry run), LCM_S (LCM
+# seconds, default TRAIN_S; 0 = keep RUN's LCM student as it is), ADD_RESTART=1 (drop RUN/add so
+# the ADD student starts again, from RUN's LCM student when there is one).
 set -u -o pipefail
 RUN=$1; W=$2; OUT=$3
 TRAIN_S=${TRAIN_S:-400}; CAPTIONS=${CAPTIONS:-512}; DEVICE=${DEVICE:-cuda}; EVAL_ARGS=${EVAL_ARGS:-}
@@ -21,8 +23,14 @@ if ! grep -q scaling_factor "$RUN/text_unet/state.json" 2>/dev/null; then
   echo "[students] $(el) s: import weights/ into $RUN"
   $PY -m training.export --import weights "$RUN" > "$OUT/logs/import.log" 2>&1 || { tail -20 "$OUT/logs/import.log"; exit 1; }
 fi
-echo "[students] $(el) s: LCM and ADD distillation, $TRAIN_S s each, side by side"
-$PY -m training.distill_lcm --out "$RUN" --seconds "$TRAIN_S" --device "$DEVICE" > "$OUT/logs/lcm.log" 2>&1 &
+LCM_S=${LCM_S:-$TRAIN_S}
+[ "${ADD_RESTART:-0}" = 1 ] && rm -rf "$RUN/add"
+echo "[students] $(el) s: LCM ($LCM_S s) and ADD ($TRAIN_S s) distillation, side by side"
+if [ "$LCM_S" != 0 ]; then
+  $PY -m training.distill_lcm --out "$RUN" --seconds "$LCM_S" --device "$DEVICE" > "$OUT/logs/lcm.log" 2>&1 &
+else
+  true &
+fi
 LCM_PID=$!
 $PY -m training.distill_add --out "$RUN" --seconds "$TRAIN_S" --device "$DEVICE" > "$OUT/logs/add.log" 2>&1
 ADD_RC=$?
