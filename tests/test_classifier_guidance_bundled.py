@@ -3,8 +3,8 @@ the same path as /generate (server.validation.resolve + the engine).
 
 Threshold: the 16 fixed seen captions below (sample_scenes(99, 16, "train"), seed = index) at
 DDIM 25, w = 1 (classifier guidance alone) and classifier_scale = CHOSEN_SCALE gave whole-caption
-judge accuracy 0.375 (colour 0.94) with the call-3 weights, against 0.3125 at scale 0; the
-threshold sits two prompts under it. training/results/classifier_guidance_served.json has the
+judge accuracy 0.6875 (colour 1.0, shape 0.875) with the shipped weights (call-4 UNet, call-5a
+decoder), against 0.6875 (shape 0.8125) at scale 0; the threshold sits three prompts under it. training/results/classifier_guidance_served.json has the
 full scale sweep on 32 + 32 captions.
 """
 
@@ -28,7 +28,7 @@ HAVE_WEIGHTS = all(
 pytestmark = pytest.mark.skipif(not HAVE_WEIGHTS, reason="bundled, classifier or judge weights not present")
 
 CHOSEN_SCALE = 3.0
-CAPTION_THRESHOLD = 0.25
+CAPTION_THRESHOLD = 0.5
 COLOUR_THRESHOLD = 0.8
 PROMPTS = ["a small red circle left of a blue square", "a large green triangle at the top", "a white ring"]
 
@@ -53,7 +53,10 @@ def test_classifier_guidance_changes_the_image_and_is_deterministic(engine: Engi
     again = served_images(engine, PROMPTS, seeds, 1.0, CHOSEN_SCALE)
     change = (guided - plain).abs().mean(dim=(1, 2, 3)) * 255  # levels, per image
     assert bool((change > 0.5).all()), change  # measured 1.5-3.5 levels at scale 3
-    assert torch.equal(again, guided)
+    # the engine may split the three requests over passes differently from run to run, and the CPU
+    # conv kernels round differently at another batch size: the same bound as batch invariance
+    assert float((again - guided).abs().max()) * 255 <= 2.0
+    assert float((again - guided).abs().mean()) * 255 <= 0.05
 
 
 def test_a_request_gives_the_same_image_whatever_shares_its_passes(engine: Engine) -> None:
