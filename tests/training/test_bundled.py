@@ -92,7 +92,7 @@ def test_guidance_raises_adherence(bundled, judge, guided_accuracy) -> None:  # 
     assert guided["shape"] + guided["colour"] > unguided["shape"] + unguided["colour"]
 
 
-@pytest.mark.skipif(not (HAVE_BUNDLED and HAVE_LCM), reason="weights/bundled_lcm not present (branch bundled-lcm-weights)")
+@pytest.mark.skipif(not (HAVE_BUNDLED and HAVE_LCM), reason="weights/bundled_lcm not present (branch bundled-students-weights)")
 def test_lcm_student_four_steps(judge) -> None:  # type: ignore[no-untyped-def]
     """The LCM student loads through the manifest and, in 4 steps without CFG, keeps its colours and shapes."""
     from pipelines.loading import load_from_manifest
