@@ -4,8 +4,6 @@ passes, and every image equals the same request alone, byte for byte."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 import pytest
@@ -13,7 +11,7 @@ import torch
 from torch import Tensor
 
 from server.classifier import ServedClassifier, shapes_world_labels, with_classifier
-from tests.server.conftest import Served, serve, until
+from tests.server.conftest import Served, gated_burst, serve
 from tests.server.known_model import known_model
 
 pytestmark = pytest.mark.anyio
@@ -106,16 +104,7 @@ async def test_guided_and_unguided_requests_share_passes_and_match_alone() -> No
     ]
     model, heads = _classified()
     async with serve(model) as s:
-        gate = threading.Event()
-        s.denoiser.gate = gate
-        s.denoiser.entered.clear()
-        tasks = [asyncio.create_task(s.client.post("/generate", json=bodies[0]))]
-        await until(s.denoiser.entered.is_set)
-        tasks += [asyncio.create_task(s.client.post("/generate", json=b)) for b in bodies[1:]]
-        await until(lambda: s.engine.queue_depth == len(bodies) - 1)
-        gate.set()
-        s.denoiser.gate = None
-        responses = await asyncio.gather(*tasks)
+        responses = await gated_burst(s, bodies)
         assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
         # one pass held all 5 rows: 4 cond + 4 uncond (the w = 1 request has none) = 9 rows,
         # and the classifier saw only the 4 rows that ask for it

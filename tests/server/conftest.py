@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -73,3 +74,18 @@ async def until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
         if time.monotonic() > end:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+async def gated_burst(s: Served, bodies: list[dict]) -> list[httpx.Response]:
+    """POST every body to /generate while the engine is held inside the first forward pass, so
+    all of them are queued before the next pass; then release and return the responses in order."""
+    gate = threading.Event()
+    s.denoiser.gate = gate
+    s.denoiser.entered.clear()
+    tasks = [asyncio.create_task(s.client.post("/generate", json=bodies[0]))]
+    await until(s.denoiser.entered.is_set)
+    tasks += [asyncio.create_task(s.client.post("/generate", json=b)) for b in bodies[1:]]
+    await until(lambda: s.engine.queue_depth == len(bodies) - 1)
+    gate.set()
+    s.denoiser.gate = None
+    return list(await asyncio.gather(*tasks))

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import pytest
 
-from tests.server.conftest import serve, until
+from tests.server.conftest import gated_burst, serve
 from tests.server.known_model import POISON
 
 pytestmark = pytest.mark.anyio
-
-
-async def _gated_burst(s, bodies: list[dict]) -> list:  # type: ignore[no-untyped-def]
-    """Hold the engine inside the first forward pass until every body has arrived, then release."""
-    gate = threading.Event()
-    s.denoiser.gate = gate
-    s.denoiser.entered.clear()
-    tasks = [asyncio.create_task(s.client.post("/generate", json=bodies[0]))]
-    await until(s.denoiser.entered.is_set)
-    tasks += [asyncio.create_task(s.client.post("/generate", json=b)) for b in bodies[1:]]
-    await until(lambda: s.engine.queue_depth == len(bodies) - 1)
-    gate.set()
-    s.denoiser.gate = None
-    return await asyncio.gather(*tasks)
 
 
 async def _alone(s, body: dict) -> dict:  # type: ignore[no-untyped-def]
@@ -36,7 +19,7 @@ async def _alone(s, body: dict) -> dict:  # type: ignore[no-untyped-def]
 async def test_eight_concurrent_requests_share_passes_and_match_alone() -> None:
     bodies = [{"prompt": f"scene {i}", "seed": 100 + i, "steps": 6, "guidance": 3.0} for i in range(8)]
     async with serve() as s:
-        responses = await _gated_burst(s, bodies)
+        responses = await gated_burst(s, bodies)
         assert [r.status_code for r in responses] == [200] * 8
         batched = [r.json() for r in responses]
         total = await s.sample(r"darkroom_batch_size_count")
@@ -67,7 +50,7 @@ async def test_different_samplers_steps_and_guidance_share_passes() -> None:
          "guidance_interval": [0.5, 30.0]},
     ]
     async with serve() as s:
-        responses = await _gated_burst(s, bodies)
+        responses = await gated_burst(s, bodies)
         assert [r.status_code for r in responses] == [200] * 5, [r.text for r in responses]
         shared = await s.sample(r"darkroom_batch_requests_count") - await s.sample(
             r'darkroom_batch_requests_bucket\{le="1.0"\}'
@@ -86,7 +69,7 @@ async def test_a_request_whose_model_call_raises_fails_alone() -> None:
     bodies = [{"prompt": f"fine {i}", "seed": i, "steps": 3} for i in range(3)]
     bodies.insert(2, {"prompt": f"{POISON} pill", "seed": 9, "steps": 3})
     async with serve() as s:
-        responses = await _gated_burst(s, bodies)
+        responses = await gated_burst(s, bodies)
         assert [r.status_code for r in responses] == [200, 200, 500, 200]
         error = responses[2].json()["error"]
         assert error["code"] == "model_error"
@@ -102,7 +85,7 @@ async def test_out_of_memory_splits_the_batch_and_everyone_succeeds() -> None:
     bodies = [{"prompt": f"p{i}", "seed": i, "steps": 3} for i in range(4)]
     async with serve() as s:
         s.denoiser.oom_above_rows = 4  # a bucket of 4 requests is 4 cond + 4 uncond rows: too big
-        responses = await _gated_burst(s, bodies)
+        responses = await gated_burst(s, bodies)
         assert [r.status_code for r in responses] == [200] * 4
         assert await s.sample(r'darkroom_retries_total\{cause="out_of_memory"\}') >= 1
         assert max(s.denoiser.calls) == 8  # the pass that failed; its halves (4 rows) ran
@@ -139,7 +122,7 @@ async def test_prompts_are_encoded_in_one_batched_call_and_cached() -> None:
     bodies = [{"prompt": f"cached {i % 2}", "seed": i, "steps": 2} for i in range(4)]
     async with serve() as s:
         encoder = s.model.text_encoder
-        await _gated_burst(s, bodies)
+        await gated_burst(s, bodies)
         # first arrival alone: its prompt and "" ; the 3 others together: one call with the new prompt
         assert encoder.calls == [["cached 0", ""], ["cached 1"]]
         await _alone(s, bodies[0])

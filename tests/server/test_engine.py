@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 
 import pytest
 
 from server.engine import bucket_size
-from tests.server.conftest import serve, until
+from tests.server.conftest import gated_burst, serve
 
 
 def test_bucket_sizes() -> None:
@@ -18,16 +17,7 @@ def test_bucket_sizes() -> None:
 
 
 async def _burst(s, bodies: list[dict]) -> list:  # type: ignore[no-untyped-def]
-    gate = threading.Event()
-    s.denoiser.gate = gate
-    s.denoiser.entered.clear()
-    tasks = [asyncio.create_task(s.client.post("/generate", json=bodies[0]))]
-    await until(s.denoiser.entered.is_set)
-    tasks += [asyncio.create_task(s.client.post("/generate", json=b)) for b in bodies[1:]]
-    await until(lambda: s.engine.queue_depth == len(bodies) - 1)
-    gate.set()
-    s.denoiser.gate = None
-    responses = await asyncio.gather(*tasks)
+    responses = await gated_burst(s, bodies)
     assert [r.status_code for r in responses] == [200] * len(bodies)
     return responses
 
