@@ -37,7 +37,13 @@ from training.checkpoint import EMA, Deadline, load_state, load_weights, save_st
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.sketch import sketch_scenes
-from training.text_unet import EMPTY_PROMPT, TextUNet, encode_latents, load_frozen_vae
+from training.text_unet import (
+    EMPTY_PROMPT,
+    TextUNet,
+    encode_latents,
+    load_frozen_teacher,
+    load_frozen_vae,
+)
 
 STAGE = "controlnet"
 CAPTION_DROPOUT = 0.2
@@ -75,10 +81,7 @@ def teacher_scaling(out: Path, vae: AutoencoderKL, device: torch.device) -> floa
 
 def load_teacher(out: Path, device: torch.device) -> tuple[TextUNet, AutoencoderKL, float]:
     """The frozen teacher (text encoder + UNet, EMA weights), its VAE and latent scaling."""
-    teacher = TextUNet().to(device)
-    if not load_weights(teacher, out / "text_unet" / "ema_text_unet.safetensors"):
-        raise FileNotFoundError(f"{out / 'text_unet' / 'ema_text_unet.safetensors'} missing (the teacher)")
-    teacher.requires_grad_(False).eval()
+    teacher = load_frozen_teacher(out, device)
     vae = load_frozen_vae(out, device)
     return teacher, vae, teacher_scaling(out, vae, device)
 
@@ -195,9 +198,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
 def export_controlnet(out: Path, target: Path) -> int:
     """The EMA ControlNet as an fp16 diffusers folder (config.json + safetensors <= 15 MB); returns bytes."""
-    teacher = TextUNet()
-    if not load_weights(teacher, out / "text_unet" / "ema_text_unet.safetensors"):
-        raise FileNotFoundError(f"{out / 'text_unet' / 'ema_text_unet.safetensors'} missing (the teacher)")
+    teacher = load_frozen_teacher(out, torch.device("cpu"))
     controlnet = load_controlnet(out, teacher, torch.device("cpu"))
     if target.exists():
         shutil.rmtree(target)

@@ -58,7 +58,7 @@ from training.diffusion import add_noise, alphas_cumprod
 from training.distill_lcm import teacher_scaling
 from training.judge import caption_accuracy
 from training.models import TEXT_HIDDEN, Judge
-from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_vae
+from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_teacher, load_frozen_vae
 
 STAGE = "add"
 STUDENT_TIMESTEPS = (999, 749, 499, 249)
@@ -186,10 +186,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     cuda = device.type == "cuda"
     batch = batch or (128 if cuda else 4)
     directory = out / STAGE
-    teacher = TextUNet().to(device)
-    if not load_weights(teacher, out / "text_unet" / "ema_text_unet.safetensors"):
-        raise FileNotFoundError("the teacher (text_unet/ema_text_unet.safetensors) is missing")
-    teacher.requires_grad_(False).eval()
+    teacher = load_frozen_teacher(out, device)
     scaling = teacher_scaling(out)
     judge = Judge().to(device)
     if not load_weights(judge, out / "judge" / "judge.safetensors"):

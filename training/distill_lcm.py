@@ -37,7 +37,7 @@ from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.judge import caption_accuracy
 from training.models import Judge
-from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_vae
+from training.text_unet import EMPTY_PROMPT, load_frozen_teacher, load_frozen_vae
 
 STAGE = "lcm"
 SKIP = 20  # timesteps per solver step: a 50-step DDIM grid over 1000 training timesteps
@@ -124,10 +124,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
     directory = out / STAGE
-    teacher = TextUNet().to(device)
-    if not load_weights(teacher, out / "text_unet" / "ema_text_unet.safetensors"):
-        raise FileNotFoundError("the teacher (text_unet/ema_text_unet.safetensors) is missing")
-    teacher.requires_grad_(False).eval()
+    teacher = load_frozen_teacher(out, device)
     scaling = teacher_scaling(out)
     student = copy.deepcopy(teacher.unet).train().requires_grad_(True)
     load_weights(student, directory / "student.safetensors")

@@ -62,6 +62,17 @@ def load_frozen_vae(out: Path, device: torch.device) -> AutoencoderKL:
     return vae.eval()
 
 
+def load_frozen_teacher(out: Path, device: torch.device) -> TextUNet:
+    """The trained text encoder + UNet (EMA weights) from its stage directory, frozen: the teacher
+    of the students and the ControlNet."""
+    teacher = TextUNet().to(device)
+    path = out / STAGE / "ema_text_unet.safetensors"
+    if not load_weights(teacher, path):
+        raise FileNotFoundError(f"{path} missing (the teacher): train it or `python -m training.export --import weights RUN`")
+    teacher.requires_grad_(False)
+    return teacher.eval()
+
+
 @torch.no_grad()
 def encode_latents(vae: AutoencoderKL, images: Tensor, scaling: float, generator: torch.Generator | None) -> Tensor:
     """Images (B, 3, 64, 64) in [0, 1] -> scaled latents (B, 4, 16, 16), a posterior sample."""
