@@ -33,11 +33,11 @@ from training.checkpoint import (
     save_weights,
     stage_main,
 )
-from training.data import render, sample_scenes, scenes_to_batch, tokenize
+from training.data import sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.judge import caption_accuracy
 from training.models import Judge
-from training.text_unet import EMPTY_PROMPT, load_frozen_teacher, load_frozen_vae
+from training.text_unet import EMPTY_PROMPT, encode_pool, load_frozen_teacher, load_frozen_vae
 
 STAGE = "lcm"
 SKIP = 20  # timesteps per solver step: a 50-step DDIM grid over 1000 training timesteps
@@ -140,12 +140,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     pool = scenes_to_batch(scenes).to(device)
     tokens = tokenize([s.caption.text for s in scenes]).to(device)
     empty = tokenize([EMPTY_PROMPT]).to(device)
-    means = []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-        for start in range(0, len(scenes), 2048):
-            rows = torch.arange(start, min(start + 2048, len(scenes)), device=device)
-            means.append(vae.encode(render(pool.index(rows), gen) * 2 - 1).latent_dist.mean.half())
-    latent_mean = torch.cat(means)  # (P, 4, 16, 16)
+    latent_mean, _ = encode_pool(vae, pool, gen)  # (P, 4, 16, 16)
 
     eval_reserve = 20.0 if cuda else 0.3 * seconds
     start_step = state.step

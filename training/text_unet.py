@@ -28,7 +28,7 @@ from training.checkpoint import (
     save_state,
     save_weights,
 )
-from training.data import render, sample_scenes, scenes_to_batch, tokenize
+from training.data import SceneBatch, render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod, ddim_sample
 from training.judge import caption_accuracy
 from training.models import Judge, build_text_encoder, build_unet, build_vae
@@ -79,6 +79,22 @@ def encode_latents(vae: AutoencoderKL, images: Tensor, scaling: float, generator
     dist = vae.encode(images * 2 - 1).latent_dist
     noise = torch.randn(dist.mean.shape, generator=generator, device=dist.mean.device) if generator is not None else 0
     return (dist.mean + dist.std * noise) * scaling
+
+
+@torch.no_grad()
+def encode_pool(vae: AutoencoderKL, pool: SceneBatch, generator: torch.Generator, chunk: int = 2048) -> tuple[Tensor, Tensor]:
+    """Render every scene of `pool` once (jitter and background from `generator`) and encode it:
+    the unscaled posterior mean and std, fp16, (P, 4, 16, 16) each, in pool order."""
+    cuda = pool.shape.device.type == "cuda"
+    count = pool.shape.shape[0]
+    means, stds = [], []
+    with torch.autocast(pool.shape.device.type, dtype=torch.bfloat16, enabled=cuda):
+        for start in range(0, count, chunk):
+            rows = torch.arange(start, min(start + chunk, count), device=pool.shape.device)
+            dist = vae.encode(render(pool.index(rows), generator) * 2 - 1).latent_dist
+            means.append(dist.mean.half())
+            stds.append(dist.std.half())
+    return torch.cat(means), torch.cat(stds)
 
 
 @torch.no_grad()
@@ -183,14 +199,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     # Each scene rendered once (random jitter and background) and encoded once: posterior mean
     # and std kept in fp16, a fresh posterior sample drawn per step. Saves the render and the
     # encoder (as costly per image as the UNet forward) from every step.
-    means, stds = [], []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-        for start in range(0, pool.shape.shape[0], 2048):
-            rows = torch.arange(start, min(start + 2048, pool.shape.shape[0]), device=device)
-            dist = vae.encode(render(pool.index(rows), gen) * 2 - 1).latent_dist
-            means.append(dist.mean.half())
-            stds.append(dist.std.half())
-    latent_mean, latent_std = torch.cat(means), torch.cat(stds)  # (P, 4, 16, 16) each
+    latent_mean, latent_std = encode_pool(vae, pool, gen)  # (P, 4, 16, 16) each
     empty = tokenize([EMPTY_PROMPT]).to(device)  # (1, 77)
     alpha_bar = alphas_cumprod(device)
     snr = (alpha_bar / (1 - alpha_bar)).float()
