@@ -30,11 +30,13 @@ the teacher itself at t = 999 only gives the blurred conditional mean. Without o
 from the teacher (ADD, sec. 4; lr 1e-4): a run from the teacher for 280 s (983 steps, shared
 GPU) reached only 0.17.
 
-    python -m training.distill_add --out RUN --seconds S [--device cuda] [--batch B]
+    python -m training.distill_add --out RUN --seconds S [--device cuda] [--batch B] [--lr LR]
+        [--init auto|lcm|teacher] [--bank N] [--bank-file FILE]
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 from pathlib import Path
@@ -51,7 +53,6 @@ from training.checkpoint import (
     load_weights,
     save_state,
     save_weights,
-    stage_main,
 )
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
@@ -180,8 +181,15 @@ def teacher_bank(teacher: TextUNet, tokens: Tensor, empty: Tensor, count: int, b
 
 
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float | None = None,
-          disc_lr: float = 2e-4, pool_size: int = 60_000, eval_count: int = 256) -> dict[str, float]:
-    """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy."""
+          disc_lr: float = 2e-4, pool_size: int = 60_000, eval_count: int = 256, init: str = "auto",
+          bank_count: int | None = None, bank_file: Path | None = None) -> dict[str, float]:
+    """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
+
+    init: "auto" (the LCM student of RUN when there is one, else the teacher), "lcm" or "teacher".
+    bank_file: the regression bank is read from this file when it exists, else built and saved
+    there (written to a temporary name, then renamed), so side-by-side runs share one bank."""
+    if init not in ("auto", "lcm", "teacher"):
+        raise ValueError(f"init must be 'auto', 'lcm' or 'teacher', got {init!r}")
     deadline = Deadline(seconds)
     cuda = device.type == "cuda"
     batch = batch or (128 if cuda else 4)
@@ -198,8 +206,10 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     state = load_state(directory)
     if load_weights(student, directory / "student.safetensors"):
         init = str(state.metrics.get("init", "teacher"))
-    elif load_weights(student, out / "lcm" / "ema_student.safetensors"):
+    elif init != "teacher" and load_weights(student, out / "lcm" / "ema_student.safetensors"):
         init = "lcm"  # an LCM student of this teacher already draws in one step: refine it
+    elif init == "lcm":
+        raise FileNotFoundError(f"{out / 'lcm' / 'ema_student.safetensors'} missing: init 'lcm' needs RUN's LCM student")
     else:
         init = "teacher"
     state.metrics["init"] = init  # type: ignore[assignment]
@@ -224,8 +234,19 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     top = torch.tensor(STUDENT_TIMESTEPS[0], device=device)
     lower = torch.tensor(STUDENT_TIMESTEPS[1:], device=device)
 
-    bank_rows, bank_noise, bank_latent = teacher_bank(teacher, tokens, empty, 65_536 if cuda else 16, 1024 if cuda else 8,
-                                                      BANK_SHARE * seconds, gen, device)
+    if bank_file is not None and bank_file.exists():
+        bank = torch.load(bank_file, map_location=device)
+        bank_rows, bank_noise, bank_latent = bank["rows"], bank["noise"], bank["latent"]
+        if int(bank["pool_seed"]) != 300 + state.step or int(bank_rows.max()) >= len(tokens):
+            raise ValueError(f"{bank_file} was built over another caption pool (seed {bank['pool_seed']})")
+    else:
+        count = bank_count or (65_536 if cuda else 16)
+        bank_rows, bank_noise, bank_latent = teacher_bank(teacher, tokens, empty, count, 1024 if cuda else 8,
+                                                          BANK_SHARE * seconds, gen, device)
+        if bank_file is not None:
+            partial = bank_file.with_suffix(".partial")
+            torch.save({"rows": bank_rows, "noise": bank_noise, "latent": bank_latent, "pool_seed": 300 + state.step}, partial)
+            partial.rename(bank_file)
     state.metrics["bank_size"] = len(bank_rows)
     eval_reserve = 20.0 if cuda else 0.3 * seconds
     start_step = state.step
@@ -319,7 +340,18 @@ def _evaluate(candidates: dict[str, UNet2DConditionModel], teacher: TextUNet, va
 
 
 def main() -> None:
-    stage_main(__doc__.splitlines()[0], STAGE, train, batch_help="default: 128 on GPU, 4 on CPU")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=None, help="default: 128 on GPU, 4 on CPU")
+    parser.add_argument("--lr", type=float, default=None, help="default: 2e-5 from the LCM student, 1e-4 from the teacher")
+    parser.add_argument("--init", choices=("auto", "lcm", "teacher"), default="auto")
+    parser.add_argument("--bank", type=int, default=None, help="regression bank size (default: 65536 on GPU, 16 on CPU)")
+    parser.add_argument("--bank-file", type=Path, default=None, help="share the bank: read it here, or build and save it here")
+    args = parser.parse_args()
+    print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr, init=args.init,
+                       bank_count=args.bank, bank_file=args.bank_file), flush=True)
 
 
 if __name__ == "__main__":
