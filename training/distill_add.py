@@ -182,12 +182,19 @@ def teacher_bank(teacher: TextUNet, tokens: Tensor, empty: Tensor, count: int, b
 
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float | None = None,
           disc_lr: float = 2e-4, pool_size: int = 60_000, eval_count: int = 256, init: str = "auto",
-          bank_count: int | None = None, bank_file: Path | None = None) -> dict[str, float]:
+          bank_count: int | None = None, bank_file: Path | None = None, adv_weight: float = 1.0,
+          distill_weight: float = DISTILL_WEIGHT, ode_weight: float = ODE_WEIGHT, beta1: float = 0.0,
+          restart_from_ema: bool = False, init_unet: Path | None = None) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     init: "auto" (the LCM student of RUN when there is one, else the teacher), "lcm" or "teacher".
     bank_file: the regression bank is read from this file when it exists, else built and saved
-    there (written to a temporary name, then renamed), so side-by-side runs share one bank."""
+    there (written to a temporary name, then renamed), so side-by-side runs share one bank.
+    adv_weight / distill_weight / ode_weight weigh the three generator losses; beta1 is the
+    generator's Adam beta1 (0 as in GAN practice, 0.9 when regression dominates);
+    restart_from_ema resumes with the raw student set to its EMA (when the raw weights are the
+    noisier of the two, as the call-6 runs showed). init_unet: a fresh run starts from this diffusers
+    UNet folder (e.g. a shipped bundled_turbo/unet) instead of the LCM student or the teacher."""
     if init not in ("auto", "lcm", "teacher"):
         raise ValueError(f"init must be 'auto', 'lcm' or 'teacher', got {init!r}")
     deadline = Deadline(seconds)
@@ -206,6 +213,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     state = load_state(directory)
     if load_weights(student, directory / "student.safetensors"):
         init = str(state.metrics.get("init", "teacher"))
+    elif init_unet is not None:
+        student.load_state_dict(UNet2DConditionModel.from_pretrained(init_unet).float().state_dict())
+        init = f"unet:{init_unet.parent.name}"
     elif init != "teacher" and load_weights(student, out / "lcm" / "ema_student.safetensors"):
         init = "lcm"  # an LCM student of this teacher already draws in one step: refine it
     elif init == "lcm":
@@ -214,15 +224,20 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         init = "teacher"
     state.metrics["init"] = init  # type: ignore[assignment]
     # from scratch the one-step map must move far (1e-4); from the LCM student only be refined (2e-5)
-    lr = lr or (2e-5 if init == "lcm" else 1e-4)
+    lr = lr or (1e-4 if init == "teacher" else 2e-5)
     initial = copy.deepcopy(student).eval().requires_grad_(False) if state.step == 0 else None
     ema_model = copy.deepcopy(student).eval().requires_grad_(False)
     load_weights(ema_model, directory / "ema_student.safetensors")
+    if restart_from_ema and state.step > 0:
+        student.load_state_dict(ema_model.state_dict())
+        state.metrics["restarted_from_ema_at"] = state.step
+    state.metrics.update({"adv_weight": adv_weight, "distill_weight": distill_weight, "ode_weight": ode_weight,
+                          "beta1": beta1, "lr": lr})
     ema = EMA(ema_model, EMA_DECAY)
     disc = JudgeDiscriminator().to(device).train()
     load_weights(disc, directory / "discriminator.safetensors")
     ema.updates = state.step
-    opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.0, 0.99), weight_decay=0.0)
+    opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(beta1, 0.99), weight_decay=0.0)
     opt_d = torch.optim.AdamW(disc.parameters(), lr=disc_lr, betas=(0.0, 0.99), weight_decay=0.0)
     gen = torch.Generator(device=device).manual_seed(7000 + state.step)
     alpha_bar = alphas_cumprod(device)
@@ -280,7 +295,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         weight = alpha_bar[t].float().sqrt().view(-1, 1, 1, 1)
         distill = (weight * (x0_hat - aim) ** 2).mean()
         ode = ((x0_hat - bank_latent[pick_bank].float()) ** 2 * top_rows).sum() / (top_rows.sum() * x0_hat[0].numel()).clamp(min=1)
-        loss_g = g_adv + DISTILL_WEIGHT * distill + ODE_WEIGHT * ode
+        loss_g = adv_weight * g_adv + distill_weight * distill + ode_weight * ode
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -349,9 +364,17 @@ def main() -> None:
     parser.add_argument("--init", choices=("auto", "lcm", "teacher"), default="auto")
     parser.add_argument("--bank", type=int, default=None, help="regression bank size (default: 65536 on GPU, 16 on CPU)")
     parser.add_argument("--bank-file", type=Path, default=None, help="share the bank: read it here, or build and save it here")
+    parser.add_argument("--adv-weight", type=float, default=1.0)
+    parser.add_argument("--distill-weight", type=float, default=DISTILL_WEIGHT)
+    parser.add_argument("--ode-weight", type=float, default=ODE_WEIGHT)
+    parser.add_argument("--beta1", type=float, default=0.0, help="generator Adam beta1")
+    parser.add_argument("--restart-from-ema", action="store_true", help="on resume, start the raw student from its EMA")
+    parser.add_argument("--init-unet", type=Path, default=None, help="a fresh run starts from this diffusers UNet folder")
     args = parser.parse_args()
     print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr, init=args.init,
-                       bank_count=args.bank, bank_file=args.bank_file), flush=True)
+                       bank_count=args.bank, bank_file=args.bank_file, adv_weight=args.adv_weight,
+                       distill_weight=args.distill_weight, ode_weight=args.ode_weight, beta1=args.beta1,
+                       restart_from_ema=args.restart_from_ema, init_unet=args.init_unet), flush=True)
 
 
 if __name__ == "__main__":

@@ -63,15 +63,16 @@ def latency(model: object, sampler: str, steps: int, guidance: float, batch: int
     return statistics.median(times)
 
 
-def comparison_grid(models: dict[str, object], path: Path, count: int = 8) -> None:
+def comparison_grid(models: dict[str, object], path: Path, count: int = 8,
+                    spec: tuple[tuple[str, str, int, float, str], ...] = ROWS) -> None:
     """PNG: one row per seen caption, one column per ROWS entry (same captions, same seed)."""
     from server.commands.eval import _grid_png
 
     prompts = [s.caption.text for s in sample_scenes(777, count, "train")]
-    columns = [generate(models[mid], prompts, sampler, steps, w, seed=0).cpu() for mid, sampler, steps, w, _ in ROWS]
+    columns = [generate(models[mid], prompts, sampler, steps, w, seed=0).cpu() for mid, sampler, steps, w, _ in spec]
     images = torch.stack(columns, dim=1).flatten(0, 1)  # (count * len(ROWS), 3, 64, 64), row-major
-    _grid_png(images, path, columns=len(ROWS))
-    path.with_suffix(".txt").write_text("columns: " + " | ".join(r[4] for r in ROWS) + "\n" + "\n".join(prompts) + "\n")
+    _grid_png(images, path, columns=len(spec))
+    path.with_suffix(".txt").write_text("columns: " + " | ".join(r[4] for r in spec) + "\n" + "\n".join(prompts) + "\n")
 
 
 def markdown(result: dict[str, object]) -> str:
@@ -105,7 +106,9 @@ def main() -> None:
     parser.add_argument("--latency-batch", type=int, default=None, help="default: 256 on CUDA, 16 on CPU")
     parser.add_argument("--latency-reps", type=int, default=None, help="default: 20 on CUDA, 5 on CPU")
     parser.add_argument("--latency-only", action="store_true", help="latency rows only -> students_latency.json (no judge, no grid)")
+    parser.add_argument("--models", nargs="+", default=None, help="only these manifest ids' rows (the teacher, bundled, always runs)")
     args = parser.parse_args()
+    spec = tuple(r for r in ROWS if args.models is None or r[0] == "bundled" or r[0] in args.models)
     from pipelines.loading import load_from_manifest
 
     device = torch.device(args.device)
@@ -114,13 +117,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     judge = None if args.latency_only else load_judge(args.weights, device)
     dtype = torch.float16 if cuda else torch.float32
-    models = {mid: load_from_manifest(mid, manifest, args.weights, device=device, dtype=dtype) for mid in dict.fromkeys(r[0] for r in ROWS)}
+    models = {mid: load_from_manifest(mid, manifest, args.weights, device=device, dtype=dtype) for mid in dict.fromkeys(r[0] for r in spec)}
     lat_batch = args.latency_batch or (256 if cuda else 16)
     reps = args.latency_reps or (20 if cuda else 5)
     eval_batch = 512 if cuda else 16
 
     rows = []
-    for mid, sampler, steps, w, name in ROWS:
+    for mid, sampler, steps, w, name in spec:
         model = models[mid]
         generate(model, ["a red circle"], sampler, steps, w, seed=0)  # warm-up (kernels, allocator)
         row: dict[str, object] = {"name": name, "model": mid, "sampler": sampler, "steps": steps, "guidance": w}
@@ -133,7 +136,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("seen", "heldout")}), flush=True)
     if not args.latency_only:
-        comparison_grid(models, args.out / "students_grid.png")
+        comparison_grid(models, args.out / "students_grid.png", spec=spec)
     if cuda:  # as the engine serves on CUDA by default: the UNet replayed as one CUDA graph per shape
         from pipelines.accel import enable_cuda_graphs
 
