@@ -92,7 +92,7 @@ def test_guidance_raises_adherence(bundled, judge, guided_accuracy) -> None:  # 
     assert guided["shape"] + guided["colour"] > unguided["shape"] + unguided["colour"]
 
 
-@pytest.mark.skipif(not (HAVE_BUNDLED and HAVE_LCM), reason="weights/bundled_lcm not present (branch bundled-students-weights)")
+@pytest.mark.skipif(not (HAVE_BUNDLED and HAVE_LCM), reason="weights/bundled_lcm not present")
 def test_lcm_student_four_steps(judge) -> None:  # type: ignore[no-untyped-def]
     """The LCM student loads through the manifest and, in 4 steps without CFG, keeps its colours and shapes."""
     from pipelines.loading import load_from_manifest
@@ -101,4 +101,4 @@ def test_lcm_student_four_steps(judge) -> None:  # type: ignore[no-untyped-def]
     assert student.family.default_sampler == "lcm"
     accuracy = _accuracy(student, judge, "lcm", 4, 1.0)
     assert accuracy["colour"] >= 0.75
-    assert accuracy["caption"] >= 0.125  # measured 0.25
+    assert accuracy["caption"] >= 0.5  # measured 0.625 (10 of 16)
