@@ -1,0 +1,314 @@
+"""The server's CPU cost per HTTP request, on a tiny model whose forward costs next to nothing.
+
+    python -m bench.http_overhead --variant baseline                # all response modes
+    python -m bench.http_overhead --variant baseline --profile      # the same load under cProfile
+    python -m bench.http_overhead --modes raw_jpeg --requests 500 --output /tmp/x.json
+
+Each response mode gets a fresh server in a subprocess: the real app (server.app.create_app)
+and engine over pipelines.tiny's SD2-shaped random model (v-prediction, SD-Turbo's shape),
+under uvicorn on 127.0.0.1, configured as `darkroom serve` configures it (INFO logging to a
+file, no access log). The clients are bench/load.py's closed loop in this process, so the
+server's CPU time (utime + stime of its process, from /proc) is its own: CPU seconds per
+request = that delta over the measured requests. The request is SD-Turbo's: the `onestep`
+sampler, guidance 1 (no uncond rows), 1 step, at the model's smallest size (8x8 pixels, a 4x4
+latent), so the model work is ~1 ms per request and the rest is the server path.
+
+Response modes: JSON with a base64 PNG or JPEG, or the raw image bytes (`Accept: image/png`
+or `image/jpeg`). With --profile the server runs under cProfile (every thread: the event
+loop, the engine thread, the encoder pool) and the top functions by cumulative and by self
+time go to a text file next to the JSON and into the record. Results are appended to the JSON
+(bench/results/cpu_http_overhead.json), one record per (variant, mode, profiled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import load
+
+MODES: dict[str, list[str]] = {
+    "json_png": ["--output-format", "png"],
+    "json_jpeg": ["--output-format", "jpeg"],
+    "raw_png": ["--output-format", "png", "--binary"],
+    "raw_jpeg": ["--output-format", "jpeg", "--binary"],
+}
+SIDE = 8  # pixels: the tiny model's smallest side
+DEFAULT_OUTPUT = Path("bench/results/cpu_http_overhead.json")
+TOP_N = 30  # functions kept per profile ordering
+
+
+# ---------------------------------------------------------------------------------------------
+# The server side (a subprocess: `python -m bench.http_overhead --serve PORT_FILE`)
+
+
+def _profile_every_thread() -> list[cProfile.Profile]:
+    """A cProfile.Profile per thread started from now on (engine thread, encoder pool) and one
+    for this thread; cProfile alone sees only the thread that enabled it."""
+    # CPU time of the calling thread, not wall time: a thread waiting for the GIL or for work
+    # is not charged, so self times add up to the process's CPU time
+    profiles = [cProfile.Profile(time.thread_time)]
+
+    def start(frame: object, event: str, arg: object) -> None:
+        profile = cProfile.Profile(time.thread_time)
+        profiles.append(profile)
+        profile.enable()  # replaces this hook for the calling thread
+
+    threading.setprofile(start)  # type: ignore[arg-type]
+    profiles[0].enable()
+    return profiles
+
+
+def serve(port_file: str, max_batch: int, torch_threads: int, profile_out: str | None) -> int:
+    """Run the app on an ephemeral port; write the port to `port_file`; stop on SIGINT."""
+    import logging
+
+    import torch
+    import uvicorn
+
+    from pipelines.tiny import tiny_sd2
+    from server.app import create_app
+    from server.engine import Engine
+    from server.settings import Settings
+
+    torch.set_num_threads(torch_threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(max_batch=max_batch, max_queue=4 * max_batch, request_timeout_s=120.0,
+                        drain_timeout_s=10.0, shutdown_delay_s=0.0)
+    engine = Engine([tiny_sd2()], settings)
+    app = create_app(settings, engine)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="info", access_log=False,
+                            timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    profiles = _profile_every_thread() if profile_out else []
+
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        Path(port_file).write_text(str(port))
+
+    async def run() -> None:
+        task = asyncio.create_task(announce())
+        try:
+            await server.serve()
+        finally:
+            task.cancel()
+
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
+        asyncio.run(run())
+    if profile_out:
+        threading.setprofile(None)  # type: ignore[arg-type]
+        for profile in profiles:
+            profile.disable()
+        stats = pstats.Stats(profiles[0])
+        for profile in profiles[1:]:
+            stats.add(profile)
+        stats.dump_stats(profile_out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The client side
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def server_process(max_batch: int, torch_threads: int, profile_out: str | None, log_path: str) -> Iterator[tuple[int, int]]:
+    """A server subprocess; yields (pid, port); SIGINT and wait at the end (profiles dump then)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = os.path.join(tmp, "port")
+        cmd = [sys.executable, "-m", "bench.http_overhead", "--serve", port_file, "--max-batch", str(max_batch),
+               "--torch-threads", str(torch_threads)]
+        if profile_out:
+            cmd += ["--profile-out", profile_out]
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            end = time.monotonic() + 120
+            while not os.path.exists(port_file) or not Path(port_file).read_text():
+                if proc.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError(f"the server did not start; see {log_path}")
+                time.sleep(0.05)
+            yield proc.pid, int(Path(port_file).read_text())
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def load_args(port: int, mode: str, requests: int, concurrency: int) -> argparse.Namespace:
+    """bench/load.py's arguments for one closed-loop run of SD-Turbo-shaped requests."""
+    return load.parse_args([
+        "--url", f"http://127.0.0.1:{port}", "--mode", "closed", "--concurrency", str(concurrency),
+        "--requests", str(requests), "--warmup", "0", "--sampler", "onestep", "--steps", "1",
+        "--guidance", "1.0", "--width", str(SIDE), "--height", str(SIDE), *MODES[mode],
+    ])
+
+
+def top_functions(profile_path: str, sort: str, n: int = TOP_N) -> list[dict[str, Any]]:
+    """The n functions first by `sort` ("cumulative" or "tottime"): where, calls, self and cumulative s."""
+    stats = pstats.Stats(profile_path)
+    rows = []
+    for func, (_, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append({"function": f"{func[0]}:{func[1]}({func[2]})", "calls": calls,
+                     "self_s": round(tottime, 4), "cumulative_s": round(cumtime, 4)})
+    key = "cumulative_s" if sort == "cumulative" else "self_s"
+    return sorted(rows, key=lambda r: -r[key])[:n]
+
+
+def profile_text(profile_path: str) -> str:
+    """pstats' own listing, by cumulative then self time (paths shortened to the repo)."""
+    out = io.StringIO()
+    stats = pstats.Stats(profile_path, stream=out)
+    stats.sort_stats("cumulative").print_stats(TOP_N)
+    stats.sort_stats("tottime").print_stats(TOP_N)
+    return out.getvalue().replace(str(Path.cwd()) + "/", "")
+
+
+def measure(mode: str, args: argparse.Namespace, profile_dir: Path | None) -> dict[str, Any]:
+    """One server, warm-up, then the measured closed loop; the record of this mode."""
+    profile_out = str(profile_dir / f"{args.variant}_{mode}.prof") if profile_dir else None
+    log_path = os.path.join(tempfile.gettempdir(), "darkroom_http_overhead_server.log")
+    with server_process(args.max_batch, args.torch_threads, profile_out, log_path) as (pid, port):
+        asyncio.run(load.run(load_args(port, mode, args.warmup, args.concurrency)))
+        cpu_before = process_cpu_s(pid)
+        report = asyncio.run(load.run(load_args(port, mode, args.requests, args.concurrency)))
+        cpu_s = process_cpu_s(pid) - cpu_before
+    record: dict[str, Any] = {
+        "variant": args.variant,
+        "mode": mode,
+        "profiled": profile_out is not None,
+        "requests": report.requests,
+        "ok": report.ok,
+        "failures": report.failures,
+        "wall_s": round(report.wall_s, 3),
+        "requests_per_s": round(report.requests_per_s, 2),
+        "latency_p50_ms": None if report.latency_p50_s is None else round(report.latency_p50_s * 1e3, 2),
+        "latency_p99_ms": None if report.latency_p99_s is None else round(report.latency_p99_s * 1e3, 2),
+        "server_cpu_s": round(cpu_s, 3),
+        # the /v1/models call of load.run is one more request in the same CPU window
+        "server_cpu_ms_per_request": round(cpu_s / max(1, report.requests) * 1e3, 3),
+        "body_bytes_mean": report.body_bytes_mean,
+        "concurrency": args.concurrency,
+        "max_batch": args.max_batch,
+        "torch_threads": args.torch_threads,
+        "width": SIDE,
+        "height": SIDE,
+    }
+    if profile_out is not None:
+        record["profile_top_cumulative"] = top_functions(profile_out, "cumulative", 15)
+        record["profile_top_self"] = top_functions(profile_out, "tottime", 15)
+        text_path = Path(profile_out).with_suffix(".txt")
+        text_path.write_text(profile_text(profile_out))
+        record["profile_text"] = str(text_path)
+        Path(profile_out).unlink()
+    return record
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers depend on: CPU, core count, Python and library versions."""
+    import fastapi
+    import pydantic
+    import torch
+    import uvicorn
+
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "fastapi": fastapi.__version__,
+        "pydantic": pydantic.__version__,
+        "uvicorn": uvicorn.__version__,
+    }
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every mode asked for; records appended to args.output (created if missing)."""
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    profile_dir = output.parent / "cpu_http_overhead_profiles" if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    records = []
+    for mode in args.modes.split(","):
+        record = {**measure(mode, args, profile_dir), **env, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        records.append(record)
+        print(f"{args.variant:>24} {mode:>9}{' (profiled)' if args.profile else ''}: "
+              f"{record['requests_per_s']:7.1f} req/s  p50 {record['latency_p50_ms']} ms  p99 {record['latency_p99_ms']} ms  "
+              f"server CPU {record['server_cpu_ms_per_request']:.3f} ms/request  failures {record['failures'] or 'none'}",
+              flush=True)
+    existing = json.loads(output.read_text()) if output.exists() else {"records": []}
+    existing["records"].extend(records)
+    output.write_text(json.dumps(existing, indent=1) + "\n")
+    return records
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--variant", default="current", help="names this code state in the records")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    p.add_argument("--requests", type=int, default=1500, help="measured requests per mode")
+    p.add_argument("--warmup", type=int, default=100, help="requests per mode before measuring")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--profile", action="store_true", help="run the server under cProfile")
+    p.add_argument("--output", default=str(DEFAULT_OUTPUT))
+    p.add_argument("--serve", metavar="PORT_FILE", help=argparse.SUPPRESS)
+    p.add_argument("--profile-out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        p.error(f"unknown modes {sorted(unknown)}; known: {', '.join(MODES)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve:
+        return serve(args.serve, args.max_batch, args.torch_threads, args.profile_out)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
