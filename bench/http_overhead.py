@@ -1,8 +1,13 @@
 """The server's CPU cost per HTTP request, on a tiny model whose forward costs next to nothing.
 
-    python -m bench.http_overhead --variant baseline                # all response modes
-    python -m bench.http_overhead --variant baseline --profile      # the same load under cProfile
+    python -m bench.http_overhead --variant current                 # all response modes, this tree
+    python -m bench.http_overhead --variant before@800d3c9 --variant after   # A/B in one run
+    python -m bench.http_overhead --variant current --profile       # the same load under cProfile
     python -m bench.http_overhead --modes raw_jpeg --requests 500 --output /tmp/x.json
+
+A variant is NAME (the working tree), NAME@REV (that commit's server, unpacked with `git
+archive` into a temporary directory) or NAME=DIR (a tree on disk). With several variants each
+mode runs them in turn, so before and after share one run on one machine.
 
 Each response mode gets a fresh server in a subprocess: the real app (server.app.create_app)
 and engine over pipelines.tiny's SD2-shaped random model (v-prediction, SD-Turbo's shape),
@@ -75,17 +80,44 @@ def _profile_every_thread() -> list[cProfile.Profile]:
     return profiles
 
 
+class GcClock:
+    """Counts the garbage collector's runs and wall time per generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.collections[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    def snapshot(self) -> dict[str, list[float]]:
+        return {"collections": list(self.collections), "seconds": [round(s, 4) for s in self.seconds]}
+
+
 def serve(port_file: str, max_batch: int, torch_threads: int, profile_out: str | None) -> int:
-    """Run the app on an ephemeral port; write the port to `port_file`; stop on SIGINT."""
+    """Run the app on an ephemeral port; write the port to `port_file`; stop on SIGINT.
+
+    SIGUSR1 writes the garbage collector's counts so far to `port_file`.gc (the parent reads it
+    before and after the measured run).
+    """
+    import gc
     import logging
 
     import torch
     import uvicorn
 
+    import server
     from pipelines.tiny import tiny_sd2
     from server.app import create_app
     from server.engine import Engine
     from server.settings import Settings
+
+    print(f"serving the server package of {Path(server.__file__).parent.parent}", flush=True)
 
     torch.set_num_threads(torch_threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -97,6 +129,9 @@ def serve(port_file: str, max_batch: int, torch_threads: int, profile_out: str |
                             timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     profiles = _profile_every_thread() if profile_out else []
+    gc_clock = GcClock()
+    gc.callbacks.append(gc_clock)
+    signal.signal(signal.SIGUSR1, lambda *_: Path(port_file + ".gc").write_text(json.dumps(gc_clock.snapshot())))
 
     async def announce() -> None:
         while not server.started:
@@ -146,23 +181,27 @@ def process_cpu_s(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def server_process(max_batch: int, torch_threads: int, profile_out: str | None, log_path: str) -> Iterator[tuple[int, int]]:
-    """A server subprocess; yields (pid, port); SIGINT and wait at the end (profiles dump then)."""
+def server_process(root: Path, max_batch: int, torch_threads: int, profile_out: str | None,
+                   log_path: str) -> Iterator[tuple[int, int, str]]:
+    """A server subprocess running `root`'s server and pipelines (this file's serving code);
+    yields (pid, port, port file); SIGINT and wait at the end (profiles dump then)."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = os.path.join(tmp, "port")
-        cmd = [sys.executable, "-m", "bench.http_overhead", "--serve", port_file, "--max-batch", str(max_batch),
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", port_file, "--max-batch", str(max_batch),
                "--torch-threads", str(torch_threads)]
         if profile_out:
             cmd += ["--profile-out", profile_out]
+        # root first on the path: its packages win over the editable install's finder
+        env = {**os.environ, "PYTHONPATH": str(root)}
         with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=root, env=env)
         try:
             end = time.monotonic() + 120
             while not os.path.exists(port_file) or not Path(port_file).read_text():
                 if proc.poll() is not None or time.monotonic() > end:
                     raise RuntimeError(f"the server did not start; see {log_path}")
                 time.sleep(0.05)
-            yield proc.pid, int(Path(port_file).read_text())
+            yield proc.pid, int(Path(port_file).read_text()), port_file
         finally:
             proc.send_signal(signal.SIGINT)
             try:
@@ -170,6 +209,19 @@ def server_process(max_batch: int, torch_threads: int, profile_out: str | None, 
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def gc_snapshot(pid: int, port_file: str) -> dict[str, list[float]]:
+    """The server's garbage-collector counts and seconds so far (see `serve`)."""
+    path = Path(port_file + ".gc")
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError, ValueError):
+            return dict(json.loads(path.read_text()))
+        time.sleep(0.01)
+    raise RuntimeError("the server did not report its garbage-collector counts")
 
 
 def load_args(port: int, mode: str, requests: int, concurrency: int) -> argparse.Namespace:
@@ -201,17 +253,21 @@ def profile_text(profile_path: str) -> str:
     return out.getvalue().replace(str(Path.cwd()) + "/", "")
 
 
-def measure(mode: str, args: argparse.Namespace, profile_dir: Path | None) -> dict[str, Any]:
-    """One server, warm-up, then the measured closed loop; the record of this mode."""
-    profile_out = str(profile_dir / f"{args.variant}_{mode}.prof") if profile_dir else None
+def measure(variant: str, root: Path, mode: str, args: argparse.Namespace, profile_dir: Path | None) -> dict[str, Any]:
+    """One server of `root`, warm-up, then the measured closed loop; the record of this mode."""
+    # the raw pstats file stays in the temp dir (pstats.Stats(path) to dig further); its listing
+    # goes next to the results
+    profile_out = os.path.join(tempfile.gettempdir(), f"darkroom_{variant}_{mode}.prof") if profile_dir else None
     log_path = os.path.join(tempfile.gettempdir(), "darkroom_http_overhead_server.log")
-    with server_process(args.max_batch, args.torch_threads, profile_out, log_path) as (pid, port):
+    with server_process(root, args.max_batch, args.torch_threads, profile_out, log_path) as (pid, port, port_file):
         asyncio.run(load.run(load_args(port, mode, args.warmup, args.concurrency)))
+        gc_before = gc_snapshot(pid, port_file)
         cpu_before = process_cpu_s(pid)
         report = asyncio.run(load.run(load_args(port, mode, args.requests, args.concurrency)))
         cpu_s = process_cpu_s(pid) - cpu_before
+        gc_after = gc_snapshot(pid, port_file)
     record: dict[str, Any] = {
-        "variant": args.variant,
+        "variant": variant,
         "mode": mode,
         "profiled": profile_out is not None,
         "requests": report.requests,
@@ -225,6 +281,9 @@ def measure(mode: str, args: argparse.Namespace, profile_dir: Path | None) -> di
         # the /v1/models call of load.run is one more request in the same CPU window
         "server_cpu_ms_per_request": round(cpu_s / max(1, report.requests) * 1e3, 3),
         "body_bytes_mean": report.body_bytes_mean,
+        # the garbage collector during the measured run, per generation (0, 1, 2)
+        "gc_collections": [int(a - b) for a, b in zip(gc_after["collections"], gc_before["collections"])],
+        "gc_s": [round(a - b, 4) for a, b in zip(gc_after["seconds"], gc_before["seconds"])],
         "concurrency": args.concurrency,
         "max_batch": args.max_batch,
         "torch_threads": args.torch_threads,
@@ -234,10 +293,10 @@ def measure(mode: str, args: argparse.Namespace, profile_dir: Path | None) -> di
     if profile_out is not None:
         record["profile_top_cumulative"] = top_functions(profile_out, "cumulative", 15)
         record["profile_top_self"] = top_functions(profile_out, "tottime", 15)
-        text_path = Path(profile_out).with_suffix(".txt")
+        assert profile_dir is not None
+        text_path = profile_dir / f"{variant}_{mode}.txt"
         text_path.write_text(profile_text(profile_out))
         record["profile_text"] = str(text_path)
-        Path(profile_out).unlink()
     return record
 
 
@@ -259,8 +318,33 @@ def environment() -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def variant_roots(specs: list[str]) -> Iterator[dict[str, tuple[Path, str]]]:
+    """NAME -> (the tree it serves, where from): NAME (this tree), NAME@REV (git archive of REV), NAME=DIR."""
+    roots: dict[str, tuple[Path, str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in specs:
+            if "@" in spec:
+                name, rev = spec.split("@", 1)
+                source = "commit " + subprocess.run(["git", "rev-parse", "--short", rev], check=True,
+                                                    capture_output=True, text=True).stdout.strip()
+                root = Path(tmp) / name
+                root.mkdir()
+                archive = subprocess.run(["git", "archive", rev, "server", "pipelines", "bench"], check=True,
+                                         capture_output=True).stdout
+                subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+            elif "=" in spec:
+                name, directory = spec.split("=", 1)
+                root = Path(directory).resolve()
+                source = str(root)
+            else:
+                name, root, source = spec, Path.cwd(), "working tree"
+            roots[name] = (root, source)
+        yield roots
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every mode asked for; records appended to args.output (created if missing)."""
+    """Every mode asked for, each variant in turn; records appended to args.output (created if missing)."""
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     profile_dir = output.parent / "cpu_http_overhead_profiles" if args.profile else None
@@ -268,23 +352,31 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         profile_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
     records = []
-    for mode in args.modes.split(","):
-        record = {**measure(mode, args, profile_dir), **env, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        records.append(record)
-        print(f"{args.variant:>24} {mode:>9}{' (profiled)' if args.profile else ''}: "
-              f"{record['requests_per_s']:7.1f} req/s  p50 {record['latency_p50_ms']} ms  p99 {record['latency_p99_ms']} ms  "
-              f"server CPU {record['server_cpu_ms_per_request']:.3f} ms/request  failures {record['failures'] or 'none'}",
-              flush=True)
+    with variant_roots(args.variant or ["current"]) as roots:
+        for mode in args.modes.split(","):
+            for variant, (root, source) in roots.items():
+                records.append(measure(variant, root, mode, args, profile_dir) | {"server_source": source} | env
+                               | {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                print_record(records[-1])
     existing = json.loads(output.read_text()) if output.exists() else {"records": []}
     existing["records"].extend(records)
     output.write_text(json.dumps(existing, indent=1) + "\n")
     return records
 
 
+def print_record(record: dict[str, Any]) -> None:
+    print(f"{record['variant']:>24} {record['mode']:>9}{' (profiled)' if record['profiled'] else ''}: "
+          f"{record['requests_per_s']:7.1f} req/s  p50 {record['latency_p50_ms']} ms  p99 {record['latency_p99_ms']} ms  "
+          f"server CPU {record['server_cpu_ms_per_request']:.3f} ms/request  gc {record['gc_collections']} "
+          f"{record['gc_s']} s  failures {record['failures'] or 'none'}",
+          flush=True)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--variant", default="current", help="names this code state in the records")
+    p.add_argument("--variant", action="append",
+                   help="NAME (this tree), NAME@REV (a commit) or NAME=DIR; repeat for an A/B in one run")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--requests", type=int, default=1500, help="measured requests per mode")
     p.add_argument("--warmup", type=int, default=100, help="requests per mode before measuring")
