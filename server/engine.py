@@ -355,10 +355,8 @@ class Engine:
             self._by_id[spec.id] = work
             self.metrics.queue_depth.set(len(self._inbox))
             self._wake.notify()
-        log.info(
-            "request %s queued: model=%s %dx%d n=%d sampler=%s steps=%d",
-            spec.id, spec.model, spec.width, spec.height, spec.num_images, spec.sampler, spec.steps,
-        )
+        # DEBUG: the one INFO line of a request is its outcome ("done" carries what was asked)
+        log.debug("request %s queued", spec.id)
         return work.future
 
     def _retry_after_s(self) -> int:
@@ -1047,7 +1045,10 @@ class Engine:
         self.metrics.images_served.labels(spec.model).inc(len(images))
         self.metrics.request_latency.observe(total_s)
         self._latency_ema_s = total_s if self._latency_ema_s == 0 else 0.9 * self._latency_ema_s + 0.1 * total_s
-        log.info("request %s done: %d images in %.3fs", spec.id, len(images), total_s)
+        log.info(
+            "request %s done: model=%s %dx%d n=%d sampler=%s steps=%d in %.3fs",
+            spec.id, spec.model, spec.width, spec.height, len(images), spec.sampler, spec.steps, total_s,
+        )
         self._forget(work)
         self._resolve_result(work, result)
 
