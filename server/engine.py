@@ -274,6 +274,8 @@ class Engine:
             m.id: _Served(model=m, card=model_card(m, self.settings, samplers)) for m in models
         }
         self._text_cache = TextCache(self.settings.text_cache_size)
+        # (model id, sampler, steps) -> the schedule, computed once (engine thread only)
+        self._sigmas: dict[tuple[str, str, int], Tensor] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._inbox: collections.deque[Work] = collections.deque()  # guarded by _lock
@@ -611,8 +613,10 @@ class Engine:
         n = spec.num_images
         _, (c, h, w), _ = work.key
         device = model.device
-        cond = self._size_conditioning(cond_row, spec).repeat(n)
-        uncond = self._size_conditioning(uncond_row, spec).repeat(n)
+        cond = self._size_conditioning(cond_row, spec)
+        uncond = self._size_conditioning(uncond_row, spec)
+        if n > 1:  # repeat(1) would only copy: rows are never written in place, they go through torch.cat
+            cond, uncond = cond.repeat(n), uncond.repeat(n)
         if spec.control_image is not None:
             control = torch.from_numpy(spec.control_image).permute(2, 0, 1)[None].float().div(255)
             control = control.expand(n, -1, -1, -1)  # (n, 3, H, W) in [0, 1]
@@ -632,7 +636,7 @@ class Engine:
         # the same draws, in the same order, as pipelines.text_to_image: an engine image equals
         # the one-request path's for the same seed
         generator = torch.Generator(device="cpu").manual_seed(spec.seed)
-        sigmas = sampling_sigmas(model, spec.sampler, spec.steps)
+        sigmas = self._sampling_sigmas(model, spec.sampler, spec.steps)
         if spec.init_image is not None:
             # SDEdit (Meng et al. 2022, sec. 3): x = x0_init + sigma_start * eps, skipping the
             # first (1 - strength) of the steps as diffusers' get_timesteps does
@@ -652,6 +656,14 @@ class Engine:
         work.prompt_truncated = truncated
         work.generator = make_sampler(spec.sampler, x, sigmas, seeded_noise(x, generator))
         work.pending = next(work.generator)  # type: ignore[call-overload]
+
+    def _sampling_sigmas(self, model: LoadedModel, sampler: str, steps: int) -> Tensor:
+        """pipelines.text_to_image.sampling_sigmas, cached: a copy per request (the samplers own theirs)."""
+        key = (model.id, sampler, steps)
+        sigmas = self._sigmas.get(key)
+        if sigmas is None:
+            sigmas = self._sigmas[key] = sampling_sigmas(model, sampler, steps)
+        return sigmas.clone()
 
     @staticmethod
     def _classifier_rows(model: LoadedModel, spec: GenerationSpec) -> dict[str, Tensor]:
@@ -939,11 +951,13 @@ class Engine:
         decode_s = (time.perf_counter() - started) / len(works)
         start = 0
         finished: list[tuple[Work, Tensor]] = []
+        # one check for the whole decode; per request only when some image is not finite
+        all_finite = bool(torch.isfinite(images).all())
         for work in works:
             n = work.spec.num_images
             rows = images[start : start + n]
             start += n
-            if not bool(torch.isfinite(rows).all()):
+            if not all_finite and not bool(torch.isfinite(rows).all()):
                 retried = self._decode_fp32(model, work)
                 if retried is None:
                     self._fail(
@@ -982,9 +996,16 @@ class Engine:
                 self._encoder_pool.submit(self._resolve_encoded, work, encoded[start : start + n], decode_s, encode_s)
                 start += n
                 encoded_on_gpu.add(id(work))
-        for work, rows in finished:
-            if id(work) not in encoded_on_gpu:
-                self._encoder_pool.submit(self._encode_and_resolve, work, _pixels_to_uint8(rows), decode_s)
+        on_pool = [(w, r) for w, r in finished if id(w) not in encoded_on_gpu]
+        if not on_pool:
+            return
+        # one uint8 conversion and host copy for the group, (rows, H, W, 3); a request gets its slice
+        pixels = _pixels_to_uint8(torch.cat([rows for _, rows in on_pool]))
+        start = 0
+        for work, rows in on_pool:
+            n = rows.shape[0]
+            self._encoder_pool.submit(self._encode_and_resolve, work, pixels[start : start + n], decode_s)
+            start += n
 
     def _decoder_input(self, model: LoadedModel, work: Work) -> Tensor:
         assert work.final_x is not None and work.sigmas is not None
