@@ -277,6 +277,9 @@ class Engine:
         # (model id, sampler, steps) -> the schedule, computed once (engine thread only)
         self._sigmas: dict[tuple[str, str, int], Tensor] = {}
         self._lock = threading.Lock()
+        # event loop -> callbacks waiting for its next wake-up (_call_in_loop); guarded by _settle_lock
+        self._settle_lock = threading.Lock()
+        self._to_settle: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
         self._wake = threading.Condition(self._lock)
         self._inbox: collections.deque[Work] = collections.deque()  # guarded by _lock
         self._by_id: dict[str, Work] = {}  # every request not yet resolved; guarded by _lock
@@ -443,12 +446,31 @@ class Engine:
 
         self._call_in_loop(work, settle)
 
-    @staticmethod
-    def _call_in_loop(work: Work, fn: Callable[[], None]) -> None:
+    def _call_in_loop(self, work: Work, fn: Callable[[], None]) -> None:
+        """Run fn on the request's event loop, in order. Calls that arrive while one wake-up of
+        that loop is pending ride along with it: one call_soon_threadsafe (a write to the loop's
+        self-pipe and one loop iteration) per burst of finished requests, not one per request."""
+        loop = work.loop
+        with self._settle_lock:
+            queued = self._to_settle.setdefault(loop, [])
+            queued.append(fn)
+            if len(queued) > 1:
+                return  # a wake-up is already on its way
         try:
-            work.loop.call_soon_threadsafe(fn)
+            loop.call_soon_threadsafe(self._settle, loop)
         except RuntimeError:  # the event loop is closed: nobody is waiting any more
-            pass
+            with self._settle_lock:
+                self._to_settle.pop(loop, None)
+
+    def _settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On `loop`: everything queued for it by _call_in_loop."""
+        with self._settle_lock:
+            queued = self._to_settle.pop(loop, [])
+        for fn in queued:
+            try:
+                fn()
+            except Exception:  # one callback's bug must not strand the others
+                log.exception("a callback on the event loop failed")
 
     def _forget(self, work: Work) -> None:
         with self._lock:
@@ -872,10 +894,8 @@ class Engine:
                 preview = None
         progress = Progress(step=work.evals_done, total=max(work.evals_total, work.evals_done), preview_png=preview)
         callback = work.on_progress
-        try:
-            work.loop.call_soon_threadsafe(callback, progress)
-        except RuntimeError:
-            pass
+        # through the same ordered queue as the result, so a progress event never lands after it
+        self._call_in_loop(work, lambda: callback(progress))
 
     # -- finish: batched decode, then encoding off the engine thread ---------------------------
 
@@ -993,7 +1013,8 @@ class Engine:
             start = 0
             for work, rows in group:
                 n = rows.shape[0]
-                self._encoder_pool.submit(self._resolve_encoded, work, encoded[start : start + n], decode_s, encode_s)
+                # the bytes are ready: resolve here, a hop through the pool would only add work
+                self._resolve_encoded(work, encoded[start : start + n], decode_s, encode_s)
                 start += n
                 encoded_on_gpu.add(id(work))
         on_pool = [(w, r) for w, r in finished if id(w) not in encoded_on_gpu]
