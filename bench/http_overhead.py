@@ -10,13 +10,15 @@ archive` into a temporary directory) or NAME=DIR (a tree on disk). With several 
 mode runs them in turn, so before and after share one run on one machine.
 
 Each response mode gets a fresh server in a subprocess: the real app (server.app.create_app)
-and engine over pipelines.tiny's SD2-shaped random model (v-prediction, SD-Turbo's shape),
-under uvicorn on 127.0.0.1, configured as `darkroom serve` configures it (INFO logging to a
-file, no access log). The clients are bench/load.py's closed loop in this process, so the
-server's CPU time (utime + stime of its process, from /proc) is its own: CPU seconds per
-request = that delta over the measured requests. The request is SD-Turbo's: the `onestep`
-sampler, guidance 1 (no uncond rows), 1 step, at the model's smallest size (8x8 pixels, a 4x4
-latent), so the model work is ~1 ms per request and the rest is the server path.
+and engine under uvicorn on 127.0.0.1, configured as `darkroom serve` configures it (INFO
+logging to a file, no access log). The clients are bench/load.py's closed loop in this
+process, so the server's CPU time (utime + stime of its process, from /proc) is its own: CPU
+seconds per request = that delta over the measured requests. The request is SD-Turbo's: the
+`onestep` sampler, guidance 1 (no uncond rows), 1 step, 8x8 pixels. The model (--model):
+`known` (default), the API tests' analytic model (tests/server/known_model.py: closed-form
+denoiser, sigmoid "VAE"), whose forward is a few tensor ops, so what is measured is the server
+path alone; or `tiny-sd2`, pipelines.tiny's SD2-shaped random model (diffusers UNet, VAE and
+CLIP of SD-Turbo's shape, a 4x4 latent), whose modules add ~10 ms of CPU per engine step.
 
 Response modes: JSON with a base64 PNG or JPEG, or the raw image bytes (`Accept: image/png`
 or `image/jpeg`). With --profile the server runs under cProfile (every thread: the event
@@ -99,7 +101,7 @@ class GcClock:
         return {"collections": list(self.collections), "seconds": [round(s, 4) for s in self.seconds]}
 
 
-def serve(port_file: str, max_batch: int, torch_threads: int, profile_out: str | None) -> int:
+def serve(port_file: str, model_name: str, max_batch: int, torch_threads: int, profile_out: str | None) -> int:
     """Run the app on an ephemeral port; write the port to `port_file`; stop on SIGINT.
 
     SIGUSR1 writes the garbage collector's counts so far to `port_file`.gc (the parent reads it
@@ -123,7 +125,13 @@ def serve(port_file: str, max_batch: int, torch_threads: int, profile_out: str |
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(max_batch=max_batch, max_queue=4 * max_batch, request_timeout_s=120.0,
                         drain_timeout_s=10.0, shutdown_delay_s=0.0)
-    engine = Engine([tiny_sd2()], settings)
+    if model_name == "known":
+        from tests.server.known_model import known_model
+
+        model = known_model()
+    else:
+        model = tiny_sd2()
+    engine = Engine([model], settings)
     app = create_app(settings, engine)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="info", access_log=False,
                             timeout_graceful_shutdown=10)
@@ -181,13 +189,13 @@ def process_cpu_s(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def server_process(root: Path, max_batch: int, torch_threads: int, profile_out: str | None,
+def server_process(root: Path, model_name: str, max_batch: int, torch_threads: int, profile_out: str | None,
                    log_path: str) -> Iterator[tuple[int, int, str]]:
     """A server subprocess running `root`'s server and pipelines (this file's serving code);
     yields (pid, port, port file); SIGINT and wait at the end (profiles dump then)."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = os.path.join(tmp, "port")
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", port_file, "--max-batch", str(max_batch),
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", port_file, "--model", model_name, "--max-batch", str(max_batch),
                "--torch-threads", str(torch_threads)]
         if profile_out:
             cmd += ["--profile-out", profile_out]
@@ -259,7 +267,7 @@ def measure(variant: str, root: Path, mode: str, args: argparse.Namespace, profi
     # goes next to the results
     profile_out = os.path.join(tempfile.gettempdir(), f"darkroom_{variant}_{mode}.prof") if profile_dir else None
     log_path = os.path.join(tempfile.gettempdir(), "darkroom_http_overhead_server.log")
-    with server_process(root, args.max_batch, args.torch_threads, profile_out, log_path) as (pid, port, port_file):
+    with server_process(root, args.model, args.max_batch, args.torch_threads, profile_out, log_path) as (pid, port, port_file):
         asyncio.run(load.run(load_args(port, mode, args.warmup, args.concurrency)))
         gc_before = gc_snapshot(pid, port_file)
         cpu_before = process_cpu_s(pid)
@@ -284,6 +292,7 @@ def measure(variant: str, root: Path, mode: str, args: argparse.Namespace, profi
         # the garbage collector during the measured run, per generation (0, 1, 2)
         "gc_collections": [int(a - b) for a, b in zip(gc_after["collections"], gc_before["collections"])],
         "gc_s": [round(a - b, 4) for a, b in zip(gc_after["seconds"], gc_before["seconds"])],
+        "model": args.model,
         "concurrency": args.concurrency,
         "max_batch": args.max_batch,
         "torch_threads": args.torch_threads,
@@ -330,7 +339,8 @@ def variant_roots(specs: list[str]) -> Iterator[dict[str, tuple[Path, str]]]:
                                                     capture_output=True, text=True).stdout.strip()
                 root = Path(tmp) / name
                 root.mkdir()
-                archive = subprocess.run(["git", "archive", rev, "server", "pipelines", "bench"], check=True,
+                archive = subprocess.run(["git", "archive", rev, "server", "pipelines", "bench", "tests/__init__.py",
+                                          "tests/server/__init__.py", "tests/server/known_model.py"], check=True,
                                          capture_output=True).stdout
                 subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
             elif "=" in spec:
@@ -381,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=1500, help="measured requests per mode")
     p.add_argument("--warmup", type=int, default=100, help="requests per mode before measuring")
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--model", choices=("known", "tiny-sd2"), default="known")
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="run the server under cProfile")
@@ -397,7 +408,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve:
-        return serve(args.serve, args.max_batch, args.torch_threads, args.profile_out)
+        return serve(args.serve, args.model, args.max_batch, args.torch_threads, args.profile_out)
     run(args)
     return 0
 
