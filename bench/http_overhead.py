@@ -101,7 +101,8 @@ class GcClock:
         return {"collections": list(self.collections), "seconds": [round(s, 4) for s in self.seconds]}
 
 
-def serve(port_file: str, model_name: str, max_batch: int, torch_threads: int, profile_out: str | None) -> int:
+def serve(port_file: str, model_name: str, max_batch: int, torch_threads: int, profile_out: str | None,
+          cpus: set[int] | None) -> int:
     """Run the app on an ephemeral port; write the port to `port_file`; stop on SIGINT.
 
     SIGUSR1 writes the garbage collector's counts so far to `port_file`.gc (the parent reads it
@@ -110,6 +111,8 @@ def serve(port_file: str, model_name: str, max_batch: int, torch_threads: int, p
     import gc
     import logging
 
+    if cpus:  # before torch starts its threads: they inherit it
+        os.sched_setaffinity(0, cpus)
     import torch
     import uvicorn
 
@@ -171,6 +174,10 @@ def serve(port_file: str, model_name: str, max_batch: int, torch_threads: int, p
 # The client side
 
 
+def _cpus(text: str | None) -> set[int] | None:
+    return {int(c) for c in text.split(",")} if text else None
+
+
 def cpu_model() -> str:
     """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
     with contextlib.suppress(OSError):
@@ -190,7 +197,7 @@ def process_cpu_s(pid: int) -> float:
 
 @contextlib.contextmanager
 def server_process(root: Path, model_name: str, max_batch: int, torch_threads: int, profile_out: str | None,
-                   log_path: str) -> Iterator[tuple[int, int, str]]:
+                   log_path: str, server_cpus: str) -> Iterator[tuple[int, int, str]]:
     """A server subprocess running `root`'s server and pipelines (this file's serving code);
     yields (pid, port, port file); SIGINT and wait at the end (profiles dump then)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,6 +206,8 @@ def server_process(root: Path, model_name: str, max_batch: int, torch_threads: i
                "--torch-threads", str(torch_threads)]
         if profile_out:
             cmd += ["--profile-out", profile_out]
+        if server_cpus:
+            cmd += ["--server-cpus", server_cpus]
         # root first on the path: its packages win over the editable install's finder
         env = {**os.environ, "PYTHONPATH": str(root)}
         with open(log_path, "ab") as log_file:
@@ -267,7 +276,8 @@ def measure(variant: str, root: Path, mode: str, args: argparse.Namespace, profi
     # goes next to the results
     profile_out = os.path.join(tempfile.gettempdir(), f"darkroom_{variant}_{mode}.prof") if profile_dir else None
     log_path = os.path.join(tempfile.gettempdir(), "darkroom_http_overhead_server.log")
-    with server_process(root, args.model, args.max_batch, args.torch_threads, profile_out, log_path) as (pid, port, port_file):
+    with server_process(root, args.model, args.max_batch, args.torch_threads, profile_out, log_path,
+                        args.server_cpus) as (pid, port, port_file):
         asyncio.run(load.run(load_args(port, mode, args.warmup, args.concurrency)))
         gc_before = gc_snapshot(pid, port_file)
         cpu_before = process_cpu_s(pid)
@@ -296,6 +306,8 @@ def measure(variant: str, root: Path, mode: str, args: argparse.Namespace, profi
         "concurrency": args.concurrency,
         "max_batch": args.max_batch,
         "torch_threads": args.torch_threads,
+        "server_cpus": args.server_cpus,
+        "client_cpus": args.client_cpus,
         "width": SIDE,
         "height": SIDE,
     }
@@ -361,13 +373,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
+    affinity = os.sched_getaffinity(0)
+    client_cpus = _cpus(args.client_cpus)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
     records = []
-    with variant_roots(args.variant or ["current"]) as roots:
-        for mode in args.modes.split(","):
-            for variant, (root, source) in roots.items():
-                records.append(measure(variant, root, mode, args, profile_dir) | {"server_source": source} | env
-                               | {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-                print_record(records[-1])
+    try:
+        with variant_roots(args.variant or ["current"]) as roots:
+            for mode in args.modes.split(","):
+                for variant, (root, source) in roots.items():
+                    records.append(measure(variant, root, mode, args, profile_dir) | {"server_source": source} | env
+                                   | {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                    print_record(records[-1])
+    finally:
+        os.sched_setaffinity(0, affinity)
     existing = json.loads(output.read_text()) if output.exists() else {"records": []}
     existing["records"].extend(records)
     output.write_text(json.dumps(existing, indent=1) + "\n")
@@ -394,6 +413,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", choices=("known", "tiny-sd2"), default="known")
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--torch-threads", type=int, default=1)
+    two = (os.cpu_count() or 1) >= 2
+    p.add_argument("--server-cpus", default="0" if two else "",
+                   help="CPUs the server is pinned to (comma-separated; empty: not pinned); a GIL-bound server "
+                        "uses about one, and pinning keeps the clients from taking its time slices")
+    p.add_argument("--client-cpus", default="1" if two else "", help="CPUs the clients are pinned to")
     p.add_argument("--profile", action="store_true", help="run the server under cProfile")
     p.add_argument("--output", default=str(DEFAULT_OUTPUT))
     p.add_argument("--serve", metavar="PORT_FILE", help=argparse.SUPPRESS)
@@ -408,7 +432,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve:
-        return serve(args.serve, args.model, args.max_batch, args.torch_threads, args.profile_out)
+        return serve(args.serve, args.model, args.max_batch, args.torch_threads, args.profile_out,
+                     _cpus(args.server_cpus))
     run(args)
     return 0
 
