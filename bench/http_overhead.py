@@ -250,24 +250,31 @@ def load_args(port: int, mode: str, requests: int, concurrency: int) -> argparse
     ])
 
 
-def top_functions(profile_path: str, sort: str, n: int = TOP_N) -> list[dict[str, Any]]:
+def _short(path: str, root: Path) -> str:
+    """A profiled file's path relative to the served tree (or this one) where it lies inside."""
+    for base in (str(root), str(Path.cwd())):
+        path = path.replace(base + "/", "")
+    return path
+
+
+def top_functions(profile_path: str, sort: str, root: Path, n: int = TOP_N) -> list[dict[str, Any]]:
     """The n functions first by `sort` ("cumulative" or "tottime"): where, calls, self and cumulative s."""
     stats = pstats.Stats(profile_path)
     rows = []
     for func, (_, calls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
-        rows.append({"function": f"{func[0]}:{func[1]}({func[2]})", "calls": calls,
+        rows.append({"function": f"{_short(func[0], root)}:{func[1]}({func[2]})", "calls": calls,
                      "self_s": round(tottime, 4), "cumulative_s": round(cumtime, 4)})
     key = "cumulative_s" if sort == "cumulative" else "self_s"
     return sorted(rows, key=lambda r: -r[key])[:n]
 
 
-def profile_text(profile_path: str) -> str:
+def profile_text(profile_path: str, root: Path) -> str:
     """pstats' own listing, by cumulative then self time (paths shortened to the repo)."""
     out = io.StringIO()
     stats = pstats.Stats(profile_path, stream=out)
     stats.sort_stats("cumulative").print_stats(TOP_N)
     stats.sort_stats("tottime").print_stats(TOP_N)
-    return out.getvalue().replace(str(Path.cwd()) + "/", "")
+    return _short(out.getvalue(), root)
 
 
 def measure(variant: str, root: Path, mode: str, args: argparse.Namespace, profile_dir: Path | None) -> dict[str, Any]:
@@ -312,11 +319,11 @@ def measure(variant: str, root: Path, mode: str, args: argparse.Namespace, profi
         "height": SIDE,
     }
     if profile_out is not None:
-        record["profile_top_cumulative"] = top_functions(profile_out, "cumulative", 15)
-        record["profile_top_self"] = top_functions(profile_out, "tottime", 15)
+        record["profile_top_cumulative"] = top_functions(profile_out, "cumulative", root, 15)
+        record["profile_top_self"] = top_functions(profile_out, "tottime", root, 15)
         assert profile_dir is not None
         text_path = profile_dir / f"{variant}_{mode}.txt"
-        text_path.write_text(profile_text(profile_out))
+        text_path.write_text(profile_text(profile_out, root))
         record["profile_text"] = str(text_path)
     return record
 
