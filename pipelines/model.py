@@ -6,6 +6,7 @@ server's engine consume. Each family's wrapper (pipelines/models/<family>.py) fi
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -13,6 +14,24 @@ import torch
 from torch import Tensor
 
 from pipelines.conditioning import Conditioning
+
+_DTYPES: weakref.WeakKeyDictionary[torch.nn.Module, tuple[torch.dtype, torch.dtype]] = weakref.WeakKeyDictionary()
+
+
+def module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """`module.dtype`, cached per module. diffusers' property walks every submodule looking for
+    casting hooks on each read (~0.6 ms on the bundled UNet on CPU, more on SD-sized ones) with
+    the GIL held, once per denoiser call and per decode; the cache is read again whenever the
+    module's first parameter changes dtype (a cast moves every parameter)."""
+    first = next(module.parameters(), None)
+    if first is None:
+        return module.dtype  # type: ignore[no-any-return]
+    cached = _DTYPES.get(module)
+    if cached is not None and cached[0] == first.dtype:
+        return cached[1]
+    dtype: torch.dtype = module.dtype  # type: ignore[assignment]
+    _DTYPES[module] = (first.dtype, dtype)
+    return dtype
 
 
 @dataclass(frozen=True)

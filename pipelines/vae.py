@@ -14,6 +14,8 @@ import copy
 import torch
 from torch import Tensor
 
+from pipelines.model import module_dtype
+
 
 def has_nan(images: Tensor) -> Tensor:
     """(B,) bool: rows holding any NaN or inf."""
@@ -59,7 +61,7 @@ class KLAutoencoder:
         """(B, C, h, w) scaled latents -> (B, 3, h * f, w * f) float32 images in [0, 1]."""
         vae = self._fp32_copy() if (force_fp32 or self.upcast) else self.vae
         z = latents / self.scaling_factor + self.shift_factor
-        decoded = vae.decode(z.to(vae.dtype), return_dict=False)[0]  # (B, 3, H, W) in [-1, 1]
+        decoded = vae.decode(z.to(module_dtype(vae)), return_dict=False)[0]  # (B, 3, H, W) in [-1, 1]
         return (decoded.float() / 2 + 0.5).clamp(0, 1)
 
     @torch.no_grad()

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from pipelines.conditioning import Conditioning
+from pipelines.model import module_dtype
 from pipelines.models.discrete import DiscreteScheduleConfig, DiscreteVPDenoiser
 
 # DiT's training schedule (Peebles & Xie 2023, sec. 4: linear betas 1e-4 .. 0.02, 1000 steps)
@@ -41,7 +42,7 @@ class DiTDenoiser(DiscreteVPDenoiser):
         """x (B, C, h, w) -> x0; cond.class_labels (B,) int64, null_class for uncond rows."""
         if cond.class_labels is None:
             raise ValueError("DiT needs class_labels in the conditioning")
-        dtype = self.transformer.dtype
+        dtype = module_dtype(self.transformer)
         z = (self.c_in(sigma, x) * x).to(dtype)
         t = self.timesteps(sigma).to(x.device, torch.float32)
         output = self.transformer(

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from pipelines.conditioning import Conditioning
+from pipelines.model import module_dtype
 from pipelines.models.discrete import DiscreteScheduleConfig, DiscreteVPDenoiser
 
 
@@ -111,7 +112,7 @@ class LatentUNetDenoiser(DiscreteVPDenoiser):
     @torch.no_grad()
     def __call__(self, x: Tensor, sigma: Tensor, cond: Conditioning) -> Tensor:
         """x (B, C, h, w) at per-row sigma (B,) -> x0 estimate, same shape and dtype as x."""
-        dtype = self.unet.dtype
+        dtype = module_dtype(self.unet)
         t = self.timesteps(sigma)  # (B,) float64
         z = (self.c_in(sigma, x) * x).to(dtype)  # (B, C, h, w) VP latent
         timestep = t.to(x.device, torch.float32)

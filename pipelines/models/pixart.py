@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from pipelines.conditioning import Conditioning
+from pipelines.model import module_dtype
 from pipelines.models.discrete import DiscreteScheduleConfig, DiscreteVPDenoiser
 
 # PixArt-alpha's scheduler config: linear betas 1e-4 .. 0.02, epsilon, 1000 steps
@@ -47,7 +48,7 @@ class PixArtDenoiser(DiscreteVPDenoiser):
         """x (B, C, h, w) -> x0 from T5 context (B, L, D) and mask (B, L)."""
         if cond.text_embeddings is None:
             raise ValueError("PixArt needs text_embeddings in the conditioning")
-        dtype = self.transformer.dtype
+        dtype = module_dtype(self.transformer)
         rows = x.shape[0]
         z = (self.c_in(sigma, x) * x).to(dtype)
         t = self.timesteps(sigma).to(x.device, torch.float32)
