@@ -119,6 +119,7 @@ def serve(port_file: str, model_name: str, max_batch: int, torch_threads: int, p
     import server
     from pipelines.tiny import tiny_sd2
     from server.app import create_app
+    from server.commands.serve import serve_announcing
     from server.engine import Engine
     from server.settings import Settings
 
@@ -144,21 +145,8 @@ def serve(port_file: str, model_name: str, max_batch: int, torch_threads: int, p
     gc.callbacks.append(gc_clock)
     signal.signal(signal.SIGUSR1, lambda *_: Path(port_file + ".gc").write_text(json.dumps(gc_clock.snapshot())))
 
-    async def announce() -> None:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        Path(port_file).write_text(str(port))
-
-    async def run() -> None:
-        task = asyncio.create_task(announce())
-        try:
-            await server.serve()
-        finally:
-            task.cancel()
-
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the SIGINT it handled
-        asyncio.run(run())
+        asyncio.run(serve_announcing(server, lambda port: Path(port_file).write_text(str(port)), poll_s=0.02))
     if profile_out:
         threading.setprofile(None)  # type: ignore[arg-type]
         for profile in profiles:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -55,6 +57,23 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+async def serve_announcing(server: uvicorn.Server, announce: Callable[[int], None], poll_s: float = 0.05) -> None:
+    """Run `server`; once its socket is bound, call announce(port) with the real port (port 0
+    picks a free one)."""
+
+    async def when_bound() -> None:
+        while not server.started:
+            await asyncio.sleep(poll_s)
+        ports = [sock.getsockname()[1] for s in server.servers for sock in s.sockets]
+        announce(ports[-1] if ports else server.config.port)
+
+    task = asyncio.create_task(when_bound())
+    try:
+        await server.serve()
+    finally:
+        task.cancel()
+
+
 def main(args: argparse.Namespace) -> int:
     """`darkroom serve`: load, start the engine and uvicorn, drain on exit."""
 
@@ -80,28 +99,10 @@ def main(args: argparse.Namespace) -> int:
     )
     server = DrainingServer(config, engine, settings.shutdown_delay_s)
 
-    async def announce() -> None:
-        # printed once the socket is bound, with the real port (port 0 picks a free one)
-        import asyncio
-
-        while not server.started:
-            await asyncio.sleep(0.05)
-        port = settings.port
-        for s in server.servers:
-            for sock in s.sockets:
-                port = sock.getsockname()[1]
+    def announce(port: int) -> None:
         print(how_to_call(settings, ", ".join(m.id for m in models), port), flush=True)
         if notice:
             print("(tiny random model: expect noise, not pictures)", flush=True)
 
-    import asyncio
-
-    async def run() -> None:
-        task = asyncio.create_task(announce())
-        try:
-            await server.serve()
-        finally:
-            task.cancel()
-
-    asyncio.run(run())
+    asyncio.run(serve_announcing(server, announce))
     return 0
