@@ -135,17 +135,22 @@ class EMA:
             p.copy_(s.to(p.dtype))
 
 
+def stage_parser(description: str, batch_help: str = "default: the GPU batch, or 8 on CPU") -> argparse.ArgumentParser:
+    """The command line every training stage starts from: --out, --seconds, --device, --batch."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=None, help=batch_help)
+    return parser
+
+
 def stage_main(
     description: str,
     stage: str,
     train: Callable[..., dict[str, float]],
     batch_help: str = "default: the GPU batch, or 8 on CPU",
 ) -> None:
-    """The command line of one training stage: --out, --seconds, --device, --batch -> train(...)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help=batch_help)
-    args = parser.parse_args()
+    """The command line of a stage with no options of its own: stage_parser's -> train(...)."""
+    args = stage_parser(description, batch_help).parse_args()
     print(stage, train(args.out, args.seconds, torch.device(args.device), batch=args.batch), flush=True)

@@ -36,7 +36,6 @@ GPU) reached only 0.17.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 from pathlib import Path
@@ -53,6 +52,7 @@ from training.checkpoint import (
     load_weights,
     save_state,
     save_weights,
+    stage_parser,
 )
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
@@ -355,11 +355,7 @@ def _evaluate(candidates: dict[str, UNet2DConditionModel], teacher: TextUNet, va
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="default: 128 on GPU, 4 on CPU")
+    parser = stage_parser(__doc__.splitlines()[0], "default: 128 on GPU, 4 on CPU")
     parser.add_argument("--lr", type=float, default=None, help="default: 2e-5 from the LCM student, 1e-4 from the teacher")
     parser.add_argument("--init", choices=("auto", "lcm", "teacher"), default="auto")
     parser.add_argument("--bank", type=int, default=None, help="regression bank size (default: 65536 on GPU, 16 on CPU)")

@@ -11,7 +11,6 @@ classifier-free guidance). eps prediction, min-SNR-5 loss weighting (Hang et al.
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from training.checkpoint import (
     load_weights,
     save_state,
     save_weights,
+    stage_parser,
 )
 from training.data import SceneBatch, render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod, ddim_sample
@@ -262,11 +262,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="default: the GPU batch, or 8 on CPU")
+    parser = stage_parser(__doc__.splitlines()[0], "default: the GPU batch, or 8 on CPU")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     parser.add_argument("--snapshot-s", type=float, default=0.0, help="save EMA weights every S seconds")

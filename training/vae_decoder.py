@@ -19,7 +19,6 @@ fp16 diffusers VAE folder to DIR/vae with the shipped scaling factor.
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -29,7 +28,14 @@ from diffusers import AutoencoderKL
 from torch import Tensor
 
 from training.autoencoder import psnr
-from training.checkpoint import Deadline, load_state, load_weights, save_state, save_weights
+from training.checkpoint import (
+    Deadline,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+    stage_parser,
+)
 from training.data import render, sample_scenes, scenes_to_batch
 from training.judge import caption_accuracy
 from training.models import VAE_CONFIG, Judge, build_vae
@@ -132,11 +138,7 @@ def export(out: Path, target: Path, scaling: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None, help="default: 256 on the GPU, 8 on CPU")
+    parser = stage_parser(__doc__.splitlines()[0], "default: 256 on the GPU, 8 on CPU")
     parser.add_argument("--export", type=Path, default=None, help="write the fp16 VAE folder to EXPORT/vae")
     parser.add_argument("--scaling", type=float, default=None, help="VAE scaling factor (default: weights/bundled's)")
     args = parser.parse_args()
