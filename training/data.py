@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,23 +248,32 @@ def _shape_distance(shape: Tensor, px: Tensor, py: Tensor, r: Tensor) -> Tensor:
     return stack.gather(0, index).squeeze(0)
 
 
-def render(batch: SceneBatch, generator: torch.Generator, size: int = IMAGE_SIZE) -> Tensor:
-    """Render scenes to (B, 3, size, size) images in [0, 1]; jitter and background from `generator`."""
-    device = batch.shape.device
-    b = batch.shape.shape[0]
-    scale = size / IMAGE_SIZE
+def uniform_source(generator: torch.Generator, device: torch.device) -> Callable[..., Tensor]:
+    """uniform(*shape): U[0, 1) draws from `generator` (on its own device), moved to `device`."""
 
     def uniform(*shape: int) -> Tensor:
         return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
-    # background: muted base colour plus a linear gradient along a random direction
+    return uniform
+
+
+def background(b: int, size: int, device: torch.device, uniform: Callable[..., Tensor]) -> Tensor:
+    """(B, 3, size, size): a muted base colour plus a linear gradient along a random direction;
+    the first draws `render` makes."""
     base = 0.35 + 0.3 * uniform(b, 1, 1, 1) + 0.14 * (uniform(b, 3, 1, 1) - 0.5)
     angle = 2 * math.pi * uniform(b, 1, 1, 1)
     amplitude = 0.16 * (uniform(b, 1, 1, 1) - 0.5)
     coords = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size - 0.5
     gy, gx = torch.meshgrid(coords, coords, indexing="ij")  # (H, W)
-    image = base + amplitude * (torch.cos(angle) * gx + torch.sin(angle) * gy)  # (B, 3, H, W)
+    return base + amplitude * (torch.cos(angle) * gx + torch.sin(angle) * gy)
 
+
+def object_distances(batch: SceneBatch, size: int, uniform: Callable[..., Tensor]) -> Tensor:
+    """Signed distances (B, K, size, size), in pixels of `size`, of every pixel to each object at
+    its cell with jittered centre and radius (the draws `render` makes after the background)."""
+    device = batch.shape.device
+    b = batch.shape.shape[0]
+    scale = size / IMAGE_SIZE
     cell_px = size / GRID
     row = torch.div(batch.cell.clamp(min=0), GRID, rounding_mode="floor")
     col = batch.cell.clamp(min=0) % GRID
@@ -276,7 +286,17 @@ def render(batch: SceneBatch, generator: torch.Generator, size: int = IMAGE_SIZE
     py = pix.view(1, 1, size, 1) - cy.view(b, MAX_OBJECTS, 1, 1)  # (B, K, H, 1)
     px, py = px.expand(b, MAX_OBJECTS, size, size), py.expand(b, MAX_OBJECTS, size, size)
     rr = r.view(b, MAX_OBJECTS, 1, 1).expand_as(px)
-    distance = _shape_distance(batch.shape.view(b, MAX_OBJECTS, 1, 1), px, py, rr)
+    return _shape_distance(batch.shape.view(b, MAX_OBJECTS, 1, 1), px, py, rr)
+
+
+def render(batch: SceneBatch, generator: torch.Generator, size: int = IMAGE_SIZE) -> Tensor:
+    """Render scenes to (B, 3, size, size) images in [0, 1]; jitter and background from `generator`."""
+    device = batch.shape.device
+    b = batch.shape.shape[0]
+    scale = size / IMAGE_SIZE
+    uniform = uniform_source(generator, device)
+    image = background(b, size, device, uniform)
+    distance = object_distances(batch, size, uniform)
     coverage = (0.5 * scale - distance).clamp(0, scale) / scale  # anti-aliased, ~1 px ramp
     coverage = coverage * (batch.shape >= 0).float().view(b, MAX_OBJECTS, 1, 1)
     palette = torch.tensor(COLOUR_RGB, device=device)

@@ -36,6 +36,7 @@ from training.data import (
     render,
     sample_layout_scene,
     scenes_to_batch,
+    uniform_source,
 )
 from training.models import Judge
 
@@ -46,10 +47,7 @@ def augment(images: Tensor, generator: torch.Generator) -> Tensor:
     """Random blur, pixel noise and a global colour shift: (B, 3, H, W) -> same."""
     b = images.shape[0]
     device = images.device
-
-    def uniform(*shape: int) -> Tensor:
-        return torch.rand(shape, generator=generator, device=generator.device).to(device)
-
+    uniform = uniform_source(generator, device)
     kernel = torch.tensor([0.25, 0.5, 0.25], device=device)
     kernel = (kernel.view(3, 1) * kernel.view(1, 3)).expand(3, 1, 3, 3)
     blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)

@@ -2,8 +2,8 @@
 
 The control image a user would draw for a scene is its objects' outlines, white strokes on
 black (3 channels, 64 x 64, values in [0, 1]). Both the outlines and the filled object masks come
-from the renderer's own signed distances (`training.data._shape_distance`) at the renderer's own
-object placement: `scene_geometry` replays the draws `training.data.render` makes from its
+from the renderer's own signed distances (`training.data.object_distances`) at the renderer's own
+object placement: `scene_geometry` makes the draws `training.data.render` makes from its
 generator, so a (render, masks, sketch) triple made from one generator state describes the same
 objects. Training sketches may be jittered like a hand drawing (stroke width 1-2 px, a smooth
 wobble of the outline); the IoU target is always the scene's filled
@@ -25,14 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from training.data import (
-    GRID,
     IMAGE_SIZE,
-    JITTER_PX,
     MAX_OBJECTS,
-    RADIUS_PX,
     SceneBatch,
-    _shape_distance,
+    background,
+    object_distances,
     render,
+    uniform_source,
 )
 
 STROKE_PX = 1.5  # un-jittered outline width
@@ -59,25 +58,9 @@ def scene_geometry(batch: SceneBatch, generator: torch.Generator, size: int = IM
     """
     device = batch.shape.device
     b = batch.shape.shape[0]
-    scale = size / IMAGE_SIZE
-
-    def uniform(*shape: int) -> Tensor:
-        return torch.rand(shape, generator=generator, device=generator.device).to(device)
-
-    for shape in ((b, 1, 1, 1), (b, 3, 1, 1), (b, 1, 1, 1), (b, 1, 1, 1)):  # background draws
-        uniform(*shape)
-    cell_px = size / GRID
-    row = torch.div(batch.cell.clamp(min=0), GRID, rounding_mode="floor")
-    col = batch.cell.clamp(min=0) % GRID
-    cx = (col.float() + 0.5) * cell_px + JITTER_PX * scale * (2 * uniform(b, MAX_OBJECTS) - 1)
-    cy = (row.float() + 0.5) * cell_px + JITTER_PX * scale * (2 * uniform(b, MAX_OBJECTS) - 1)
-    radii = torch.tensor(RADIUS_PX, device=device) * scale
-    r = radii[batch.size.clamp(min=0)] * (1 + 0.06 * (2 * uniform(b, MAX_OBJECTS) - 1))
-    pix = torch.arange(size, device=device, dtype=torch.float32) + 0.5
-    px = (pix.view(1, 1, 1, size) - cx.view(b, MAX_OBJECTS, 1, 1)).expand(b, MAX_OBJECTS, size, size)
-    py = (pix.view(1, 1, size, 1) - cy.view(b, MAX_OBJECTS, 1, 1)).expand(b, MAX_OBJECTS, size, size)
-    rr = r.view(b, MAX_OBJECTS, 1, 1).expand_as(px)
-    distance = _shape_distance(batch.shape.view(b, MAX_OBJECTS, 1, 1), px, py, rr) / scale
+    uniform = uniform_source(generator, device)
+    background(b, size, device, uniform)  # render's first draws
+    distance = object_distances(batch, size, uniform) / (size / IMAGE_SIZE)
     empty = (batch.shape < 0).view(b, MAX_OBJECTS, 1, 1)
     return distance.masked_fill(empty, float("inf"))
 
@@ -94,10 +77,7 @@ def strokes(distance: Tensor, generator: torch.Generator | None = None, width: f
     device = distance.device
     half = torch.full((b, 1, 1, 1), width / 2, device=device)
     if generator is not None:
-
-        def uniform(*shape: int) -> Tensor:
-            return torch.rand(shape, generator=generator, device=generator.device).to(device)
-
+        uniform = uniform_source(generator, device)
         half = 0.5 + 0.5 * uniform(b, 1, 1, 1)
         wobble = F.interpolate(2 * uniform(b * k, 1, 8, 8) - 1, size=(h, w), mode="bilinear", align_corners=False)
         amplitude = 0.5 * uniform(b, 1, 1, 1)
