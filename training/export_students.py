@@ -2,6 +2,7 @@
 
     python -m training.export_students RUN WEIGHTS_DIR
     python -m training.export_students --install OUT/weights weights   # students of a GPU call -> the repo
+    python -m training.export_students RUN WEIGHTS_DIR --turbo-only dmd  # teacher + one-step student of stage dmd
 
 Writes WEIGHTS_DIR/bundled (the teacher, as training.export does), judge/, bundled_lcm/ (LCM
 student, stage lcm/) and bundled_turbo/ (ADD student, stage add/), and WEIGHTS_DIR/manifest.yaml:
@@ -74,6 +75,19 @@ def export_all(run: Path, weights: Path, manifest: Path = ROOT / "weights_manife
     return sizes
 
 
+def export_turbo(run: Path, weights: Path, stage: str, manifest: Path = ROOT / "weights_manifest.yaml") -> dict[str, int]:
+    """The teacher, judge and the one-step student of `stage` ("add" or "dmd") from `run` into
+    `weights`, plus weights/manifest.yaml with the bundled and bundled-turbo entries re-hashed: what
+    a GPU call that trained only the one-step student evaluates."""
+    sizes = export(run, weights)
+    sizes[TURBO] = export_student(run, weights, stage)
+    text = manifest.read_text()
+    for model_id in ("bundled", "bundled-turbo"):
+        text = with_files(text, model_id, weights / ENTRIES[model_id])
+    (weights / "manifest.yaml").write_text(text)
+    return sizes
+
+
 def install(source: Path, weights: Path, manifest: Path) -> None:
     """Copy the students' own files (unet/, scheduler/, model_index.json) from `source` (a weights root
     or the OUT/weights of a GPU call) into `weights`, link the shared components into bundled/, and
@@ -103,8 +117,12 @@ def main() -> None:
     parser.add_argument("weights", type=Path)
     parser.add_argument("--manifest", type=Path, default=ROOT / "weights_manifest.yaml")
     parser.add_argument("--install", action="store_true", help="copy the students from RUN (a weights root) into WEIGHTS and hash them into --manifest")
+    parser.add_argument("--turbo-only", choices=("add", "dmd"), default=None,
+                        help="export the teacher and only the one-step student, from this stage of RUN")
     args = parser.parse_args()
-    if args.install:
+    if args.turbo_only:
+        print(export_turbo(args.run, args.weights, args.turbo_only, args.manifest))
+    elif args.install:
         install(args.run, args.weights, args.manifest)
     else:
         print(export_all(args.run, args.weights, args.manifest))

@@ -1,0 +1,260 @@
+"""Distribution matching distillation (DMD) of the bundled UNet into a one-step student.
+
+Yin et al. 2024 (DMD, eq. 7; DMD2's two time-scale rule): the student G maps pure noise z at the
+served step t = 999 to a latent x = G(z, c) in one evaluation. Its gradient is the difference of
+two scores of the noised sample x_t = sqrt(a_t) x + sqrt(1 - a_t) eps, t ~ U[T_MIN, T_MAX]:
+    grad_x KL(p_G || p_real) ~ E_t [ (x0_fake(x_t, t, c) - x0_real(x_t, t, c)) / n(x) ],
+- x0_real: the frozen teacher's guided x0 (w = 4, the issue's teacher setting), so the student
+  is pulled toward the guided distribution - the one whose adherence it is measured against;
+- x0_fake: a "fake score" UNet, initialised from the teacher and trained online by the denoising
+  loss on the student's own (detached) samples, so it tracks p_G; FAKE_STEPS fake updates per
+  student update keep it current (DMD2, sec. 4.2);
+- n(x) = mean |x - x0_real| per sample, DMD's normaliser.
+The generator loss 0.5 ||x - sg(x - grad)||^2 has exactly that gradient. Unlike ADD's regression
+toward the teacher's x0 from one noised sample (which pulls toward the conditional mean: blur),
+the fake score's term removes the part of the teacher's pull the student already satisfies, so
+the one-step samples stay sharp without a discriminator.
+
+Optional (ode_weight > 0, DMD's first version): the regression of the student's x on the teacher's
+own guided DDIM sample from the same noise, over the bank of training.distill_add.teacher_bank
+(the same file format, so runs share one bank). The student starts from a diffusers UNet folder
+(--init-unet, e.g. the shipped ADD student weights/bundled_turbo/unet), else from RUN's LCM student,
+else from the teacher. The one-step sampler (`turbo`) serves it exactly as the ADD student: the
+UNet's x0 at t = 999 from pure noise.
+
+    python -m training.distill_dmd --out RUN --seconds S [--device cuda] [--batch B] [--lr LR]
+        [--fake-lr LR] [--fake-steps K] [--init-unet DIR] [--ode-weight W --bank N --bank-file F]
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from training.checkpoint import (
+    EMA,
+    Deadline,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+    stage_parser,
+)
+from training.data import sample_scenes, tokenize
+from training.diffusion import add_noise, alphas_cumprod
+from training.distill_add import STUDENT_TIMESTEPS, _evaluate, teacher_bank, x0_from_eps
+from training.distill_lcm import teacher_scaling
+from training.models import Judge
+from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_teacher, load_frozen_vae
+
+STAGE = "dmd"
+GUIDANCE = 4.0
+FAKE_STEPS = 5  # fake-score updates per student update
+T_MIN, T_MAX = 20, 980  # timesteps of the score comparison (DMD: 0.02 T .. 0.98 T)
+EMA_DECAY = 0.998
+PROBE_EVERY_S = 120.0  # in-run probe of the EMA student's one-step accuracy (captions unlike the final eval's)
+PROBE_SEED = 777
+
+
+def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 1e-5,
+          fake_lr: float = 5e-5, fake_steps: int = FAKE_STEPS, init_unet: Path | None = None,
+          ode_weight: float = 0.0, bank_count: int | None = None, bank_file: Path | None = None,
+          pool_size: int = 60_000, eval_count: int = 256, ema_decay: float = EMA_DECAY,
+          probe_every_s: float = PROBE_EVERY_S) -> dict[str, float]:
+    """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
+
+    Every probe_every_s the EMA student is scored on 64 seen captions (seed PROBE_SEED, not the
+    final evaluation's); the best such EMA is kept as best_ema_student and is a candidate of the
+    final evaluation beside the last EMA and raw weights."""
+    deadline = Deadline(seconds)
+    cuda = device.type == "cuda"
+    batch = batch or (256 if cuda else 4)
+    directory = out / STAGE
+    teacher = load_frozen_teacher(out, device)
+    scaling = teacher_scaling(out)
+    alpha_bar = alphas_cumprod(device)
+
+    student = copy.deepcopy(teacher.unet).train().requires_grad_(True)
+    state = load_state(directory)
+    if load_weights(student, directory / "student.safetensors"):
+        pass
+    elif init_unet is not None:
+        student.load_state_dict(UNet2DConditionModel.from_pretrained(init_unet).float().state_dict())
+        state.metrics["init"] = f"unet:{init_unet.parent.name}"  # type: ignore[assignment]
+    elif load_weights(student, out / "lcm" / "ema_student.safetensors"):
+        state.metrics["init"] = "lcm"  # type: ignore[assignment]
+    else:
+        state.metrics["init"] = "teacher"  # type: ignore[assignment]
+    initial = copy.deepcopy(student).eval().requires_grad_(False) if state.step == 0 else None
+    fake = copy.deepcopy(teacher.unet).train().requires_grad_(True)
+    load_weights(fake, directory / "fake_score.safetensors")
+    ema_model = copy.deepcopy(student).eval().requires_grad_(False)
+    load_weights(ema_model, directory / "ema_student.safetensors")
+    best_model = copy.deepcopy(ema_model)
+    load_weights(best_model, directory / "best_ema_student.safetensors")
+    ema = EMA(ema_model, ema_decay)
+    ema.updates = state.step
+    opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+    opt_f = torch.optim.AdamW(fake.parameters(), lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
+    state.metrics.update({"lr": lr, "fake_lr": fake_lr, "fake_steps": fake_steps, "ode_weight": ode_weight,
+                          "guidance": GUIDANCE, "ema_decay": ema_decay})
+    gen = torch.Generator(device=device).manual_seed(9000 + state.step)
+
+    scenes = sample_scenes(300 + state.step, pool_size if cuda else 64, "train")
+    tokens = tokenize([s.caption.text for s in scenes]).to(device)
+    empty = tokenize([EMPTY_PROMPT]).to(device)
+    top = STUDENT_TIMESTEPS[0]
+    bank = None
+    if ode_weight > 0:
+        if bank_file is not None and bank_file.exists():
+            saved = torch.load(bank_file, map_location=device)
+            if int(saved["pool_seed"]) != 300 + state.step or int(saved["rows"].max()) >= len(tokens):
+                raise ValueError(f"{bank_file} was built over another caption pool (seed {saved['pool_seed']})")
+            bank = (saved["rows"], saved["noise"], saved["latent"])
+        else:
+            bank = teacher_bank(teacher, tokens, empty, bank_count or (65_536 if cuda else 16), 1024 if cuda else 8,
+                                0.15 * seconds, gen, device)
+            if bank_file is not None:
+                partial = bank_file.with_suffix(".partial")
+                torch.save({"rows": bank[0], "noise": bank[1], "latent": bank[2], "pool_seed": 300 + state.step}, partial)
+                partial.rename(bank_file)
+        state.metrics["bank_size"] = len(bank[0])
+
+    judge = Judge().to(device)
+    if not load_weights(judge, out / "judge" / "judge.safetensors"):
+        raise FileNotFoundError(f"{out / 'judge' / 'judge.safetensors'} missing: the evaluation needs the judge")
+    judge.requires_grad_(False).eval()
+    vae = load_frozen_vae(out, device)
+    best_probe = float(state.metrics.get("best_probe", -1.0))  # type: ignore[arg-type]
+    next_probe = probe_every_s
+    eval_reserve = 30.0 if cuda else 0.3 * seconds
+    start_step, iteration = state.step, 0
+    matching = torch.zeros((), device=device)
+    t_top = torch.full((batch,), top, device=device, dtype=torch.long)
+
+    def student_x0(noise: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            return x0_from_eps(noise, student(noise, t_top, encoder_hidden_states=text).sample, t_top, alpha_bar)
+
+    while deadline.left() > eval_reserve:
+        iteration += 1
+        student_turn = iteration % fake_steps == 0
+        if bank is not None:
+            pick = torch.randint(0, len(bank[0]), (batch,), generator=gen, device=device)
+            rows, noise = bank[0][pick], bank[1][pick].float()
+        else:
+            rows = torch.randint(0, len(tokens), (batch,), generator=gen, device=device)
+            noise = torch.randn((batch, 4, 16, 16), generator=gen, device=device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            text_both = teacher.text_encoder(torch.cat((tokens[rows], empty.expand(batch, -1)))).last_hidden_state
+        text = text_both[:batch]
+
+        if student_turn:
+            x = student_x0(noise, text)
+            t = torch.randint(T_MIN, T_MAX, (batch,), generator=gen, device=device)
+            x_t = add_noise(x.detach(), torch.randn(x.shape, generator=gen, device=device), t, alpha_bar).float()
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                eps_c, eps_u = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
+                real = x0_from_eps(x_t, eps_u + GUIDANCE * (eps_c - eps_u), t, alpha_bar)
+                faked = x0_from_eps(x_t, fake(x_t, t, encoder_hidden_states=text).sample, t, alpha_bar)
+            norm = (x.detach() - real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-4)
+            grad = torch.nan_to_num((faked - real) / norm)
+            matching = 0.5 * ((x - (x.detach() - grad)) ** 2).mean()
+            loss_g = matching
+            ode = torch.zeros((), device=device)
+            if bank is not None:
+                ode = ((x - bank[2][pick].float()) ** 2).mean()
+                loss_g = loss_g + ode_weight * ode
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            opt_g.step()
+            ema.update(student)
+            sample = x.detach()
+            state.step += 1
+            if state.step % 10 == 0:
+                state.log("matching", matching.item())
+                state.log("grad_norm_rms", grad.pow(2).mean().sqrt().item())
+                if bank is not None:
+                    state.log("ode_regression", ode.item())
+        else:
+            with torch.no_grad():
+                sample = student_x0(noise, text).float()
+
+        # the fake score learns the student's current distribution: the denoising loss on its samples
+        t = torch.randint(0, 1000, (batch,), generator=gen, device=device)
+        eps = torch.randn(sample.shape, generator=gen, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss_f = ((fake(add_noise(sample, eps, t, alpha_bar), t, encoder_hidden_states=text).sample.float() - eps) ** 2).mean()
+        opt_f.zero_grad(set_to_none=True)
+        loss_f.backward()
+        torch.nn.utils.clip_grad_norm_(fake.parameters(), 1.0)
+        opt_f.step()
+        if iteration % 50 == 0:
+            state.log("fake_denoising", loss_f.item())
+
+        if deadline.elapsed() >= next_probe:
+            next_probe += probe_every_s
+            ema.copy_to(ema_model)
+            probe = _probe(ema_model, teacher, vae, scaling, judge, device)
+            state.log("probe_ema_seen_caption", probe)
+            print(f"{STAGE} step {state.step} t {deadline.elapsed():.0f}s probe {probe:.3f} "
+                  f"matching {matching.item():.4f} fake {loss_f.item():.4f}", flush=True)
+            if probe > best_probe:
+                best_probe = probe
+                best_model.load_state_dict(ema_model.state_dict())
+                state.metrics["best_probe"] = best_probe
+                state.metrics["best_probe_step"] = state.step
+
+    state.elapsed_s += deadline.elapsed()
+    state.metrics["steps_this_run"] = state.step - start_step
+    ema.copy_to(ema_model)
+    save_weights(student, directory / "student.safetensors")
+    save_weights(ema_model, directory / "ema_student.safetensors")
+    save_weights(best_model, directory / "best_ema_student.safetensors")
+    save_weights(fake, directory / "fake_score.safetensors")
+    candidates = {"ema_student": ema_model, "student": student.eval()}
+    if best_probe >= 0:
+        candidates["best_ema_student"] = best_model
+    metrics = _evaluate(candidates, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
+    if initial is not None:  # the starting point on the same captions, for the record (never exported)
+        start = _evaluate({"init": initial}, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
+        metrics.update({k: v for k, v in start.items() if k != "export"})
+    state.metrics.update(metrics)
+    save_state(directory, state, "DMD: distribution matching, fake-score denoising")
+    return metrics
+
+
+def _probe(unet: UNet2DConditionModel, teacher: TextUNet, vae: AutoencoderKL, scaling: float,
+           judge: Judge, device: torch.device) -> float:
+    """One-step whole-caption accuracy on 64 seen captions of seed PROBE_SEED."""
+    from training.distill_add import add_generate
+    from training.judge import caption_accuracy
+
+    captions = [s.caption for s in sample_scenes(PROBE_SEED, 64 if device.type == "cuda" else 4, "train")]
+    images = add_generate(unet, teacher.text_encoder, vae, scaling, [c.text for c in captions], 5, device)
+    return float(caption_accuracy(judge, images, captions)[0]["caption"])
+
+
+def main() -> None:
+    parser = stage_parser(__doc__.splitlines()[0], "default: 256 on GPU, 4 on CPU")
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--fake-lr", type=float, default=5e-5)
+    parser.add_argument("--fake-steps", type=int, default=FAKE_STEPS, help="fake-score updates per student update")
+    parser.add_argument("--init-unet", type=Path, default=None, help="a fresh run starts from this diffusers UNet folder")
+    parser.add_argument("--ode-weight", type=float, default=0.0, help="regression on the teacher's DDIM samples (0: off)")
+    parser.add_argument("--bank", type=int, default=None, help="regression bank size (default: 65536 on GPU, 16 on CPU)")
+    parser.add_argument("--bank-file", type=Path, default=None, help="share the bank: read it here, or build and save it here")
+    parser.add_argument("--ema-decay", type=float, default=EMA_DECAY)
+    args = parser.parse_args()
+    print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
+                       fake_lr=args.fake_lr, fake_steps=args.fake_steps, init_unet=args.init_unet,
+                       ode_weight=args.ode_weight, bank_count=args.bank, bank_file=args.bank_file,
+                       ema_decay=args.ema_decay), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+#!/bin/bash
+# Call 8 (GPU): the one-step student by distribution matching (training.distill_dmd), three runs
+# side by side on one card, each from the shipped ADD student (weights/bundled_turbo, 0.604 / 0.549
+# seen / held-out at 512 + 512 captions vs the teacher's 0.775 / 0.754):
+#   R1: DMD alone, lr 1e-5, fake-score lr 5e-5, 5 fake updates per student update;
+#   R2: R1 + the regression on the teacher's DDIM-10 samples (weight 0.25, DMD's first version);
+#   R3: DMD alone, lr 3e-5, fake-score lr 1e-4.
+# The student UNet (17.9 MB) does not fit in one upload beside the wheels, so it travels in two calls.
+#   bash training/results/call8/gpu_call8.sh prepare         # wheels, shard 2 + config (call 1)
+#   bash training/results/call8/gpu_call8.sh launch WAIT_S   # shard 1, start R1-R3
+#   bash training/results/call8/gpu_call8.sh poll WAIT_S
+#   bash training/results/call8/gpu_call8.sh finish          # export each, evaluate each vs the teacher
+# Env: DEVICE (cuda), TRAIN_S (780), BANK (65536), CAPTIONS (512), BATCH (256), EVAL_ARGS.
+set -u -o pipefail
+MODE=$1
+E=runs/e8; UP=runs/up8
+DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-780}; BANK=${BANK:-65536}; CAPTIONS=${CAPTIONS:-512}
+BATCH=${BATCH:-256}; EVAL_ARGS=${EVAL_ARGS:-}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
+PY=${PYTHON:-python3}
+log() { echo "[call8 $(date +%H:%M:%S)] $*"; }
+TURBO=weights/bundled_turbo/unet
+RUNS=(run8a run8b run8c)
+case $MODE in
+prepare)
+  for wheels in .whl .whl_t; do
+    if [ -d $wheels ]; then
+      mkdir -p runs/site
+      $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target runs/site $wheels/*.whl || exit 1
+    fi
+  done
+  mkdir -p $UP; cp $TURBO/config.json $TURBO/*.index.json $TURBO/*00002-of-00002.safetensors $UP/
+  { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo cpu; }; ls -l $UP
+  $PY -c "import diffusers, torch; print('diffusers', diffusers.__version__, 'torch', torch.__version__)"
+  ;;
+launch)
+  [ -f $TURBO/diffusion_pytorch_model-00001-of-00002.safetensors ] && cp $TURBO/*00001-of-00002.safetensors $UP/
+  ( cd $UP && sha256sum ./*.safetensors )
+  rm -rf runs/run8* $E runs/bank8.pt; mkdir -p runs/run8a $E/logs
+  { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo cpu; } | tee $E/card.txt
+  $PY -m training.export --import weights runs/run8a > $E/logs/import.log 2>&1 || { cat $E/logs/import.log; exit 1; }
+  cp -r runs/run8a runs/run8b; cp -r runs/run8a runs/run8c
+  setsid nohup bash "$0" pipeline > $E/pipeline.log 2>&1 < /dev/null &
+  log "pipeline started"; sleep "${2:-60}"; bash "$0" poll 0
+  ;;
+pipeline)
+  T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
+  COMMON=(--device "$DEVICE" --init-unet $UP --batch "$BATCH")
+  log "R1, R2 (builds the bank of $BANK), R3 until $TRAIN_S s"
+  $PY -m training.distill_dmd --out runs/run8a --seconds "$TRAIN_S" "${COMMON[@]}" --lr 1e-5 --fake-lr 5e-5 > $E/logs/dmd_r1.log 2>&1 &
+  $PY -m training.distill_dmd --out runs/run8b --seconds "$TRAIN_S" "${COMMON[@]}" --lr 1e-5 --fake-lr 5e-5 \
+    --ode-weight 0.25 --bank "$BANK" --bank-file runs/bank8.pt > $E/logs/dmd_r2.log 2>&1 &
+  $PY -m training.distill_dmd --out runs/run8c --seconds "$TRAIN_S" "${COMMON[@]}" --lr 3e-5 --fake-lr 1e-4 > $E/logs/dmd_r3.log 2>&1 &
+  wait
+  log "all done at $(el) s"; touch $E/DONE
+  ;;
+poll)
+  sleep "${2:-0}"
+  grep -h "^\[call8" $E/pipeline.log | tail -n 4
+  for f in dmd_r1 dmd_r2 dmd_r3; do [ -f $E/logs/$f.log ] && { echo "$f:"; grep "probe\|Error\|error" $E/logs/$f.log | tail -n 4 | cut -c1-300; }; done
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
+  ;;
+finish)
+  while [ ! -f $E/DONE ]; do sleep 5; done
+  bash "$0" poll 0
+  for name in "${RUNS[@]}"; do
+    r=runs/$name; W=runs/w8_$name
+    $PY -m training.export_students $r $W --turbo-only dmd > $E/logs/export_$name.log 2>&1 || { tail -n 20 $E/logs/export_$name.log; continue; }
+    # shellcheck disable=SC2086
+    $PY -m training.students_eval --weights $W --out $E/students_$name --captions "$CAPTIONS" --device "$DEVICE" \
+      --models bundled-turbo $EVAL_ARGS > $E/logs/students_eval_$name.log 2>&1 || tail -n 20 $E/logs/students_eval_$name.log
+    echo "== $name"; cat $E/students_$name/students_eval.md
+    cp $r/dmd/state.json $E/dmd_state_$name.json; cp $r/dmd/loss.png $E/dmd_loss_$name.png
+    mkdir -p $E/weights_$name/bundled_turbo
+    cp -r $W/bundled_turbo/unet $W/bundled_turbo/scheduler $W/bundled_turbo/model_index.json $E/weights_$name/bundled_turbo/
+  done
+  tar -C $E -cf - . | split -b 15M -d - "${OUT:-runs}/e8.tar.part"
+  ls -l "${OUT:-runs}"; log done
+  ;;
+esac
