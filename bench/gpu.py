@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import io
 import json
@@ -29,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -106,9 +108,11 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("darkroom-fast", interval=(1.0, 1e9), est_s=40),
     ),
 }
-COMPILED_VARIANT = Variant("darkroom-compiled", compiled_unet=True, est_s=120)  # --compile-engine
-
-FAST_INTERVAL = (1.0, 1e9)  # guidance only while sigma in (1, inf): the opt-in "fast" mode
+FAST_INTERVAL = (1.0, 1e9)  # guidance only while sigma in (1, inf): the opt-in "fast" mode (--fast-interval)
+COMPILED_VARIANTS = (  # --compile-engine: a torch.compile'd UNet (about a minute per bucket shape, cached)
+    Variant("darkroom-compiled", compiled_unet=True, est_s=120),
+    Variant("darkroom-compiled-fast", compiled_unet=True, interval=FAST_INTERVAL, est_s=120),
+)
 DEVICE = "cuda"  # --tiny runs the whole script on the CPU with shrunk models
 DTYPE = torch.float16
 
@@ -197,12 +201,13 @@ RESPONSE_ARGS = {
 
 
 def http_load(engine: object, settings: object, case: Case, requests: int, kinds: tuple[str, ...],
-              open_rate: float | None) -> dict:
+              open_rate: float | None, label: str = "darkroom") -> dict:
     """Load through HTTP: uvicorn in this process, bench/load.py clients in another process.
 
     A closed loop at the case's concurrency (saturated images/s) per response kind, then, when
     `open_rate` is given, Poisson arrivals at that rate in the first kind (p99 latency under
-    load vs the unloaded latency).
+    load vs the unloaded latency). With --profile-http, one more closed loop in the first kind
+    runs under bench/server_profile.py (this process is the server); its report carries the profile.
     """
     import uvicorn
 
@@ -210,7 +215,8 @@ def http_load(engine: object, settings: object, case: Case, requests: int, kinds
 
     port = free_port()
     app = create_app(settings, engine=engine)  # type: ignore[arg-type]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # as `darkroom serve` runs it: no access log (create_app's lifespan freezes the collector)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -222,18 +228,30 @@ def http_load(engine: object, settings: object, case: Case, requests: int, kinds
     ]
     runs = {f"closed:{kind}": common + RESPONSE_ARGS[kind] + ["--mode", "closed", "--concurrency", str(case.http_concurrency),
                                                            "--requests", str(requests)] for kind in kinds}
+    if PROFILE_DIR is not None:
+        runs[f"profiled:{kinds[0]}"] = runs[f"closed:{kinds[0]}"]
     if open_rate:
         runs[f"open:{kinds[0]}"] = common + RESPONSE_ARGS[kinds[0]] + ["--mode", "open", "--rate", f"{open_rate:.3f}",
                                                                       "--duration", str(POISSON_S)]
     reports: dict = {}
     try:
         for name, cmd in runs.items():
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+            profile = None
+            if name.startswith("profiled:"):
+                from bench.server_profile import ServerProfile
+
+                assert PROFILE_DIR is not None
+                profile = ServerProfile(PROFILE_DIR, f"{case.name}_{label}_{name.split(':')[1]}")
+            with profile or contextlib.nullcontext():
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
             try:
                 reports[name] = json.loads(proc.stdout[proc.stdout.index("{"):])
             except ValueError:
                 reports[name] = {"error": (proc.stdout + proc.stderr)[-800:]}
             print(f"  http {name}: {json.dumps(reports[name])[:400]}", flush=True)
+            if profile is not None:
+                reports[name]["profile"] = profile.summary
+                print(f"  profile: {json.dumps(profile.summary)[:1500]}", flush=True)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -241,6 +259,8 @@ def http_load(engine: object, settings: object, case: Case, requests: int, kinds
 
 
 POISSON_S = 15  # seconds of Poisson arrivals (--tiny: 4)
+PROFILE_DIR: Path | None = None  # --profile-http: where the server profiles' text summaries go
+HTTP_KINDS: set[str] | None = None  # --http-kinds: only these response kinds of each variant
 
 
 class Budget:
@@ -280,6 +300,8 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
         # warm-up: every bucket size the runs will use (captures the CUDA graphs, compiles)
         for n in sorted({case.engine_max_batch, 1, max(1, case.engine_max_batch // 2)}, reverse=True):
             run_engine(engine, [spec_for(case, 1000 + i, interval, fmt) for i in range(n)])
+        if variant.compiled_unet:  # mixed steps reach buckets the uniform warm-up does not (compile each now)
+            run_engine(engine, [spec_for(case, 2000 + i, interval, fmt) for i in range(case.saturate_requests)])
         warmup_s = time.perf_counter() - warm_start
         singles = [run_engine(engine, [spec_for(case, 0, interval, "png")]) for _ in range(3)]
         latency = float(np.median([s for s, _ in singles]))
@@ -307,12 +329,13 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
                       "encode_s_median_saturated": round(encode_s, 5), "output_format": fmt})
         print(f"  {variant.label:28s} batch1 {latency:7.3f} s | saturated {ips:7.2f} img/s ({fmt}, encode {encode_s * 1e3:.1f} ms) "
               f"| diff max {diff.max()} mean {diff.mean():.2f} | warm-up {warmup_s:.1f} s", flush=True)
-        if http and variant.http:
+        kinds = tuple(k for k in variant.http if HTTP_KINDS is None or k in HTTP_KINDS)
+        if http and kinds:
             rate = 0.8 * ips if variant.poisson else None
-            load = http_load(engine, settings, case, case.saturate_requests * 2, variant.http, rate)
+            load = http_load(engine, settings, case, case.saturate_requests * 2, kinds, rate, variant.label)
             for name, report in load.items():
                 loop, kind = name.split(":")
-                if "images_per_s" not in report:
+                if "images_per_s" not in report or loop == "profiled":  # the profiled run's figures stay in notes
                     continue
                 record = {"case": case.name, "system": "darkroom-http", "mode": "saturated" if loop == "closed" else "poisson80",
                           "exact": exact, "images_per_s": round(report["images_per_s"], 3),
@@ -337,11 +360,19 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
 
 def bench_case(
     case: Case, tokenizer_dir: Path, ceiling: float, http: bool, budget: Budget, compile_engine: bool = False,
-    only: set[str] | None = None,
+    only: set[str] | None = None, emit: Callable[[list[dict], list[dict]], None] | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """The diffusers baseline of a case, then each of its variants (each isolated: a failure is noted)."""
+    """The diffusers baseline of a case, then each of its variants (each isolated: a failure is noted).
+
+    `emit(records, notes)` gets the case's figures so far after the baseline and after each
+    variant (the caller saves them), so a call cut by its time limit keeps what it measured.
+    """
     records: list[dict] = []
     notes: list[dict] = []
+
+    def flush() -> None:
+        if emit is not None:
+            emit(records, notes)
     print(f"== {case.name}: building random-weight {case.arch}", flush=True)
     t0 = time.perf_counter()
     arch = build(case.arch, device=DEVICE, dtype=DTYPE, tiny=DEVICE == "cpu")
@@ -368,9 +399,10 @@ def bench_case(
     _free_cuda()
     if best is not None:
         notes.append({"case": case.name, "diffusers_best": best})
+    flush()
 
     # (b) + (c) Darkroom's engine, one variant per lever set, and HTTP
-    variants = list(VARIANTS[case.name]) + ([COMPILED_VARIANT] if compile_engine else [])
+    variants = list(VARIANTS[case.name]) + (list(COMPILED_VARIANTS) if compile_engine else [])
     for variant in variants:
         if only is not None and variant.label not in only:
             continue
@@ -388,6 +420,7 @@ def bench_case(
             traceback.print_exc()
             notes.append({"case": case.name, "system": variant.label, "error": repr(exc)[:500]})
         _free_cuda()
+        flush()
     del arch
     _free_cuda()
     return records, notes
@@ -494,13 +527,25 @@ def main() -> int:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--compile-engine", action="store_true",
-                        help="also serve with a torch.compile'd UNet (about a minute per bucket shape)")
+                        help="also serve with a torch.compile'd UNet, exact and fast (about a minute per bucket shape)")
+    parser.add_argument("--fast-interval", default=None,
+                        help="sigma_lo,sigma_hi of every fast variant (default 1,1e9: guide while sigma >= 1)")
+    parser.add_argument("--http-kinds", default=None, help="comma-separated response kinds to run (default: each variant's)")
+    parser.add_argument("--profile-http", action="store_true",
+                        help="one more closed HTTP run per variant under a CPU profile of the server (bench/server_profile.py)")
     parser.add_argument("--tiny", action="store_true", help="shrunk models on the CPU: checks the script runs")
     parser.add_argument("--side", type=int, default=None, help="override every case's image side (with --tiny)")
     parser.add_argument("--run-name", default="", help="suffix of the results file name, e.g. run4")
     args = parser.parse_args()
     budget = Budget(args.budget_s)
-    global DEVICE, DTYPE, POISSON_S
+    global DEVICE, DTYPE, POISSON_S, PROFILE_DIR, HTTP_KINDS, FAST_INTERVAL, COMPILED_VARIANTS
+    if args.fast_interval:
+        lo, hi = (float(x) for x in args.fast_interval.split(","))
+        FAST_INTERVAL = (lo, min(hi, 1e9))  # finite: the request schema's JSON has no inf
+        for key, variants in list(VARIANTS.items()):
+            VARIANTS[key] = tuple(replace(v, interval=FAST_INTERVAL) if v.interval else v for v in variants)
+        COMPILED_VARIANTS = tuple(replace(v, interval=FAST_INTERVAL) if v.interval else v for v in COMPILED_VARIANTS)
+    HTTP_KINDS = set(args.http_kinds.split(",")) if args.http_kinds else None
     if args.tiny:
         DEVICE, DTYPE, POISSON_S = "cpu", torch.float32, 4
         for key, case in list(CASES.items()):
@@ -508,8 +553,10 @@ def main() -> int:
                                  engine_max_batch=4, saturate_requests=8, http_concurrency=4)
         for key, variants in list(VARIANTS.items()):
             VARIANTS[key] = tuple(replace(v, est_s=1.0) for v in variants)
+        COMPILED_VARIANTS = tuple(replace(v, est_s=1.0) for v in COMPILED_VARIANTS)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    PROFILE_DIR = out_dir / "profiles" if args.profile_http else None
 
     import diffusers
 
@@ -555,10 +602,14 @@ def main() -> int:
                 print(f"  {json.dumps(quality)[:600]}", flush=True)
                 result["fp8_quality"] = quality
             else:
-                records, notes = bench_case(CASES[name], tokenizer_dir, ceiling, http=not args.no_http, budget=budget,
-                                            compile_engine=args.compile_engine, only=only)
-                result["records"] += records
-                result["notes"] += notes
+                before = (list(result["records"]), list(result["notes"]))
+
+                def emit(records: list[dict], notes: list[dict], before: tuple[list, list] = before) -> None:
+                    result["records"], result["notes"] = before[0] + records, before[1] + notes
+                    save()
+
+                emit(*bench_case(CASES[name], tokenizer_dir, ceiling, http=not args.no_http, budget=budget,
+                                 compile_engine=args.compile_engine, only=only, emit=emit))
         except Exception as exc:  # noqa: BLE001 - one failing task must not lose the others' figures
             import traceback
 

@@ -59,6 +59,7 @@ class Report:
     failures: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     body_bytes_mean: float | None = None  # response body size of successful requests
+    client_cpu_s: float | None = None  # this process's CPU over the measured run: near wall_s, the client bounds it
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -138,9 +139,10 @@ async def run(args: argparse.Namespace) -> Report:
         model = args.model or models[0]["id"]
         for i in range(args.warmup):
             await one(client, 10_000 + i, args)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         outcomes = await (closed_loop(client, args) if args.mode == "closed" else open_loop(client, args))
         wall_s = time.perf_counter() - started
+        client_cpu_s = time.process_time() - cpu_started
     ok = [o for o in outcomes if o.status == "200"]
     latencies = [o.latency_s for o in ok]
     return Report(
@@ -159,6 +161,7 @@ async def run(args: argparse.Namespace) -> Report:
                                                   "height", "num_images", "sampler", "guidance", "output_format",
                                                   "quality", "binary")},
         body_bytes_mean=statistics.fmean(o.body_bytes for o in ok) if ok else None,
+        client_cpu_s=client_cpu_s,
     )
 
 

@@ -1,6 +1,7 @@
 """The README's performance tables, generated from bench/results/*.json.
 
-    python -m bench.report            # prints Markdown
+    python -m bench.report                       # prints Markdown for bench/results/
+    python -m bench.report RESULT.json [...]     # those files only (e.g. a fresh run's $OUT)
 """
 
 from __future__ import annotations
@@ -87,9 +88,52 @@ def fp8_quality_table(quality: dict) -> list[str]:
     return lines
 
 
-def main() -> int:
-    for path in sorted(RESULTS.glob("gpu_*.json")):
+def profile_lines(result: dict) -> list[str]:
+    """One line per profiled HTTP run (bench/server_profile.py): threads' CPU, GIL, GPU, top functions."""
+    lines = []
+    for note in result.get("notes", []):
+        for name, report in (note.get("http_load") or {}).items():
+            profile = report.get("profile")
+            if not profile:
+                continue
+            threads = ", ".join(f"{t['thread']} {t['core_share']:.2f}" for t in profile.get("threads", [])[:5])
+            top = ", ".join(f"{f} {share:.2f}" for f, share in profile.get("top_self", [])[:6])
+            gil = profile.get("gil_held_share")
+            lines.append(
+                f"- {note['case']} {note['system']} {name}: {report.get('images_per_s', 0):.1f} img/s under the profiler; "
+                f"server process {profile.get('process_cores')} cores ({threads}); "
+                f"GIL held {'not sampled' if gil is None else f'{gil:.2f}'} of the time; "
+                f"GPU busy {profile.get('gpu_util_mean_pct', '?')}%; client CPU {report.get('client_cpu_s') or 0:.1f} s "
+                f"of {report.get('wall_s', 0):.1f} s; sampler: {profile.get('sampler')}; top self ({'GIL holder' if gil else 'on-CPU'}): {top}"
+            )
+    return lines
+
+
+def interval_quality_table(quality: dict) -> list[str]:
+    """Judge accuracy of the bundled model guided at every step vs within each guidance interval."""
+    lines = ["| guided | steps guided | UNet rows | split | caption acc | colour | shape | size | position | FID (judge) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in quality.get("records", []):
+        label = str(r["model"]).rstrip("_")
+        rows = quality.get("rows", {}).get(label, {})
+        lines.append(f"| {label.replace('_', ' ')} | {rows.get('guided_steps', '?')} / {quality.get('steps')} | "
+                     f"{rows.get('unet_rows_vs_all_steps', float('nan')):.2f}x | {r['split']} | {r['acc_caption']:.3f} | "
+                     f"{r['acc_colour']:.3f} | {r['acc_shape']:.3f} | {r.get('acc_size', float('nan')):.3f} | "
+                     f"{r.get('acc_position', float('nan')):.3f} | {r['fid_judge']:.2f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
+    if not paths:
+        paths = sorted(RESULTS.glob("gpu_*.json")) + sorted(RESULTS.glob("cpu_guidance_interval_quality*.json"))
+    for path in paths:
         result = load(path)
+        if "card" not in result:  # bench/guidance_quality.py
+            print(f"### {path.name}: guidance interval on the bundled model ({result.get('device')}, DDIM "
+                  f"{result.get('steps')}, w = {result.get('guidance')}, {result.get('captions')} captions per split, same seeds)\n")
+            print("\n".join(interval_quality_table(result)) + "\n")
+            continue
         print(f"### {path.name}: {result['card']}, torch {result['torch']}, diffusers {result.get('diffusers', '?')}, "
               f"matmul ceiling {result.get('matmul_ceiling_tflops', '?')} TFLOP/s\n")
         if result["records"]:
@@ -102,6 +146,9 @@ def main() -> int:
             print(f"fp8 quality cost on the bundled model (DDIM 25, w = 4, {result['fp8_quality'].get('captions')} captions "
                   "per split, same seeds):\n")
             print("\n".join(fp8_quality_table(result["fp8_quality"])) + "\n")
+        if profile_lines(result):
+            print("CPU profiles of the server process under HTTP load:\n")
+            print("\n".join(profile_lines(result)) + "\n")
         if result.get("environment"):
             print(f"Optional packages in this call: {result['environment']}\n")
     return 0

@@ -45,6 +45,7 @@ class Config:
     steps: int
     guidance: float
     splits: tuple[str, ...]
+    guidance_interval: tuple[float, float] | None = None  # (sigma_lo, sigma_hi]: guide only there
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:
@@ -66,12 +67,15 @@ def spread(generated: Tensor, real: Tensor) -> float:
 @torch.no_grad()
 def generate(model: object, prompts: list[str], sampler: str, steps: int, guidance: float, seed: int,
              classifier: torch.nn.Module | None = None, classifier_scale: float = 0.0,
-             classifier_labels: Tensor | None = None) -> Tensor:
+             classifier_labels: Tensor | None = None, guidance_interval: tuple[float, float] | None = None) -> Tensor:
     """Images (N, 3, 64, 64) in [0, 1] for many prompts at once, exactly as text_to_image draws one
-    (seeded CPU generator, prior noise, CFG with the empty negative prompt, the sampler's sigmas);
-    with a classifier, x0 is also shifted by classifier_scale * sigma^2 * grad log p(labels | x)."""
+    (seeded CPU generator, prior noise, CFG with the empty negative prompt, the sampler's sigmas,
+    the guidance interval); with a classifier, x0 is also shifted by
+    classifier_scale * sigma^2 * grad log p(labels | x)."""
+    from dataclasses import replace
+
     from pipelines.conditioning import GuidedConditioning
-    from pipelines.guidance import cfg, classifier_guidance
+    from pipelines.guidance import cfg, classifier_guidance, in_guidance_interval
     from pipelines.samplers import make_sampler, run, seeded_noise
     from pipelines.text import encode_with_negative
     from pipelines.text_to_image import sampling_sigmas
@@ -93,7 +97,10 @@ def generate(model: object, prompts: list[str], sampler: str, steps: int, guidan
                                 classifier_scale=torch.full((n,), classifier_scale), classifier_labels=classifier_labels)
 
     def denoise(x_now: Tensor, sigma_rows: Tensor) -> Tensor:
-        return guided(x_now, sigma_rows, gc)
+        if guidance_interval is None:
+            return guided(x_now, sigma_rows, gc)
+        guide = in_guidance_interval(sigma_rows.cpu(), guidance_interval[0], guidance_interval[1])
+        return guided(x_now, sigma_rows, replace(gc, guide=guide))
 
     x = run(make_sampler(sampler, x, sigmas, seeded_noise(x, generator)), denoise)
     latents = model.denoiser.to_decoder_input(x, float(sigmas[-1]))  # type: ignore[attr-defined]
@@ -151,7 +158,8 @@ def evaluate(model: object, judge: Judge, configs: list[Config], captions: int, 
                 torch.cuda.synchronize()
             t0 = time.monotonic()
             for i in range(0, len(prompts), batch):
-                images.append(generate(model, prompts[i : i + batch], config.sampler, config.steps, config.guidance, seed=i).to(judge_device))
+                images.append(generate(model, prompts[i : i + batch], config.sampler, config.steps, config.guidance, seed=i,
+                                   guidance_interval=config.guidance_interval).to(judge_device))
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.monotonic() - t0
@@ -159,6 +167,7 @@ def evaluate(model: object, judge: Judge, configs: list[Config], captions: int, 
             accuracy, features = caption_accuracy(judge, generated, [s.caption for s in scenes])
             record: dict[str, object] = {
                 "model": label, "sampler": config.sampler, "steps": config.steps, "guidance": config.guidance,
+                **({"guidance_interval": list(config.guidance_interval)} if config.guidance_interval else {}),
                 "split": split, "captions": len(prompts), "fid_judge": frechet_distance(features, real_features),
                 "spread": spread(features, real_features), "seconds_per_image_batched": seconds / len(prompts),
                 **{f"acc_{k}": v for k, v in accuracy.items()},
