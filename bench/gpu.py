@@ -228,6 +228,9 @@ def http_load(engine: object, settings: object, case: Case, requests: int, kinds
     ]
     runs = {f"closed:{kind}": common + RESPONSE_ARGS[kind] + ["--mode", "closed", "--concurrency", str(case.http_concurrency),
                                                            "--requests", str(requests)] for kind in kinds}
+    for clients in EXTRA_CONCURRENCY:  # more requests in flight: does the closed loop's round trip bound it?
+        runs[f"closed{clients}:{kinds[0]}"] = common + RESPONSE_ARGS[kinds[0]] + [
+            "--mode", "closed", "--concurrency", str(clients), "--requests", str(max(requests, 3 * clients))]
     if PROFILE_DIR is not None:
         runs[f"profiled:{kinds[0]}"] = runs[f"closed:{kinds[0]}"]
     if open_rate:
@@ -261,6 +264,7 @@ def http_load(engine: object, settings: object, case: Case, requests: int, kinds
 POISSON_S = 15  # seconds of Poisson arrivals (--tiny: 4)
 PROFILE_DIR: Path | None = None  # --profile-http: where the server profiles' text summaries go
 HTTP_KINDS: set[str] | None = None  # --http-kinds: only these response kinds of each variant
+EXTRA_CONCURRENCY: tuple[int, ...] = ()  # --extra-concurrency: more closed loops in the first kind
 
 
 class Budget:
@@ -337,13 +341,14 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
                 loop, kind = name.split(":")
                 if "images_per_s" not in report or loop == "profiled":  # the profiled run's figures stay in notes
                     continue
-                record = {"case": case.name, "system": "darkroom-http", "mode": "saturated" if loop == "closed" else "poisson80",
+                record = {"case": case.name, "system": "darkroom-http", "mode": "poisson80" if loop == "open" else "saturated",
                           "exact": exact, "images_per_s": round(report["images_per_s"], 3),
                           "latency_s": round(report.get("latency_p50_s") or 0.0, 4), "p99_s": report.get("latency_p99_s"),
                           "response": kind, "engine": variant.label, "levers": levers,
                           "body_bytes_mean": report.get("body_bytes_mean"), "failures": report.get("failures")}
-                if loop == "closed":
-                    record["concurrency"] = case.http_concurrency
+                if loop.startswith("closed"):
+                    record["concurrency"] = report.get("settings", {}).get("concurrency", case.http_concurrency)
+                    record["client_cpu_s"], record["wall_s"] = report.get("client_cpu_s"), report.get("wall_s")
                 elif report.get("latency_p99_s"):
                     record.update(unloaded_latency_s=round(latency, 4), p99_over_unloaded=round(report["latency_p99_s"] / latency, 2),
                                   rate_per_s=round(rate or 0.0, 3))
@@ -531,6 +536,8 @@ def main() -> int:
     parser.add_argument("--fast-interval", default=None,
                         help="sigma_lo,sigma_hi of every fast variant (default 1,1e9: guide while sigma >= 1)")
     parser.add_argument("--http-kinds", default=None, help="comma-separated response kinds to run (default: each variant's)")
+    parser.add_argument("--extra-concurrency", default="",
+                        help="comma-separated client counts of further closed HTTP loops in each variant's first kind")
     parser.add_argument("--profile-http", action="store_true",
                         help="one more closed HTTP run per variant under a CPU profile of the server (bench/server_profile.py)")
     parser.add_argument("--tiny", action="store_true", help="shrunk models on the CPU: checks the script runs")
@@ -538,7 +545,7 @@ def main() -> int:
     parser.add_argument("--run-name", default="", help="suffix of the results file name, e.g. run4")
     args = parser.parse_args()
     budget = Budget(args.budget_s)
-    global DEVICE, DTYPE, POISSON_S, PROFILE_DIR, HTTP_KINDS, FAST_INTERVAL, COMPILED_VARIANTS
+    global DEVICE, DTYPE, POISSON_S, PROFILE_DIR, HTTP_KINDS, EXTRA_CONCURRENCY, FAST_INTERVAL, COMPILED_VARIANTS
     if args.fast_interval:
         lo, hi = (float(x) for x in args.fast_interval.split(","))
         FAST_INTERVAL = (lo, min(hi, 1e9))  # finite: the request schema's JSON has no inf
@@ -546,6 +553,7 @@ def main() -> int:
             VARIANTS[key] = tuple(replace(v, interval=FAST_INTERVAL) if v.interval else v for v in variants)
         COMPILED_VARIANTS = tuple(replace(v, interval=FAST_INTERVAL) if v.interval else v for v in COMPILED_VARIANTS)
     HTTP_KINDS = set(args.http_kinds.split(",")) if args.http_kinds else None
+    EXTRA_CONCURRENCY = tuple(int(c) for c in args.extra_concurrency.split(",") if c)
     if args.tiny:
         DEVICE, DTYPE, POISSON_S = "cpu", torch.float32, 4
         for key, case in list(CASES.items()):

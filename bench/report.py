@@ -47,7 +47,8 @@ def case_table(result: dict) -> list[str]:
             ratio = ""
         extra = ""
         if r.get("p99_s") is not None:
-            extra = f" (p99 {r['p99_s']:.2f} s)"
+            clients = f"{r['concurrency']} clients, " if r.get("concurrency") else ""
+            extra = f" ({clients}p99 {r['p99_s']:.2f} s)"
         if r.get("batch") is not None and r["system"] == "diffusers":
             extra = f" (batch {r['batch']})"
         system = r["system"]

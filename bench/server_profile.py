@@ -40,6 +40,8 @@ TOP_N = 40
 # leaf functions of a thread that waits (for work, a lock, the network, the GPU): not on-CPU
 WAITING = {"wait", "select", "poll", "epoll", "sleep", "acquire", "get", "_wait_for_tstate_lock", "result", "join",
            "synchronize", "accept", "recv", "recv_into", "_worker", "run_forever"}
+# ... and by (function, file): uvloop's event loop is C, so an idle uvicorn thread's Python leaf is asyncio.run's
+WAITING_IN = {("run", "runners.py"), ("run_until_complete", "base_events.py")}
 
 
 def _thread_cpu() -> dict[int, tuple[str, float]]:
@@ -106,10 +108,9 @@ class ServerProfile:
                 self._spies[view] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), path)
             time.sleep(1.5)  # an attach failure shows as an early exit
             failed = {v: p for v, (p, _) in self._spies.items() if p.poll() is not None}
-            if failed:
-                self.summary["py_spy_error"] = " | ".join(p.stdout.read()[-300:] for p in failed.values() if p.stdout)
-                self._stop_spies()
-                self._spies = {}
+            if failed:  # keep a view that attached (--gil needs more of the interpreter's layout than stacks)
+                self.summary["py_spy_error"] = " | ".join(f"{v}: {p.stdout.read()[-300:]}" for v, p in failed.items() if p.stdout)
+                self._spies = {v: spy for v, spy in self._spies.items() if v not in failed}
         else:
             self.summary["py_spy_error"] = "no py-spy executable (PY_SPY, PATH, <sys.path>/bin)"
         if not self._spies:
@@ -194,7 +195,8 @@ class ServerProfile:
         while not self._stop.wait(period):
             names = {t.ident: t.name for t in threading.enumerate()}
             for ident, frame in sys._current_frames().items():
-                if ident == me or frame.f_code.co_name in WAITING:
+                code = frame.f_code
+                if ident == me or code.co_name in WAITING or (code.co_name, Path(code.co_filename).name) in WAITING_IN:
                     continue
                 stack: list[str] = []
                 f: FrameType | None = frame
