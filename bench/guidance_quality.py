@@ -34,8 +34,9 @@ def uncond_share(sigmas: list[float], interval: tuple[float, float] | None) -> t
     return guided, (steps + guided) / (2 * steps)
 
 
-def guidance_interval_quality(device: str, captions: int, intervals: list[tuple[float, float]], batch: int) -> dict:
-    """{"records": [...every step guided, then each interval...], "rows": {...}, "seconds": s}."""
+def guidance_interval_quality(device: str, captions: int, intervals: list[tuple[float, float]], batch: int,
+                              all_steps: bool = True) -> dict:
+    """{"records": [...every step guided (unless not all_steps), then each interval...], "rows": {...}, "seconds": s}."""
     from pipelines.loading import load_from_manifest
     from pipelines.manifest import default_weights_root
     from pipelines.text_to_image import sampling_sigmas
@@ -49,7 +50,7 @@ def guidance_interval_quality(device: str, captions: int, intervals: list[tuple[
     scratch = Path(tempfile.mkdtemp(prefix="darkroom_interval_"))  # eval's sample grids stay out of the results
     result: dict = {"model": "bundled", "sampler": "ddim", "steps": STEPS, "guidance": GUIDANCE, "captions": captions,
                     "device": device, "model_sigmas": [round(s, 4) for s in sigmas], "records": [], "rows": {}}
-    for interval in [None, *intervals]:
+    for interval in [None, *intervals] if all_steps else intervals:
         label = "all_steps_" if interval is None else f"interval_{interval[0]:g}_{interval[1]:g}_"
         guided, rows = uncond_share(sigmas, interval)
         result["rows"][label.rstrip("_")] = {"guided_steps": guided, "unet_rows_vs_all_steps": round(rows, 3),
@@ -73,8 +74,11 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="bench/results/cpu_guidance_interval_quality.json")
+    parser.add_argument("--no-all-steps", action="store_true",
+                        help="skip the every-step baseline (e.g. measured by an earlier invocation with the same captions)")
     args = parser.parse_args()
-    result = guidance_interval_quality(args.device, args.captions, args.interval or [(1.0, math.inf)], args.batch)
+    result = guidance_interval_quality(args.device, args.captions, args.interval or [(1.0, math.inf)], args.batch,
+                                       all_steps=not args.no_all_steps)
     for record in result["records"]:  # JSON has no inf: the interval's upper end is written as a string
         if "guidance_interval" in record:
             record["guidance_interval"] = [x if math.isfinite(x) else "inf" for x in record["guidance_interval"]]
