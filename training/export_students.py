@@ -90,7 +90,7 @@ def export_turbo(run: Path, weights: Path, stage: str, manifest: Path = ROOT / "
 
 def install(source: Path, weights: Path, manifest: Path) -> None:
     """Copy the students' own files (unet/, scheduler/, model_index.json) from `source` (a weights root
-    or the OUT/weights of a GPU call) into `weights`, link the shared components into bundled/, and
+    or the OUT/weights of a GPU call; a student absent there is left as it is) into `weights`, link the shared components into bundled/, and
     rewrite the bundled-lcm / bundled-turbo file lists and sha256 in `manifest` from what is on disk."""
     import shutil
 
@@ -99,6 +99,8 @@ def install(source: Path, weights: Path, manifest: Path) -> None:
         if folder == BUNDLED:
             continue
         target = weights / folder
+        if not (source / folder / "unet").is_dir():
+            continue  # a call that trained only one of the students
         for name in ("unet", "scheduler"):
             if (target / name).exists():
                 shutil.rmtree(target / name)

@@ -4,8 +4,8 @@
 
 W is a weights root with manifest.yaml (from `python -m training.export_students RUN W`), or the
 repository's weights/ with --manifest weights_manifest.yaml. Rows: the teacher (bundled, DDIM 25,
-w = 4), the LCM student (bundled-lcm, 1 / 2 / 4 steps) and the ADD student (bundled-turbo, one
-step), students without a CFG pass (w = 1). Accuracy (whole caption and per attribute) and FID come
+w = 4), the LCM student (bundled-lcm, 1 / 2 / 4 steps) and the one-step student (bundled-turbo,
+sampler turbo; DMD since call 8, ADD before), students without a CFG pass (w = 1). Accuracy (whole caption and per attribute) and FID come
 from server.commands.eval.evaluate on the same `--captions` seen and held-out captions per row.
 
 Latency per image goes through the same serving path (server.commands.eval.generate: text
@@ -17,7 +17,7 @@ fixed costs (text encoder, VAE decoder, launches) bound the students' speed-up.
 --latency-only skips the judge (students_latency.json only), e.g. for CPU figures.
 
 Writes DIR/students_eval.json, DIR/students_eval.md and DIR/students_grid.png (rows: 8 seen
-captions; columns: teacher, LCM 1, 2, 4, ADD 1).
+captions; columns: teacher, LCM 1, 2, 4, one-step).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ ROWS: tuple[tuple[str, str, int, float, str], ...] = (
     ("bundled-lcm", "lcm", 1, 1.0, "LCM 1 step"),
     ("bundled-lcm", "lcm", 2, 1.0, "LCM 2 steps"),
     ("bundled-lcm", "lcm", 4, 1.0, "LCM 4 steps"),
-    ("bundled-turbo", "turbo", 1, 1.0, "ADD 1 step"),
+    ("bundled-turbo", "turbo", 1, 1.0, "one-step (turbo) 1 step"),
 )
 
 

@@ -10,6 +10,9 @@
 #   bash training/results/call8/gpu_call8.sh launch WAIT_S   # shard 1, start R1-R3
 #   bash training/results/call8/gpu_call8.sh poll WAIT_S
 #   bash training/results/call8/gpu_call8.sh finish          # export each, evaluate each vs the teacher
+#   bash training/results/call8/gpu_call8.sh resume S        # R1 alone for S s more at batch 512, export, evaluate
+# Ran: R1 0.633 / 0.643, R2 0.611 / 0.646, R3 0.584 / 0.605 after 780 s (seen / held-out, 512 + 512);
+# R1 resumed alone for 390 s: 0.629 / 0.652 (best probe EMA) - shipped as weights/bundled_turbo.
 # Env: DEVICE (cuda), TRAIN_S (780), BANK (65536), CAPTIONS (512), BATCH (256), EVAL_ARGS.
 set -u -o pipefail
 MODE=$1
@@ -53,6 +56,17 @@ pipeline)
   $PY -m training.distill_dmd --out runs/run8c --seconds "$TRAIN_S" "${COMMON[@]}" --lr 3e-5 --fake-lr 1e-4 > $E/logs/dmd_r3.log 2>&1 &
   wait
   log "all done at $(el) s"; touch $E/DONE
+  ;;
+resume)
+  R=runs/e8b; W=runs/w8_run8a2; mkdir -p $R
+  $PY -m training.distill_dmd --out runs/run8a --seconds "${2:-390}" --device "$DEVICE" --batch 512 --lr 1e-5 --fake-lr 5e-5 \
+    > $R/dmd_r1_resume.log 2>&1
+  $PY -m training.export_students runs/run8a $W --turbo-only dmd > $R/export.log 2>&1 || tail $R/export.log
+  $PY -m training.students_eval --weights $W --out $R/students --captions "$CAPTIONS" --device "$DEVICE" --models bundled-turbo \
+    > $R/students_eval.log 2>&1 || tail $R/students_eval.log
+  cat $R/students/students_eval.md; cp runs/run8a/dmd/state.json runs/run8a/dmd/loss.png $R/
+  mkdir -p $R/w/bundled_turbo; cp -r $W/bundled_turbo/unet $W/bundled_turbo/scheduler $W/bundled_turbo/model_index.json $R/w/bundled_turbo/
+  tar -C $R -cf - . | split -b 15M -d - "${OUT:-runs}/e8b.tar.part"
   ;;
 poll)
   sleep "${2:-0}"
