@@ -15,6 +15,13 @@ toward the teacher's x0 from one noised sample (which pulls toward the condition
 the fake score's term removes the part of the teacher's pull the student already satisfies, so
 the one-step samples stay sharp without a discriminator.
 
+Optional (gan_weight > 0, DMD2 sec. 4.3): a real/fake classifier head on the fake score UNet's
+mid-block features of noised latents (t ~ U[0, 1000)), trained with the fake score on VAE latents
+of real renders of the same captions vs the student's samples (non-saturating logistic loss,
+weight gan_d_weight beside the denoising loss); the student gets gan_weight x softplus(-logit) of
+its own noised sample through the fake UNet. Unlike ADD's heads on frozen judge features, the
+features learn with the classifier.
+
 Optional (ode_weight > 0, DMD's first version): the regression of the student's x on the teacher's
 own guided DDIM sample from the same noise, over the bank of training.distill_add.teacher_bank
 (the same file format, so runs share one bank). The student starts from a diffusers UNet folder
@@ -24,6 +31,7 @@ UNet's x0 at t = 999 from pure noise.
 
     python -m training.distill_dmd --out RUN --seconds S [--device cuda] [--batch B] [--lr LR]
         [--fake-lr LR] [--fake-steps K] [--init-unet DIR] [--ode-weight W --bank N --bank-file F]
+        [--gan-weight G --gan-d-weight D]
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ import copy
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from torch import Tensor, nn
 
 from training.checkpoint import (
     EMA,
@@ -43,11 +53,11 @@ from training.checkpoint import (
     save_weights,
     stage_parser,
 )
-from training.data import sample_scenes, tokenize
+from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.distill_add import STUDENT_TIMESTEPS, _evaluate, teacher_bank, x0_from_eps
 from training.distill_lcm import teacher_scaling
-from training.models import Judge
+from training.models import UNET_CONFIG, Judge
 from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_teacher, load_frozen_vae
 
 STAGE = "dmd"
@@ -59,11 +69,50 @@ PROBE_EVERY_S = 120.0  # in-run probe of the EMA student's one-step accuracy (ca
 PROBE_SEED = 777
 
 
+def distribution_matching(x: Tensor, real_x0: Tensor, fake_x0: Tensor) -> tuple[Tensor, Tensor]:
+    """(loss, grad): DMD's generator loss 0.5 * mean((x - sg(x - grad))^2), whose gradient in x is
+    grad / x.numel() with grad = (fake_x0 - real_x0) / mean|x - real_x0| per sample (DMD eq. 7 with
+    its normaliser); real_x0 / fake_x0 are the two scores' x0 predictions on x re-noised."""
+    norm = (x.detach() - real_x0).abs().mean(dim=tuple(range(1, x.dim())), keepdim=True).clamp(min=1e-4)
+    grad = torch.nan_to_num((fake_x0 - real_x0) / norm)
+    return 0.5 * ((x - (x.detach() - grad)) ** 2).mean(), grad
+
+
+class MidFeatureClassifier(nn.Module):
+    """Real/fake logit (B,) from the fake score UNet's mid-block output (B, C, 4, 4) (DMD2's classifier)."""
+
+    def __init__(self, channels: int = UNET_CONFIG["block_out_channels"][-1]) -> None:  # type: ignore[index]
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(32, channels), nn.SiLU(),
+                                  nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU())
+        self.out = nn.Linear(channels, 1)
+
+    def forward(self, feature: Tensor) -> Tensor:
+        return self.out(self.body(feature.float()).mean(dim=(2, 3))).squeeze(1)
+
+
+class MidFeatures:
+    """Keeps the latest output of `unet.mid_block` (a forward hook), for the classifier."""
+
+    def __init__(self, unet: UNet2DConditionModel) -> None:
+        self.value: Tensor | None = None
+        unet.mid_block.register_forward_hook(self._keep)
+
+    def _keep(self, module: nn.Module, inputs: object, output: Tensor) -> None:
+        self.value = output
+
+    def take(self) -> Tensor:
+        value, self.value = self.value, None
+        if value is None:
+            raise RuntimeError("the fake score UNet has not run since the last take()")
+        return value
+
+
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 1e-5,
           fake_lr: float = 5e-5, fake_steps: int = FAKE_STEPS, init_unet: Path | None = None,
           ode_weight: float = 0.0, bank_count: int | None = None, bank_file: Path | None = None,
           pool_size: int = 60_000, eval_count: int = 256, ema_decay: float = EMA_DECAY,
-          probe_every_s: float = PROBE_EVERY_S) -> dict[str, float]:
+          probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     Every probe_every_s the EMA student is scored on 64 seen captions (seed PROBE_SEED, not the
@@ -91,6 +140,10 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     initial = copy.deepcopy(student).eval().requires_grad_(False) if state.step == 0 else None
     fake = copy.deepcopy(teacher.unet).train().requires_grad_(True)
     load_weights(fake, directory / "fake_score.safetensors")
+    gan = gan_weight > 0
+    classifier = MidFeatureClassifier().to(device).train()
+    load_weights(classifier, directory / "classifier.safetensors")
+    mid = MidFeatures(fake)
     ema_model = copy.deepcopy(student).eval().requires_grad_(False)
     load_weights(ema_model, directory / "ema_student.safetensors")
     best_model = copy.deepcopy(ema_model)
@@ -98,14 +151,16 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     ema = EMA(ema_model, ema_decay)
     ema.updates = state.step
     opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
-    opt_f = torch.optim.AdamW(fake.parameters(), lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
+    opt_f = torch.optim.AdamW([*fake.parameters(), *classifier.parameters()], lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
     state.metrics.update({"lr": lr, "fake_lr": fake_lr, "fake_steps": fake_steps, "ode_weight": ode_weight,
-                          "guidance": GUIDANCE, "ema_decay": ema_decay})
+                          "guidance": GUIDANCE, "ema_decay": ema_decay,
+                          "gan_weight": gan_weight, "gan_d_weight": gan_d_weight})
     gen = torch.Generator(device=device).manual_seed(9000 + state.step)
 
     scenes = sample_scenes(300 + state.step, pool_size if cuda else 64, "train")
     tokens = tokenize([s.caption.text for s in scenes]).to(device)
     empty = tokenize([EMPTY_PROMPT]).to(device)
+    pool = scenes_to_batch(scenes).to(device) if gan else None
     top = STUDENT_TIMESTEPS[0]
     bank = None
     if ode_weight > 0:
@@ -135,6 +190,12 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     matching = torch.zeros((), device=device)
     t_top = torch.full((batch,), top, device=device, dtype=torch.long)
 
+    def real_latents(pool: object, rows: Tensor) -> Tensor:
+        """Scaled VAE latents (mean) of fresh renders of the pool's scenes `rows`."""
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            images = render(pool.index(rows), gen)  # type: ignore[attr-defined]
+            return vae.encode(images * 2 - 1).latent_dist.mean.float() * scaling
+
     def student_x0(noise: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             return x0_from_eps(noise, student(noise, t_top, encoder_hidden_states=text).sample, t_top, alpha_bar)
@@ -160,10 +221,15 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                 eps_c, eps_u = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
                 real = x0_from_eps(x_t, eps_u + GUIDANCE * (eps_c - eps_u), t, alpha_bar)
                 faked = x0_from_eps(x_t, fake(x_t, t, encoder_hidden_states=text).sample, t, alpha_bar)
-            norm = (x.detach() - real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-4)
-            grad = torch.nan_to_num((faked - real) / norm)
-            matching = 0.5 * ((x - (x.detach() - grad)) ** 2).mean()
+            matching, grad = distribution_matching(x, real, faked)
             loss_g = matching
+            if gan:  # the student's noised sample through the fake UNet (its weights get no update from this)
+                t_g = torch.randint(0, 1000, (batch,), generator=gen, device=device)
+                x_g = add_noise(x, torch.randn(x.shape, generator=gen, device=device), t_g, alpha_bar)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                    fake(x_g, t_g, encoder_hidden_states=text)
+                    gan_g = F.softplus(-classifier(mid.take())).mean()
+                loss_g = loss_g + gan_weight * gan_g
             ode = torch.zeros((), device=device)
             if bank is not None:
                 ode = ((x - bank[2][pick].float()) ** 2).mean()
@@ -180,6 +246,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                 state.log("grad_norm_rms", grad.pow(2).mean().sqrt().item())
                 if bank is not None:
                     state.log("ode_regression", ode.item())
+                if gan:
+                    state.log("gan_generator", gan_g.item())
         else:
             with torch.no_grad():
                 sample = student_x0(noise, text).float()
@@ -189,12 +257,22 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         eps = torch.randn(sample.shape, generator=gen, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             loss_f = ((fake(add_noise(sample, eps, t, alpha_bar), t, encoder_hidden_states=text).sample.float() - eps) ** 2).mean()
+            if gan:  # the classifier: the same noised student samples vs noised latents of real renders
+                logit_fake = classifier(mid.take())
+                real = real_latents(pool, rows)
+                fake(add_noise(real, torch.randn(real.shape, generator=gen, device=device), t, alpha_bar), t, encoder_hidden_states=text)
+                logit_real = classifier(mid.take())
+                loss_d = F.softplus(logit_fake).mean() + F.softplus(-logit_real).mean()
+                loss_f = loss_f + gan_d_weight * loss_d
         opt_f.zero_grad(set_to_none=True)
         loss_f.backward()
-        torch.nn.utils.clip_grad_norm_(fake.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([*fake.parameters(), *classifier.parameters()], 1.0)
         opt_f.step()
         if iteration % 50 == 0:
             state.log("fake_denoising", loss_f.item())
+            if gan:
+                state.log("classifier_logistic", loss_d.item())
+                state.log("classifier_accuracy", 0.5 * ((logit_real > 0).float().mean() + (logit_fake < 0).float().mean()).item())
 
         if deadline.elapsed() >= next_probe:
             next_probe += probe_every_s
@@ -216,6 +294,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     save_weights(ema_model, directory / "ema_student.safetensors")
     save_weights(best_model, directory / "best_ema_student.safetensors")
     save_weights(fake, directory / "fake_score.safetensors")
+    if gan:
+        save_weights(classifier, directory / "classifier.safetensors")
     candidates = {"ema_student": ema_model, "student": student.eval()}
     if best_probe >= 0:
         candidates["best_ema_student"] = best_model
@@ -249,11 +329,13 @@ def main() -> None:
     parser.add_argument("--bank", type=int, default=None, help="regression bank size (default: 65536 on GPU, 16 on CPU)")
     parser.add_argument("--bank-file", type=Path, default=None, help="share the bank: read it here, or build and save it here")
     parser.add_argument("--ema-decay", type=float, default=EMA_DECAY)
+    parser.add_argument("--gan-weight", type=float, default=0.0, help="student's GAN term through the fake UNet (0: off)")
+    parser.add_argument("--gan-d-weight", type=float, default=0.1, help="the classifier's loss beside the fake score's denoising")
     args = parser.parse_args()
     print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                        fake_lr=args.fake_lr, fake_steps=args.fake_steps, init_unet=args.init_unet,
                        ode_weight=args.ode_weight, bank_count=args.bank, bank_file=args.bank_file,
-                       ema_decay=args.ema_decay), flush=True)
+                       ema_decay=args.ema_decay, gan_weight=args.gan_weight, gan_d_weight=args.gan_d_weight), flush=True)
 
 
 if __name__ == "__main__":
