@@ -159,8 +159,12 @@ def _snapshot(model: TextUNet, ema: EMA, directory: Path, state: StageState, ela
 
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 3e-4,
           pool_size: int = 200_000, eval_count: int = 256, compile_forward: bool = False,
-          snapshot_s: float = 0.0) -> dict[str, float]:
+          snapshot_s: float = 0.0, freeze_text_encoder: bool = False) -> dict[str, float]:
     """Train (or resume) the text encoder + UNet for `seconds` of wall clock.
+
+    freeze_text_encoder trains the UNet alone and keeps the text encoder exactly the saved EMA's
+    (the shipped one after `training.export --import`): the students, the ControlNet and the
+    classifier read that encoder's embeddings, so they stay valid for the improved UNet.
 
     compile_forward wraps the training forward in torch.compile (about a minute of compile,
     then ~20% faster steps on an H200: worth it for runs over ~8 minutes). snapshot_s > 0 saves
@@ -177,13 +181,22 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     if load_weights(model, directory / "ema_text_unet.safetensors"):
         ema = EMA(model, decay=0.999)  # the shadow starts at the saved EMA
         ema.updates = state.step
-        load_weights(model, directory / "text_unet.safetensors")  # raw weights where kept, else EMA
+        raw = TextUNet()
+        if load_weights(raw, directory / "text_unet.safetensors"):  # raw weights where kept, else EMA
+            model.unet.load_state_dict(raw.unet.state_dict())
+            if not freeze_text_encoder:  # a frozen encoder stays the EMA's, which the shadow then keeps exactly
+                model.text_encoder.load_state_dict(raw.text_encoder.state_dict())
     else:
         load_weights(model, directory / "text_unet.safetensors")
         ema = EMA(model, decay=0.999)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.01, fused=cuda)
+    model.text_encoder.requires_grad_(not freeze_text_encoder)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=lr, betas=(0.9, 0.99), weight_decay=0.01, fused=cuda)
     if (directory / "optimizer.pt").exists():
-        opt.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device))
+        saved = torch.load(directory / "optimizer.pt", map_location=device)
+        if len(saved["param_groups"][0]["params"]) == len(trained):  # not when the encoder was frozen or thawed
+            opt.load_state_dict(saved)
+    state.metrics["text_encoder_frozen"] = freeze_text_encoder  # type: ignore[assignment]
     vae = load_frozen_vae(out, device)
     gen = torch.Generator(device=device).manual_seed(3000 + state.step)
     if "scaling_factor" not in state.metrics:
@@ -211,6 +224,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     last_snapshot = deadline.elapsed()
     running = torch.zeros((), device=device)
     model.train()
+    if freeze_text_encoder:
+        model.text_encoder.eval()
     while deadline.left() > eval_reserve:
         rows = torch.randint(0, pool.shape.shape[0], (batch,), generator=gen, device=device)
         posterior_noise = torch.randn((batch, 4, 16, 16), generator=gen, device=device)
@@ -232,7 +247,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         loss = (weight_by_t[t] * per_sample).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         ema.update(model)
         state.step += 1
@@ -266,9 +281,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     parser.add_argument("--snapshot-s", type=float, default=0.0, help="save EMA weights every S seconds")
+    parser.add_argument("--freeze-text-encoder", action="store_true",
+                        help="train the UNet alone; the text encoder stays the saved EMA's (students stay valid)")
     args = parser.parse_args()
     metrics = train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
-                    compile_forward=args.compile, snapshot_s=args.snapshot_s)
+                    compile_forward=args.compile, snapshot_s=args.snapshot_s, freeze_text_encoder=args.freeze_text_encoder)
     print(STAGE, metrics, flush=True)
 
 
