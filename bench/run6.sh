@@ -55,8 +55,9 @@ fi
 # wheels: once per warm machine (pip --target; py-spy's executable lands in runs/site/bin)
 if [ "$TINY" != 1 ] && [ ! -f runs/site/.run6 ]; then
   mkdir -p runs/site
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target runs/site \
-    .whl/*.whl .whl_e/py_spy-*.whl || exit 1
+  shopt -s nullglob; wheels=(.whl/*.whl .whl_e/py_spy-*.whl); shopt -u nullglob  # no py-spy: the profiler's fallback
+  [ ${#wheels[@]} -gt 0 ] || { echo "no wheels in .whl/: carry .whl and .whl_e" >&2; exit 1; }
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target runs/site "${wheels[@]}" || exit 1
   touch runs/site/.run6
 fi
 
