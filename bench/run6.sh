@@ -37,6 +37,11 @@
 #      costs 0.770 -> 0.746 seen / 0.703 -> 0.672 held-out whole-caption accuracy, less than sigma >= 2.5
 #      with as many steps (0.734 / 0.633): bench/results/cpu_guidance_interval_quality.json),
 #      PYTHON (python3), TINY (1: --tiny on the CPU).
+# Ran on 2026-11-26 (NVIDIA H200, the end of that session's device budget; results in bench/results/):
+#   SD-Turbo, shortened to fit: python3 -m bench.gpu --out $OUT --run-name run6_turbo_http_short --budget-s 175
+#     --tasks sd_turbo --variants darkroom-vaecompile --http-kinds bytes-jpeg --profile-http  (96 s)
+#   BUDGET_S=300 TIMEOUT_S=330 bash bench/run6.sh sd15_fast  (246 s; the fast variant skipped for time)
+#   the fast variant alone (--variants darkroom-compiled-fast) was cut while compiling: no record.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|tiny}
