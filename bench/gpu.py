@@ -77,6 +77,7 @@ class Variant:
     interval: tuple[float, float] | None = None  # guidance interval: the "fast" mode
     vae_accel: str = "off"  # "off" | "graphs" | "compile" (pipelines.accel.BucketedDecoder)
     overlap: bool = False  # decode thread on its own CUDA stream
+    pipeline: bool = False  # settings.decode_pipeline: wait for a decode only after the next pass is queued
     output_format: str = "png"  # of the in-process runs
     http: tuple[str, ...] = ()  # response kinds: "json-png", "json-jpeg", "bytes-jpeg"
     poisson: bool = False  # Poisson arrivals at 80% of the saturated rate, first response kind
@@ -95,6 +96,8 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("darkroom-vaegraph-overlap", vae_accel="graphs", overlap=True, output_format="jpeg", http=("bytes-jpeg",), est_s=25),
         Variant("darkroom-vaecompile-overlap", vae_accel="compile", overlap=True, output_format="jpeg", http=("bytes-jpeg",), est_s=110),
         Variant("darkroom-vaecompile", vae_accel="compile", output_format="jpeg", http=("bytes-jpeg", "json-png"), est_s=110),
+        Variant("darkroom-vaecompile-pipeline", vae_accel="compile", pipeline=True, output_format="jpeg", http=("bytes-jpeg",),
+                est_s=60),
     ),
     "sd15": (
         Variant("darkroom", http=("json-png",), poisson=True, est_s=60),
@@ -140,10 +143,10 @@ def darkroom_model(
     return model
 
 
-def engine_settings(case: Case, overlap: bool = False) -> object:
+def engine_settings(case: Case, overlap: bool = False, pipeline: bool = False) -> object:
     from server.settings import Settings
 
-    return Settings(decode_overlap=overlap,
+    return Settings(decode_overlap=overlap, decode_pipeline=pipeline,
         device=DEVICE, dtype=str(DTYPE).removeprefix("torch."), max_batch=case.engine_max_batch, max_active=case.engine_max_batch * 2,
         max_queue=4096, max_batch_pixels=case.engine_max_batch * case.side * case.side,
         request_timeout_s=3600, preview_every=0, encode_threads=8, max_steps=1000, max_num_images=case.engine_max_batch,
@@ -295,7 +298,7 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
     notes: list[dict] = []
     reset_peak()
     model = darkroom_model(arch, case, variant.graphs, variant.compiled_unet, vae_accel=variant.vae_accel)
-    settings = engine_settings(case, overlap=variant.overlap)
+    settings = engine_settings(case, overlap=variant.overlap, pipeline=variant.pipeline)
     engine = Engine([model], settings)  # type: ignore[list-item]
     engine.start()
     try:
@@ -317,7 +320,8 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
         peak = peak_gib()
         encode_s = float(np.median([r.timings.get("encode_s", 0.0) for r in results]))
         levers = {"graphs": variant.graphs, "compiled_unet": variant.compiled_unet, "vae_accel": variant.vae_accel,
-                  "decode_overlap": variant.overlap, "guidance_interval": variant.interval}
+                  "decode_overlap": variant.overlap,
+                  "decode_pipeline": variant.pipeline, "guidance_interval": variant.interval}
         for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
             records.append({"case": case.name, "system": variant.label, "mode": mode, "exact": exact,
                             "images_per_s": round(rate, 3), "latency_s": round(lat, 4),

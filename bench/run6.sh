@@ -69,7 +69,7 @@ fi
 ARGS=(--out "$OUT" --run-name "run6_$CMD" --budget-s "$BUDGET_S")
 [ "$TINY" = 1 ] && ARGS+=(--tiny)
 case $CMD in
-turbo_http) ARGS+=(--tasks sd_turbo,probe:sd_turbo:fp32 --variants darkroom,darkroom-vaecompile --http-kinds bytes-jpeg --extra-concurrency 128 --profile-http) ;;
+turbo_http) ARGS+=(--tasks sd_turbo,probe:sd_turbo:fp32 --variants darkroom,darkroom-vaecompile,darkroom-vaecompile-pipeline --http-kinds bytes-jpeg --extra-concurrency 128 --profile-http) ;;
 sd15_fast)  ARGS+=(--tasks sd15,probe:sd15:fp32 --compile-engine --variants darkroom-compiled,darkroom-compiled-fast --no-http
                    --fast-interval "$FAST_INTERVAL") ;;
 sdxl)       ARGS+=(--tasks sdxl,probe:sdxl:fp32 --compile-engine --variants darkroom-compiled --no-http) ;;

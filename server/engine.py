@@ -292,6 +292,8 @@ class Engine:
         # settings.decode_overlap: one decode thread with its own CUDA stream (created on first use)
         self._decode_pool: ThreadPoolExecutor | None = None
         self._decode_stream: torch.cuda.Stream | None = None
+        # settings.decode_pipeline: (works, images, finite flag, started) launched, not yet waited on
+        self._pending_decodes: list[tuple[list[Work], Tensor, Tensor, float]] = []
         self.iterations = 0  # engine iterations that ran a forward pass
         self._latency_ema_s = 0.0  # moving average of request latency, for Retry-After
 
@@ -492,7 +494,9 @@ class Engine:
                 self._step(arrivals)
             except Exception:  # a bug in the engine itself: fail what is in flight, keep serving
                 log.exception("engine iteration failed")
-                for work in list(self._active) + arrivals:
+                decoding = [w for works, *_ in self._pending_decodes for w in works]
+                self._pending_decodes = []
+                for work in list(self._active) + arrivals + decoding:
                     self._fail(work, GenerationFailed("internal engine error"), "engine_error")
                 self._active = []
                 self._sync_active_count()
@@ -521,7 +525,10 @@ class Engine:
             outcome = self.execute(batch)
             self.update(batch, outcome)
             self.iterations += 1
+        self._complete_decodes()  # the previous step's (decode_pipeline), now that this step's pass is queued
         self._finish_done()
+        if self._pending_decodes and not self._active and not self._inbox:
+            self._complete_decodes()  # nothing left to overlap them with
 
     def _sync_active_count(self) -> None:
         with self._lock:
@@ -912,8 +919,37 @@ class Engine:
             model = self._served[group[0].spec.model].model
             if self.settings.decode_overlap and torch.device(model.device).type == "cuda":
                 self._decode_behind(model, group)
+            elif self.settings.decode_pipeline:
+                self._launch_decode(group)
             else:
                 self._decode_group(group)
+
+    def _launch_decode(self, works: list[Work]) -> None:
+        """settings.decode_pipeline: queue one group's decode and its finiteness reduction without
+        waiting for them; _complete_decodes does the rest after the next forward pass is queued."""
+        model = self._served[works[0].spec.model].model
+        started = time.perf_counter()
+        try:
+            images = model.vae.decode(torch.cat([self._decoder_input(model, w) for w in works]))
+            finite = torch.isfinite(images).all()
+        except Exception:  # noqa: BLE001 - model code may raise anything; the inline path sorts it out
+            self._decode_group(works)
+            return
+        self._pending_decodes.append((works, images, finite, started))
+
+    def _complete_decodes(self) -> None:
+        """Wait for the launched decodes (the first host read of each), then check, encode and hand off."""
+        while self._pending_decodes:
+            works, images, finite, started = self._pending_decodes.pop(0)
+            try:
+                all_finite = bool(finite)  # an asynchronous failure of the decode surfaces here
+            except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
+                log.warning("decode failed for %d request(s): %s", len(works), type(e).__name__)
+                for work in works:
+                    self._fail(work, GenerationFailed(f"the VAE decode failed: {type(e).__name__}"), "model_error")
+                continue
+            model = self._served[works[0].spec.model].model
+            self._finish_decoded(model, works, images, all_finite, (time.perf_counter() - started) / len(works))
 
     def _decode_behind(self, model: LoadedModel, works: list[Work]) -> None:
         """Hand a group to the decode thread, which decodes on its own stream while denoising goes on.
@@ -969,10 +1005,14 @@ class Engine:
             self._fail(works[0], error, cause)
             return
         decode_s = (time.perf_counter() - started) / len(works)
+        # one check for the whole decode; per request only when some image is not finite
+        self._finish_decoded(model, works, images, bool(torch.isfinite(images).all()), decode_s)
+
+    def _finish_decoded(self, model: LoadedModel, works: list[Work], images: Tensor, all_finite: bool,
+                        decode_s: float) -> None:
+        """Split one group's decoded images by request (an fp32 retry for a request with NaN/Inf), then encode."""
         start = 0
         finished: list[tuple[Work, Tensor]] = []
-        # one check for the whole decode; per request only when some image is not finite
-        all_finite = bool(torch.isfinite(images).all())
         for work in works:
             n = work.spec.num_images
             rows = images[start : start + n]

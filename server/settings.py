@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # denoising steps (CUDA only). Off: it lost on an H200 (SD-Turbo HTTP 55.0 -> 44.9 img/s, the
     # extra Python thread contends for the GIL; the GPU is already busy with large batches)
     decode_overlap: bool = False
+    # pipeline the VAE decode: launch a step's decodes, and wait for them (finiteness check,
+    # encode, hand-off) only after the next step's forward pass is queued, so the GPU queue does not
+    # drain between batches. Same thread, same stream, same images. Run 6 profiled SD-Turbo over
+    # HTTP with the engine thread waiting on the decode 76% of its time and the GPU busy 68%: this
+    # is the lever for that; not measured on a GPU yet, so off
+    decode_pipeline: bool = False
     # JPEG outputs of a CUDA model are encoded on the GPU (nvJPEG, torchvision) in one batched call
     gpu_encode: bool = True
     text_cache_size: int = Field(default=1024, ge=0)  # LRU entries of (model, prompt) -> embeddings

@@ -16,9 +16,11 @@ async def _alone(s, body: dict) -> dict:  # type: ignore[no-untyped-def]
     return response.json()
 
 
-async def test_eight_concurrent_requests_share_passes_and_match_alone() -> None:
+@pytest.mark.parametrize("pipeline", [False, True], ids=["decode-inline", "decode-pipeline"])
+async def test_eight_concurrent_requests_share_passes_and_match_alone(pipeline: bool) -> None:
+    """Also with settings.decode_pipeline: the same passes, decodes and images, the decode only waited on later."""
     bodies = [{"prompt": f"scene {i}", "seed": 100 + i, "steps": 6, "guidance": 3.0} for i in range(8)]
-    async with serve() as s:
+    async with serve(decode_pipeline=pipeline) as s:
         responses = await gated_burst(s, bodies)
         assert [r.status_code for r in responses] == [200] * 8
         batched = [r.json() for r in responses]
@@ -40,7 +42,8 @@ async def test_eight_concurrent_requests_share_passes_and_match_alone() -> None:
         assert len({b["images"][0] for b in batched}) == 8
 
 
-async def test_different_samplers_steps_and_guidance_share_passes() -> None:
+@pytest.mark.parametrize("pipeline", [False, True], ids=["decode-inline", "decode-pipeline"])
+async def test_different_samplers_steps_and_guidance_share_passes(pipeline: bool) -> None:
     bodies = [
         {"prompt": "a", "seed": 1, "sampler": "ddim", "steps": 3, "guidance": 2.0},
         {"prompt": "b", "seed": 2, "sampler": "dpmpp_2m", "steps": 5, "guidance": 5.0},
@@ -49,7 +52,7 @@ async def test_different_samplers_steps_and_guidance_share_passes() -> None:
         {"prompt": "e", "seed": 5, "sampler": "ddpm", "steps": 4, "guidance": 4.0,
          "guidance_interval": [0.5, 30.0]},
     ]
-    async with serve() as s:
+    async with serve(decode_pipeline=pipeline) as s:
         responses = await gated_burst(s, bodies)
         assert [r.status_code for r in responses] == [200] * 5, [r.text for r in responses]
         shared = await s.sample(r"darkroom_batch_requests_count") - await s.sample(
@@ -104,8 +107,9 @@ async def test_out_of_memory_alone_is_a_503_not_a_dead_process() -> None:
         assert (await s.client.post("/generate", json={"prompt": "x", "steps": 2})).status_code == 200
 
 
-async def test_nan_output_gets_one_fp32_retry_then_nan_output_error() -> None:
-    async with serve() as s:
+@pytest.mark.parametrize("pipeline", [False, True], ids=["decode-inline", "decode-pipeline"])
+async def test_nan_output_gets_one_fp32_retry_then_nan_output_error(pipeline: bool) -> None:
+    async with serve(decode_pipeline=pipeline) as s:
         clean = await _alone(s, {"prompt": "x", "seed": 3, "steps": 2})
         s.model.vae.nan_decodes = 1  # the batched decode gives NaN, the fp32 retry is fine
         retried = await _alone(s, {"prompt": "x", "seed": 3, "steps": 2})
@@ -137,3 +141,30 @@ async def test_same_seed_same_image_different_seed_different_image() -> None:
         assert a["images"] == b["images"] and a["images"] != c["images"]
         random_seed = await _alone(s, {"prompt": "x", "steps": 1})
         assert isinstance(random_seed["metadata"]["seed"], int) and random_seed["metadata"]["seed"] >= 0
+
+
+async def test_decode_pipeline_waits_for_a_decode_only_after_the_next_pass_is_queued() -> None:
+    """settings.decode_pipeline: a group's decode is launched when it finishes and waited on (checked,
+    encoded, handed off) after the next forward pass; with nothing left to overlap, at once."""
+    bodies = [{"prompt": "short", "seed": 1, "steps": 2}, {"prompt": "long", "seed": 2, "steps": 5}]
+    async with serve(decode_pipeline=True) as s:
+        engine, events = s.engine, []
+        launch, finish = engine._launch_decode, engine._finish_decoded
+
+        def spy_launch(works):  # type: ignore[no-untyped-def]
+            events.append(("launch", works[0].spec.prompt, len(s.denoiser.calls)))
+            launch(works)
+
+        def spy_finish(model, works, *rest):  # type: ignore[no-untyped-def]
+            events.append(("finish", works[0].spec.prompt, len(s.denoiser.calls)))
+            finish(model, works, *rest)
+
+        engine._launch_decode, engine._finish_decoded = spy_launch, spy_finish
+        responses = await gated_burst(s, bodies)
+        assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+        passes = {(kind, prompt): calls for kind, prompt, calls in events}
+        assert passes[("finish", "short")] == passes[("launch", "short")] + 1
+        assert passes[("finish", "long")] == passes[("launch", "long")]
+        assert engine._pending_decodes == []
+        for body, response in zip(bodies, responses):
+            assert response.json()["images"] == (await _alone(s, body))["images"]
