@@ -22,25 +22,20 @@ BATCH=${BATCH:-256}; EVAL_ARGS=${EVAL_ARGS:-}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
 PY=${PYTHON:-python3}
 log() { echo "[call8 $(date +%H:%M:%S)] $*"; }
-TURBO=weights/bundled_turbo/unet
+# shellcheck source=training/gpu_call.sh
+. training/gpu_call.sh
 RUNS=(run8a run8b run8c)
 case $MODE in
 prepare)
-  for wheels in .whl .whl_t; do
-    if [ -d $wheels ]; then
-      mkdir -p runs/site
-      $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target runs/site $wheels/*.whl || exit 1
-    fi
-  done
-  mkdir -p $UP; cp $TURBO/config.json $TURBO/*.index.json $TURBO/*00002-of-00002.safetensors $UP/
-  { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo cpu; }; ls -l $UP
+  install_wheels .whl .whl_t || exit 1
+  stage_student_part2 $UP; card; ls -l $UP
   $PY -c "import diffusers, torch; print('diffusers', diffusers.__version__, 'torch', torch.__version__)"
   ;;
 launch)
-  [ -f $TURBO/diffusion_pytorch_model-00001-of-00002.safetensors ] && cp $TURBO/*00001-of-00002.safetensors $UP/
+  stage_student_part1 $UP
   ( cd $UP && sha256sum ./*.safetensors )
   rm -rf runs/run8* $E runs/bank8.pt; mkdir -p runs/run8a $E/logs
-  { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo cpu; } | tee $E/card.txt
+  card | tee $E/card.txt
   $PY -m training.export --import weights runs/run8a > $E/logs/import.log 2>&1 || { cat $E/logs/import.log; exit 1; }
   cp -r runs/run8a runs/run8b; cp -r runs/run8a runs/run8c
   setsid nohup bash "$0" pipeline > $E/pipeline.log 2>&1 < /dev/null &
@@ -78,15 +73,8 @@ finish)
   while [ ! -f $E/DONE ]; do sleep 5; done
   bash "$0" poll 0
   for name in "${RUNS[@]}"; do
-    r=runs/$name; W=runs/w8_$name
-    $PY -m training.export_students $r $W --turbo-only dmd > $E/logs/export_$name.log 2>&1 || { tail -n 20 $E/logs/export_$name.log; continue; }
-    # shellcheck disable=SC2086
-    $PY -m training.students_eval --weights $W --out $E/students_$name --captions "$CAPTIONS" --device "$DEVICE" \
-      --models bundled-turbo $EVAL_ARGS > $E/logs/students_eval_$name.log 2>&1 || tail -n 20 $E/logs/students_eval_$name.log
-    echo "== $name"; cat $E/students_$name/students_eval.md
-    cp $r/dmd/state.json $E/dmd_state_$name.json; cp $r/dmd/loss.png $E/dmd_loss_$name.png
-    mkdir -p $E/weights_$name/bundled_turbo
-    cp -r $W/bundled_turbo/unet $W/bundled_turbo/scheduler $W/bundled_turbo/model_index.json $E/weights_$name/bundled_turbo/
+    export_and_eval runs/$name runs/w8_$name $E $name || continue
+    cp runs/$name/dmd/state.json $E/dmd_state_$name.json; cp runs/$name/dmd/loss.png $E/dmd_loss_$name.png
   done
   tar -C $E -cf - . | split -b 15M -d - "${OUT:-runs}/e8.tar.part"
   ls -l "${OUT:-runs}"; log done

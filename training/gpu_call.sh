@@ -1,0 +1,32 @@
+#!/bin/bash
+# Steps shared by the GPU call recipes of the one-step student (training/results/call8/gpu_call8.sh,
+# call9/gpu_call9.sh), sourced by them; they set PY (python) and DEVICE, CAPTIONS, EVAL_ARGS.
+TURBO_UNET=weights/bundled_turbo/unet
+
+card() { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo cpu; }
+
+install_wheels() {  # WHEEL_DIR...: the carried wheel folders that exist -> runs/site (pip --target)
+  local wheels
+  for wheels in "$@"; do
+    if [ -d "$wheels" ]; then
+      mkdir -p runs/site
+      $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target runs/site "$wheels"/*.whl || return 1
+    fi
+  done
+}
+
+# The student UNet (17.9 MB) does not fit in one upload beside the wheels: config, index and the
+# second shard travel with `prepare`, the first shard with `launch`.
+stage_student_part2() { mkdir -p "$1"; cp $TURBO_UNET/config.json $TURBO_UNET/*.index.json $TURBO_UNET/*00002-of-00002.safetensors "$1"/; }
+stage_student_part1() { [ -f $TURBO_UNET/diffusion_pytorch_model-00001-of-00002.safetensors ] && cp $TURBO_UNET/*00001-of-00002.safetensors "$1"/; }
+
+export_and_eval() {  # RUN W E NAME: RUN's teacher + DMD student -> W; students_eval -> E/students_NAME; the student's files -> E/weights_NAME
+  local run=$1 w=$2 e=$3 name=$4
+  $PY -m training.export_students "$run" "$w" --turbo-only dmd > "$e/logs/export_$name.log" 2>&1 || { tail -n 20 "$e/logs/export_$name.log"; return 1; }
+  # shellcheck disable=SC2086
+  $PY -m training.students_eval --weights "$w" --out "$e/students_$name" --captions "$CAPTIONS" --device "$DEVICE" \
+    --models bundled-turbo $EVAL_ARGS > "$e/logs/students_eval_$name.log" 2>&1 || tail -n 20 "$e/logs/students_eval_$name.log"
+  echo "== $name"; cat "$e/students_$name/students_eval.md"
+  mkdir -p "$e/weights_$name/bundled_turbo"
+  cp -r "$w"/bundled_turbo/unet "$w"/bundled_turbo/scheduler "$w"/bundled_turbo/model_index.json "$e/weights_$name/bundled_turbo/"
+}

@@ -1,0 +1,73 @@
+#!/bin/bash
+# Call 9 (GPU, prepared, not run yet): three runs side by side on one card, from the shipped weights.
+#   U:  the teacher's UNet continued with the text encoder frozen (training.text_unet
+#       --freeze-text-encoder, compiled, batch 1024): issue 5's seen accuracy is bound by the UNet
+#       (positions 0.654 in samples vs 0.935 on reconstructions); the frozen encoder keeps the
+#       students, ControlNet and classifier valid.
+#   D1: the DMD one-step student (weights/bundled_turbo) resumed with DMD2's GAN term
+#       (--gan-weight 0.05: a classifier on the fake score UNet's mid-block features).
+#   D2: the same student, DMD alone, lr 5e-6, EMA 0.999 (a longer horizon than call 8's).
+# The student UNet (17.9 MB) does not fit in one upload beside the wheels, so it travels in two calls:
+#   bash training/results/call9/gpu_call9.sh prepare         # wheels, shard 2 + config   (carry .whl_t + those files)
+#   bash training/results/call9/gpu_call9.sh launch WAIT_S   # shard 1, start U, D1, D2   (carry shard 1)
+#   bash training/results/call9/gpu_call9.sh poll WAIT_S
+#   bash training/results/call9/gpu_call9.sh finish          # export; students_eval: U's teacher + D1, then D2
+# Each call must follow the last within the machine's idle release (30 s): chain them.
+# Env: DEVICE (cuda), TRAIN_S (720), CAPTIONS (512), BATCH (512), UNET_BATCH (1024), EVAL_ARGS,
+# COMPILE (--compile; empty for the CPU check). Checked on the CPU with DEVICE=cpu TRAIN_S=90 BATCH=4
+# UNET_BATCH=4 CAPTIONS=8 COMPILE= (prepare's wheels are for the device's Python: copy runs/up9 by hand).
+set -u -o pipefail
+MODE=$1
+E=runs/e9; UP=runs/up9
+DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-720}; CAPTIONS=${CAPTIONS:-512}
+BATCH=${BATCH:-512}; UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
+PY=${PYTHON:-python3}
+log() { echo "[call9 $(date +%H:%M:%S)] $*"; }
+# shellcheck source=training/gpu_call.sh
+. training/gpu_call.sh
+case $MODE in
+prepare)
+  install_wheels .whl_t || exit 1
+  stage_student_part2 $UP; card; ls -l $UP
+  ;;
+launch)
+  stage_student_part1 $UP
+  rm -rf runs/run9* $E; mkdir -p runs/run9u $E/logs
+  card | tee $E/card.txt
+  $PY -m training.export --import weights runs/run9u > $E/logs/import.log 2>&1 || { cat $E/logs/import.log; exit 1; }
+  cp -r runs/run9u runs/run9d1; cp -r runs/run9u runs/run9d2
+  setsid nohup bash "$0" pipeline > $E/pipeline.log 2>&1 < /dev/null &
+  log "pipeline started"; sleep "${2:-60}"; bash "$0" poll 0
+  ;;
+pipeline)
+  T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
+  log "U, D1, D2 for $TRAIN_S s"
+  # shellcheck disable=SC2086
+  $PY -m training.text_unet --out runs/run9u --seconds "$TRAIN_S" --device "$DEVICE" --batch "$UNET_BATCH" --lr 1e-4 \
+    --freeze-text-encoder $COMPILE --snapshot-s 120 > $E/logs/unet.log 2>&1 &
+  DMD=(--seconds "$TRAIN_S" --device "$DEVICE" --init-unet $UP --batch "$BATCH")
+  $PY -m training.distill_dmd --out runs/run9d1 "${DMD[@]}" --lr 1e-5 --fake-lr 5e-5 --gan-weight 0.05 > $E/logs/dmd_d1.log 2>&1 &
+  $PY -m training.distill_dmd --out runs/run9d2 "${DMD[@]}" --lr 5e-6 --fake-lr 5e-5 --ema-decay 0.999 > $E/logs/dmd_d2.log 2>&1 &
+  wait
+  log "all done at $(el) s"; touch $E/DONE
+  ;;
+poll)
+  sleep "${2:-0}"
+  grep -h "^\[call9" $E/pipeline.log | tail -n 3
+  for f in unet dmd_d1 dmd_d2; do [ -f $E/logs/$f.log ] && { echo "$f:"; grep "probe\|snapshot\|Error" $E/logs/$f.log | tail -n 3 | cut -c1-300; }; done
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
+  ;;
+finish)
+  while [ ! -f $E/DONE ]; do sleep 5; done
+  bash "$0" poll 0
+  cp -r runs/run9d1/dmd runs/run9u/dmd  # U's teacher is evaluated beside D1 (students_eval's teacher row)
+  for name in run9u run9d2; do
+    export_and_eval runs/$name runs/w9_$name $E $name || continue
+  done
+  cp -r runs/w9_run9u/bundled/unet $E/weights_run9u/teacher_unet
+  for r in run9u/text_unet run9d1/dmd run9d2/dmd; do n=${r//\//_}; cp runs/$r/state.json $E/state_$n.json; cp runs/$r/loss.png $E/loss_$n.png; done
+  tar -C $E -cf - . | split -b 15M -d - "${OUT:-runs}/e9.tar.part"
+  ls -l "${OUT:-runs}"; log done
+  ;;
+esac
