@@ -159,12 +159,15 @@ def _snapshot(model: TextUNet, ema: EMA, directory: Path, state: StageState, ela
 
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 3e-4,
           pool_size: int = 200_000, eval_count: int = 256, compile_forward: bool = False,
-          snapshot_s: float = 0.0, freeze_text_encoder: bool = False) -> dict[str, float]:
+          snapshot_s: float = 0.0, freeze_text_encoder: bool = False, relation_boost: float = 1.0) -> dict[str, float]:
     """Train (or resume) the text encoder + UNet for `seconds` of wall clock.
 
     freeze_text_encoder trains the UNet alone and keeps the text encoder exactly the saved EMA's
     (the shipped one after `training.export --import`): the students, the ControlNet and the
     classifier read that encoder's embeddings, so they stay valid for the improved UNet.
+    relation_boost > 1 draws scenes whose caption states a relation between two objects that many
+    times as often as the others (training/results/analysis/position_breakdown.md: the shipped
+    UNet draws relations at chance while the encoder carries them).
 
     compile_forward wraps the training forward in torch.compile (about a minute of compile,
     then ~20% faster steps on an H200: worth it for runs over ~8 minutes). snapshot_s > 0 saves
@@ -208,6 +211,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     scenes = sample_scenes(state.step, pool_size if cuda else 1_000, "train")
     pool = scenes_to_batch(scenes).to(device)
     texts = [s.caption.text for s in scenes]
+    draw = torch.tensor([relation_boost if s.caption.relation is not None else 1.0 for s in scenes], device=device)
+    state.metrics["relation_boost"] = relation_boost
     tokens = tokenize(texts).to(device)  # (P, 77)
     # Each scene rendered once (random jitter and background) and encoded once: posterior mean
     # and std kept in fp16, a fresh posterior sample drawn per step. Saves the render and the
@@ -227,7 +232,10 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     if freeze_text_encoder:
         model.text_encoder.eval()
     while deadline.left() > eval_reserve:
-        rows = torch.randint(0, pool.shape.shape[0], (batch,), generator=gen, device=device)
+        if relation_boost == 1.0:
+            rows = torch.randint(0, pool.shape.shape[0], (batch,), generator=gen, device=device)
+        else:
+            rows = torch.multinomial(draw, batch, replacement=True, generator=gen)
         posterior_noise = torch.randn((batch, 4, 16, 16), generator=gen, device=device)
         latents = (latent_mean[rows].float() + latent_std[rows].float() * posterior_noise) * scaling
         batch_tokens = tokens[rows]
@@ -283,9 +291,12 @@ def main() -> None:
     parser.add_argument("--snapshot-s", type=float, default=0.0, help="save EMA weights every S seconds")
     parser.add_argument("--freeze-text-encoder", action="store_true",
                         help="train the UNet alone; the text encoder stays the saved EMA's (students stay valid)")
+    parser.add_argument("--relation-boost", type=float, default=1.0,
+                        help="draw captions with a two-object relation this many times as often")
     args = parser.parse_args()
     metrics = train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
-                    compile_forward=args.compile, snapshot_s=args.snapshot_s, freeze_text_encoder=args.freeze_text_encoder)
+                    compile_forward=args.compile, snapshot_s=args.snapshot_s, freeze_text_encoder=args.freeze_text_encoder,
+                    relation_boost=args.relation_boost)
     print(STAGE, metrics, flush=True)
 
 
