@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     # encode, hand-off) only after the next step's forward pass is queued, so the GPU queue does not
     # drain between batches. Same thread, same stream, same images. Run 6 profiled SD-Turbo over
     # HTTP with the engine thread waiting on the decode 76% of its time and the GPU busy 68%: this
-    # is the lever for that; not measured on a GPU yet, so off
+    # is the lever for that; not measured on a GPU yet, so off. decode_overlap, when also on, takes
+    # precedence on CUDA; a result's decode_s then includes the pass it overlapped
     decode_pipeline: bool = False
     # JPEG outputs of a CUDA model are encoded on the GPU (nvJPEG, torchvision) in one batched call
     gpu_encode: bool = True
