@@ -25,7 +25,7 @@ features learn with the classifier.
 Optional (ode_weight > 0, DMD's first version): the regression of the student's x on the teacher's
 own guided DDIM sample from the same noise, over the bank of training.distill_add.teacher_bank
 (the same file format, so runs share one bank). The student starts from a diffusers UNet folder
-(--init-unet, e.g. the shipped ADD student weights/bundled_turbo/unet), else from RUN's LCM student,
+(--init-unet, e.g. weights/bundled_turbo/unet: call 8 started from the ADD student), else from RUN's LCM student,
 else from the teacher. The one-step sampler (`turbo`) serves it exactly as the ADD student: the
 UNet's x0 at t = 999 from pure noise.
 
