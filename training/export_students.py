@@ -7,8 +7,9 @@
 Writes WEIGHTS_DIR/bundled (the teacher, as training.export does), judge/, bundled_lcm/ (LCM
 student, stage lcm/) and bundled_turbo/ (the ADD student, stage add/; with --turbo-only dmd the
 DMD student, stage dmd/), and WEIGHTS_DIR/manifest.yaml: the repository's weights_manifest.yaml
-with the three bundled entries' file lists and sha256 replaced by what was just written, so `load_from_manifest(ID, W/manifest.yaml, W)` loads them and
-the lines can be pasted back into the repository manifest. Each student folder holds only its
+with the three bundled entries' file lists and sha256 replaced by what was just written, so
+`load_from_manifest(ID, W/manifest.yaml, W)` loads them and the lines can be pasted back into the
+repository manifest. Each student folder holds only its
 UNet (fp16, shards <= 15 MB), scheduler config and model_index.json; text encoder, VAE and
 tokenizer are relative symlinks into bundled/ (training.export.SHARED_WITH_TEACHER).
 """
