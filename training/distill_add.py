@@ -180,6 +180,28 @@ def teacher_bank(teacher: TextUNet, tokens: Tensor, empty: Tensor, count: int, b
     return torch.cat(rows_out), torch.cat(noise_out), torch.cat(latent_out)
 
 
+def shared_bank(teacher: TextUNet, tokens: Tensor, empty: Tensor, pool_seed: int, count: int | None,
+                bank_file: Path | None, seconds: float, gen: torch.Generator,
+                device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """The regression bank over the caption pool of `pool_seed` (teacher_bank's triples): read from
+    `bank_file` when it exists (refused when built over another pool), else built (count, default
+    65,536 on CUDA and 16 on CPU, within `seconds`) and saved there under a temporary name, then
+    renamed, so runs side by side share one bank."""
+    if bank_file is not None and bank_file.exists():
+        saved = torch.load(bank_file, map_location=device)
+        if int(saved["pool_seed"]) != pool_seed or int(saved["rows"].max()) >= len(tokens):
+            raise ValueError(f"{bank_file} was built over another caption pool (seed {saved['pool_seed']})")
+        return saved["rows"], saved["noise"], saved["latent"]
+    cuda = device.type == "cuda"
+    rows, noise, latent = teacher_bank(teacher, tokens, empty, count or (65_536 if cuda else 16), 1024 if cuda else 8,
+                                       seconds, gen, device)
+    if bank_file is not None:
+        partial = bank_file.with_suffix(".partial")
+        torch.save({"rows": rows, "noise": noise, "latent": latent, "pool_seed": pool_seed}, partial)
+        partial.rename(bank_file)
+    return rows, noise, latent
+
+
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float | None = None,
           disc_lr: float = 2e-4, pool_size: int = 60_000, eval_count: int = 256, init: str = "auto",
           bank_count: int | None = None, bank_file: Path | None = None, adv_weight: float = 1.0,
@@ -249,19 +271,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     top = torch.tensor(STUDENT_TIMESTEPS[0], device=device)
     lower = torch.tensor(STUDENT_TIMESTEPS[1:], device=device)
 
-    if bank_file is not None and bank_file.exists():
-        bank = torch.load(bank_file, map_location=device)
-        bank_rows, bank_noise, bank_latent = bank["rows"], bank["noise"], bank["latent"]
-        if int(bank["pool_seed"]) != 300 + state.step or int(bank_rows.max()) >= len(tokens):
-            raise ValueError(f"{bank_file} was built over another caption pool (seed {bank['pool_seed']})")
-    else:
-        count = bank_count or (65_536 if cuda else 16)
-        bank_rows, bank_noise, bank_latent = teacher_bank(teacher, tokens, empty, count, 1024 if cuda else 8,
-                                                          BANK_SHARE * seconds, gen, device)
-        if bank_file is not None:
-            partial = bank_file.with_suffix(".partial")
-            torch.save({"rows": bank_rows, "noise": bank_noise, "latent": bank_latent, "pool_seed": 300 + state.step}, partial)
-            partial.rename(bank_file)
+    bank_rows, bank_noise, bank_latent = shared_bank(teacher, tokens, empty, 300 + state.step, bank_count, bank_file,
+                                                     BANK_SHARE * seconds, gen, device)
     state.metrics["bank_size"] = len(bank_rows)
     eval_reserve = 20.0 if cuda else 0.3 * seconds
     start_step = state.step

@@ -55,7 +55,7 @@ from training.checkpoint import (
 )
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
-from training.distill_add import STUDENT_TIMESTEPS, _evaluate, teacher_bank, x0_from_eps
+from training.distill_add import BANK_SHARE, STUDENT_TIMESTEPS, _evaluate, shared_bank, x0_from_eps
 from training.distill_lcm import teacher_scaling
 from training.models import UNET_CONFIG, Judge
 from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_teacher, load_frozen_vae
@@ -164,18 +164,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     top = STUDENT_TIMESTEPS[0]
     bank = None
     if ode_weight > 0:
-        if bank_file is not None and bank_file.exists():
-            saved = torch.load(bank_file, map_location=device)
-            if int(saved["pool_seed"]) != 300 + state.step or int(saved["rows"].max()) >= len(tokens):
-                raise ValueError(f"{bank_file} was built over another caption pool (seed {saved['pool_seed']})")
-            bank = (saved["rows"], saved["noise"], saved["latent"])
-        else:
-            bank = teacher_bank(teacher, tokens, empty, bank_count or (65_536 if cuda else 16), 1024 if cuda else 8,
-                                0.15 * seconds, gen, device)
-            if bank_file is not None:
-                partial = bank_file.with_suffix(".partial")
-                torch.save({"rows": bank[0], "noise": bank[1], "latent": bank[2], "pool_seed": 300 + state.step}, partial)
-                partial.rename(bank_file)
+        bank = shared_bank(teacher, tokens, empty, 300 + state.step, bank_count, bank_file, BANK_SHARE * seconds, gen, device)
         state.metrics["bank_size"] = len(bank[0])
 
     judge = Judge().to(device)
