@@ -29,8 +29,10 @@ STEPS, GUIDANCE = 25, 4.0
 
 def uncond_share(sigmas: list[float], interval: tuple[float, float] | None) -> tuple[int, float]:
     """(guided steps, UNet rows per image relative to guiding every step) for DDIM's model sigmas."""
+    from pipelines.guidance import in_guidance_interval
+
     steps = len(sigmas)
-    guided = steps if interval is None else sum(interval[0] <= s <= interval[1] for s in sigmas)
+    guided = steps if interval is None else int(in_guidance_interval(torch.tensor(sigmas), *interval).sum())
     return guided, (steps + guided) / (2 * steps)
 
 
