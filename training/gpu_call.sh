@@ -30,3 +30,16 @@ export_and_eval() {  # RUN W E NAME: RUN's teacher + DMD student -> W; students_
   mkdir -p "$e/weights_$name/bundled_turbo"
   cp -r "$w"/bundled_turbo/unet "$w"/bundled_turbo/scheduler "$w"/bundled_turbo/model_index.json "$e/weights_$name/bundled_turbo/"
 }
+
+poll_logs() {  # E TAG LINES PATTERN LOG...: the pipeline's last LINES TAG lines, each run log's last PATTERN lines, the GPU
+  local e=$1 tag=$2 lines=$3 pattern=$4 f
+  shift 4
+  grep -h "^\[$tag" "$e/pipeline.log" | tail -n "$lines"
+  for f in "$@"; do [ -f "$e/logs/$f.log" ] && { echo "$f:"; grep "$pattern" "$e/logs/$f.log" | tail -n "$lines" | cut -c1-300; }; done
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
+}
+
+pack() {  # DIR NAME: DIR as NAME.tar.partNN (15 MB each: the device returns files <= 16 MiB) under $OUT
+  tar -C "$1" -cf - . | split -b 15M -d - "${OUT:-runs}/$2.tar.part"
+  ls -l "${OUT:-runs}"
+}

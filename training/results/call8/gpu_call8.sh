@@ -61,13 +61,11 @@ resume)
     > $R/students_eval.log 2>&1 || tail $R/students_eval.log
   cat $R/students/students_eval.md; cp runs/run8a/dmd/state.json runs/run8a/dmd/loss.png $R/
   mkdir -p $R/w/bundled_turbo; cp -r $W/bundled_turbo/unet $W/bundled_turbo/scheduler $W/bundled_turbo/model_index.json $R/w/bundled_turbo/
-  tar -C $R -cf - . | split -b 15M -d - "${OUT:-runs}/e8b.tar.part"
+  pack $R e8b
   ;;
 poll)
   sleep "${2:-0}"
-  grep -h "^\[call8" $E/pipeline.log | tail -n 4
-  for f in dmd_r1 dmd_r2 dmd_r3; do [ -f $E/logs/$f.log ] && { echo "$f:"; grep "probe\|Error\|error" $E/logs/$f.log | tail -n 4 | cut -c1-300; }; done
-  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
+  poll_logs $E call8 4 "probe\|Error\|error" dmd_r1 dmd_r2 dmd_r3
   ;;
 finish)
   while [ ! -f $E/DONE ]; do sleep 5; done
@@ -76,7 +74,6 @@ finish)
     export_and_eval runs/$name runs/w8_$name $E $name || continue
     cp runs/$name/dmd/state.json $E/dmd_state_$name.json; cp runs/$name/dmd/loss.png $E/dmd_loss_$name.png
   done
-  tar -C $E -cf - . | split -b 15M -d - "${OUT:-runs}/e8.tar.part"
-  ls -l "${OUT:-runs}"; log done
+  pack $E e8; log done
   ;;
 esac

@@ -55,9 +55,7 @@ pipeline)
   ;;
 poll)
   sleep "${2:-0}"
-  grep -h "^\[call9" $E/pipeline.log | tail -n 3
-  for f in unet dmd_d1 dmd_d2; do [ -f $E/logs/$f.log ] && { echo "$f:"; grep "probe\|snapshot\|Error" $E/logs/$f.log | tail -n 3 | cut -c1-300; }; done
-  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
+  poll_logs $E call9 3 "probe\|snapshot\|Error" unet dmd_d1 dmd_d2
   ;;
 finish)
   while [ ! -f $E/DONE ]; do sleep 5; done
@@ -68,7 +66,6 @@ finish)
   done
   cp -r runs/w9_run9u/bundled/unet $E/weights_run9u/teacher_unet
   for r in run9u/text_unet run9d1/dmd run9d2/dmd; do n=${r//\//_}; cp runs/$r/state.json $E/state_$n.json; cp runs/$r/loss.png $E/loss_$n.png; done
-  tar -C $E -cf - . | split -b 15M -d - "${OUT:-runs}/e9.tar.part"
-  ls -l "${OUT:-runs}"; log done
+  pack $E e9; log done
   ;;
 esac
