@@ -1,5 +1,10 @@
 #!/bin/bash
-# Call 9 (GPU, prepared, not run yet): three runs side by side on one card, from the shipped weights.
+# Call 9 (GPU): three runs side by side on one card, from the shipped weights.
+# Ran on 2026-11-26 (NVIDIA H200) with TRAIN_S=600: prepare, launch 480, finish. Results here:
+#   students_run9u/  U's teacher (0.770 / 0.746, no gain over the shipped 0.775 / 0.754) beside D1's student
+#                    (0.650 / 0.658, FID 0.22: shipped as weights/bundled_turbo)
+#   students_run9d2/ the shipped teacher (0.775 / 0.754) beside D2's student (0.641 / 0.648, FID 0.46)
+#   state_*.json, loss_*.png, logs/ (U: 3,042 steps; D1: 315; D2: 488; the card shared by all three).
 #   U:  the teacher's UNet continued with the text encoder frozen (training.text_unet
 #       --freeze-text-encoder, compiled, batch 1024): issue 5's seen accuracy is bound by the UNet
 #       (positions 0.654 in samples vs 0.935 on reconstructions); the frozen encoder keeps the
