@@ -42,6 +42,8 @@
 #     --tasks sd_turbo --variants darkroom-vaecompile --http-kinds bytes-jpeg --profile-http  (96 s)
 #   BUDGET_S=300 TIMEOUT_S=330 bash bench/run6.sh sd15_fast  (246 s; the fast variant skipped for time)
 #   the fast variant alone (--variants darkroom-compiled-fast) was cut while compiling: no record.
+# Ran again in full as run 7 on 2026-11-26 (NVIDIA H200, one machine, four calls in a row: turbo_http 158 s,
+#   sdxl 422 s, sdxl_fast 253 s, sd15_fast 336 s); results renamed bench/results/gpu_NVIDIA_H200_run7_<cmd>.json.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|tiny}
