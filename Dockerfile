@@ -19,15 +19,16 @@ ENV DEBIAN_FRONTEND=noninteractive \
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# Ubuntu 24.04 ships Python 3.12; the project needs >= 3.10.
+# Ubuntu 24.04 ships Python 3.12; the project needs >= 3.10. gcc, libc6-dev and python3-dev:
+# torch.compile (the compiled UNet and VAE decoder) builds Triton's small C launcher at run time.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv "$VIRTUAL_ENV" \
     && groupadd --system --gid 10001 darkroom \
     && useradd --system --uid 10001 --gid darkroom --create-home --home-dir /home/darkroom darkroom \
-    && mkdir -p /weights \
-    && chown darkroom:darkroom /weights
+    && mkdir -p /weights /cache \
+    && chown darkroom:darkroom /weights /cache
 
 WORKDIR /app
 
@@ -53,7 +54,11 @@ RUN pip install --no-cache-dir --no-deps . \
 COPY --chown=10001:10001 weights /weights
 VOLUME ["/weights"]
 ENV DARKROOM_WEIGHTS_ROOT=/weights \
-    DARKROOM_PORT=8000
+    DARKROOM_PORT=8000 \
+    TORCHINDUCTOR_CACHE_DIR=/cache/inductor \
+    TRITON_CACHE_DIR=/cache/triton
+# torch.compile's caches: on a volume, a restarted server's warm-up reuses the compiled kernels.
+VOLUME ["/cache"]
 
 USER 10001:10001
 EXPOSE 8000

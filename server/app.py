@@ -286,6 +286,9 @@ def _engine(request: Request) -> EngineProtocol:
     if engine is None or not engine.ready:
         if engine is not None and engine.draining:
             raise Unavailable("the server is shutting down", retry_after_s=request.app.state.settings.retry_after_s, code="draining")
+        if engine is not None and getattr(engine, "warming", False):
+            raise Unavailable("the server is warming up (one pass per batch size)",
+                              retry_after_s=request.app.state.settings.retry_after_s, code="not_ready")
         raise Unavailable("the model is not loaded yet", retry_after_s=request.app.state.settings.retry_after_s, code="not_ready")
     return engine
 
@@ -380,6 +383,10 @@ def create_app(settings: Settings | None = None, engine: EngineProtocol | None =
 
             app.state.engine = await run_in_threadpool(build_engine, settings, metrics)
         app.state.engine.start()
+        warm_up = None
+        wants = getattr(app.state.engine, "wants_warm_up", None)
+        if wants is not None and wants():  # readiness waits for it; /healthz answers meanwhile
+            warm_up = asyncio.create_task(app.state.engine.warm_up())
         # Everything alive now (models, libraries, the app) lives as long as the server: out of
         # the collector's sight, a full collection no longer walks it, which took ~0.3 s of
         # stalled serving every ~1,500 requests on a tiny model (bench/http_overhead.py)
@@ -388,6 +395,8 @@ def create_app(settings: Settings | None = None, engine: EngineProtocol | None =
         try:
             yield
         finally:
+            if warm_up is not None and not warm_up.done():
+                warm_up.cancel()
             gc.unfreeze()
             eng = app.state.engine
             await run_in_threadpool(eng.drain, settings.drain_timeout_s)

@@ -287,6 +287,7 @@ class Engine:
         self._active_count = 0  # mirrors len(_active) for submit(); guarded by _lock
         self._stop = False
         self._draining = False
+        self._warming = False  # warm_up() running: not ready yet
         self._thread: threading.Thread | None = None
         self._encoder_pool = ThreadPoolExecutor(self.settings.encode_threads, thread_name_prefix="darkroom-encode")
         # settings.decode_overlap: one decode thread with its own CUDA stream (created on first use)
@@ -301,7 +302,58 @@ class Engine:
 
     @property
     def ready(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._draining and not self._stop
+        return (self._thread is not None and self._thread.is_alive() and not self._draining and not self._stop
+                and not self._warming)
+
+    @property
+    def warming(self) -> bool:
+        return self._warming
+
+    def wants_warm_up(self) -> bool:
+        """settings.warm_up, or when unset: some served model is on CUDA (graphs / compile / cuDNN choose
+        their kernels on first use of each shape; on a CPU the first pass costs no more than the next)."""
+        if self.settings.warm_up is not None:
+            return self.settings.warm_up
+        return any(s.model.device.type == "cuda" for s in self._served.values())
+
+    def warm_up_buckets(self, model_id: str) -> list[int]:
+        """Images per pass that warm_up() runs for a model: every bucket the engine can pad a pass of
+        the model's default size to (bucket_size), within max_batch and the per-pass pixel budget."""
+        f = self._served[model_id].model.family
+        fit = max(1, min(self.settings.max_batch, self.settings.max_batch_pixels // (f.default_width * f.default_height)))
+        return sorted({bucket_size(n, self.settings.max_batch) for n in range(1, fit + 1)})
+
+    async def warm_up(self) -> dict[str, float]:
+        """Before serving: run, for each served model, one pass of every bucket its default requests
+        can fill (warm_up_buckets), so CUDA graphs are captured and torch.compile'd UNets and decoders
+        compiled before the first user waits for them (minutes for a compiled SDXL UNet from an empty
+        cache). Each pass is `n` one-step requests of the model's defaults submitted together, so the
+        engine's own batching, padding, guidance rows, decode and encoding take the shapes real
+        traffic will (its passes show in the step and batch histograms like any other). Readiness
+        stays 503 until it returns; a failure is logged, never fatal. Returns seconds per model."""
+        seconds: dict[str, float] = {}
+        self._warming = True
+        try:
+            for model_id, served in self._served.items():
+                f = served.model.family
+                prompt = "0" if served.model.text_encoder is None else "a warm-up"
+                started = time.perf_counter()
+                buckets = self.warm_up_buckets(model_id)
+                try:
+                    for n in buckets:
+                        specs = [GenerationSpec(id=f"warm-up-{model_id}-{n}-{i}", model=model_id, prompt=prompt,
+                                                negative_prompt="", sampler=f.default_sampler, steps=1,
+                                                guidance=f.default_guidance, seed=i, width=f.default_width,
+                                                height=f.default_height, num_images=1, output_format="png",
+                                                timeout_s=3600.0) for i in range(n)]
+                        await asyncio.gather(*(self.submit(spec) for spec in specs))
+                except Exception as e:  # noqa: BLE001 - serving starts anyway; the first requests pay instead
+                    log.warning("warm-up of model %s failed: %s: %s", model_id, type(e).__name__, e)
+                seconds[model_id] = time.perf_counter() - started
+                log.info("warm-up of model %s: passes of %s images in %.1f s", model_id, buckets, seconds[model_id])
+        finally:
+            self._warming = False
+        return seconds
 
     @property
     def draining(self) -> bool:

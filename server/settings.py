@@ -33,9 +33,10 @@ class Settings(BaseSettings):
     # replay one CUDA graph per UNet bucket (pipelines.accel); CUDA only. Exact; halves batch-1
     # latency of SD1.5 on an H200 (bench/results/gpu_NVIDIA_H200_run2.json)
     cuda_graphs: bool = True
-    # torch.compile the UNet (default mode, static shapes): 1.36x saturated SD1.5 on an H200 but
-    # 85 s of compilation at warm-up (one per bucket shape); opt-in, so a server is ready in seconds
-    # and CPU / small deployments never pay it (bench/results/gpu_NVIDIA_H200_run3.json)
+    # torch.compile the UNet (default mode, static shapes): 1.35x saturated SD1.5 and 1.16x SDXL on
+    # an H200 (bench/results/gpu_NVIDIA_H200_run7_*.json) for minutes of compilation (one per bucket
+    # shape, done by warm_up below). On in docker-compose.yml; off here, so `darkroom serve` on a
+    # workstation is ready in seconds (a no-op off CUDA)
     compile_unet: bool = False
     # fp8 linears in the UNet (torchao; Hopper GPUs): "off", "weight" (fp8 weights, bf16 matmul) or
     # "dynamic" (fp8 weights and activations; needs dtype bfloat16). Changes the output: "fast" mode
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
     # is the lever for that; not measured on a GPU yet, so off. decode_overlap, when also on, takes
     # precedence on CUDA; a result's decode_s then includes the pass it overlapped
     decode_pipeline: bool = False
+    # before readiness, run one pass of every batch bucket per model (Engine.warm_up), so CUDA
+    # graphs are captured and compiled UNets / decoders compiled before users wait on them; /readyz
+    # answers 503 until it is done. None: on when a served model is on CUDA
+    warm_up: bool | None = None
     # JPEG outputs of a CUDA model are encoded on the GPU (nvJPEG, torchvision) in one batched call
     gpu_encode: bool = True
     text_cache_size: int = Field(default=1024, ge=0)  # LRU entries of (model, prompt) -> embeddings

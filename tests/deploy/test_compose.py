@@ -39,11 +39,12 @@ def check_service(service: dict[str, Any], device_id: str, host_port: str) -> No
     devices = service["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"capabilities": ["gpu"], "driver": "nvidia", "device_ids": [device_id]}]
     volumes = [(v["type"], v["source"], v["target"]) for v in service["volumes"]]
-    assert volumes == [("volume", "weights", "/weights")]
+    assert volumes == [("volume", "weights", "/weights"), ("volume", "compile-cache", "/cache")]
     env = service["environment"]
     assert env["DARKROOM_WEIGHTS_ROOT"] == "/weights"
     assert env["DARKROOM_DEVICE"] == "cuda"
     assert env["DARKROOM_API_KEYS"] == ""  # open unless the operator sets keys
+    assert env["DARKROOM_COMPILE_UNET"] == "true"  # the measured winner, warmed up before readiness
     test = " ".join(service["healthcheck"]["test"])
     assert service["healthcheck"]["test"][0] == "CMD" and "/readyz" in test
     grace_s = go_duration_s(service["stop_grace_period"])
@@ -62,7 +63,7 @@ def test_compose_config_resolves_the_gpu_service(compose: list[str]) -> None:
     assert set(config["services"]) == {"darkroom"}
     check_service(config["services"]["darkroom"], device_id="0", host_port="8000")
     assert config["services"]["darkroom"]["build"]["dockerfile"] == "Dockerfile"
-    assert "weights" in config["volumes"]
+    assert {"weights", "compile-cache"} <= set(config["volumes"])
 
 
 def uncomment_per_gpu_example(text: str) -> str:

@@ -169,3 +169,14 @@ def test_darkroom_environment_names_are_settings() -> None:
     assert names, "no DARKROOM_ settings found"
     unknown = {name for name in names if name.lower() not in fields}
     assert not unknown, f"DARKROOM_* names that Settings does not read: {sorted(unknown)}"
+
+
+def test_compile_toolchain_and_cache_volume(steps: list[tuple[str, str]]) -> None:
+    """torch.compile (on in docker-compose.yml) builds Triton's C launcher at run time, and its caches
+    sit on their own volume so a restart's warm-up reuses them."""
+    apt = next(args for k, args in steps if k == "RUN" and "apt-get install" in args)
+    assert {"gcc", "libc6-dev", "python3-dev"} <= set(apt.split())
+    assert ["/cache"] in [json.loads(args) for k, args in steps if k == "VOLUME"]
+    env = " ".join(args for k, args in steps if k == "ENV")
+    assert "TORCHINDUCTOR_CACHE_DIR=/cache/inductor" in env and "TRITON_CACHE_DIR=/cache/triton" in env
+    assert "/cache" in next(args for k, args in steps if k == "RUN" and "chown" in args)  # writable by the user

@@ -1,0 +1,66 @@
+"""Engine.warm_up: one pass of every batch bucket per model before readiness (settings.warm_up)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from server.engine import Engine
+from server.settings import Settings
+from tests.server.conftest import serve, until
+from tests.server.known_model import KNOWN_FAMILY, known_model
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_warm_up_runs_each_bucket_before_ready() -> None:
+    """Readiness and /generate answer 503 'not_ready' while the warm-up's passes run; afterwards the
+    denoiser has seen every padded bucket once (CFG doubling each: default guidance 3), and serving works."""
+    model = known_model()
+    gate = threading.Event()
+    model.denoiser.gate = gate  # hold the warm-up inside its first pass
+    async with serve(model, warm_up=True, max_batch=4, pad_to_bucket=True) as s:
+        await until(lambda: model.denoiser.entered.is_set())
+        assert s.engine.warming and not s.engine.ready
+        ready = await s.client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+        assert "warming up" in ready.json()["error"]["message"]
+        refused = await s.client.post("/generate", json={"prompt": "a red circle"})
+        assert refused.status_code == 503 and "Retry-After" in refused.headers
+        assert (await s.client.get("/healthz")).status_code == 200  # alive meanwhile
+        gate.set()
+        await until(lambda: s.engine.ready)
+        assert sorted(set(model.denoiser.calls)) == [2, 4, 8]  # 1, 2, 4 images x (cond + uncond)
+        assert len(model.denoiser.calls) == 3  # one step each
+        assert (await s.client.get("/readyz")).status_code == 200
+        response = await s.client.post("/generate", json={"prompt": "a red circle", "seed": 3})
+        assert response.status_code == 200, response.text
+
+
+async def test_warm_up_is_off_on_cpu_by_default_and_ready_at_once() -> None:
+    model = known_model()
+    async with serve(model) as s:
+        assert s.settings.warm_up is None and not s.engine.wants_warm_up()
+        assert s.engine.ready and not model.denoiser.calls
+        assert (await s.client.get("/readyz")).status_code == 200
+
+
+def test_buckets_follow_max_batch_and_the_pixel_budget() -> None:
+    side = KNOWN_FAMILY.default_width * KNOWN_FAMILY.default_height
+    assert Engine([known_model()], Settings(max_batch=8)).warm_up_buckets("known") == [1, 2, 4, 8]  # type: ignore[call-arg]
+    assert Engine([known_model()], Settings(max_batch=6)).warm_up_buckets("known") == [1, 2, 4, 6]  # type: ignore[call-arg]
+    budget = Settings(max_batch=8, max_batch_pixels=3 * side)  # type: ignore[call-arg]
+    assert Engine([known_model()], budget).warm_up_buckets("known") == [1, 2, 4]  # 3 images fit: padded to 4
+    assert Engine([known_model()], Settings(warm_up=True)).wants_warm_up()  # type: ignore[call-arg]
+
+
+async def test_a_failing_warm_up_still_serves() -> None:
+    """A warm-up pass that raises is logged; the server becomes ready and serves."""
+    model = known_model()
+    model.denoiser.oom_above_rows = 3  # the 2- and 4-image passes (4 and 8 rows) fail
+    async with serve(model, warm_up=True, max_batch=4, pad_to_bucket=True) as s:
+        await until(lambda: s.engine.ready)
+        model.denoiser.oom_above_rows = None
+        response = await s.client.post("/generate", json={"prompt": "a red circle", "seed": 3})
+        assert response.status_code == 200, response.text
