@@ -14,7 +14,10 @@ first-mentioned object on the left? CLIP's encoder is causal, so only the second
 tokens can have seen the relation word; the probe says whether the encoder carries the relation at
 all (then the UNet is what fails to use it).
 
-    python -m training.position_breakdown [--model bundled] [--captions 384] [--out FILE.md]
+    python -m training.position_breakdown [--model bundled] [--captions 384] [--out FILE.md] [--unet DIR]
+
+--unet DIR swaps in a diffusers UNet folder of the same architecture (a trained candidate not yet
+shipped, e.g. a GPU call's teacher_unet/) for the model's own.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--unet", type=Path, default=None, help="a diffusers UNet folder to use instead of the model's")
     args = parser.parse_args()
 
     from pipelines.loading import load_from_manifest
@@ -114,12 +118,18 @@ def main() -> None:
     scenes = sample_scenes(2026, args.captions, "train")
     captions = [s.caption for s in scenes]
     model = load_from_manifest(args.model, ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
+    if args.unet is not None:
+        from diffusers import UNet2DConditionModel
+
+        unet = model.denoiser.unet  # type: ignore[attr-defined]
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.unet).state_dict())
     judge = load_judge(ROOT / "weights", device)
     sampled = torch.cat([generate(model, [c.text for c in captions[i : i + 64]], "ddim", args.steps, args.guidance, seed=i)
                          for i in range(0, len(captions), 64)])
     real = render(scenes_to_batch(scenes), torch.Generator().manual_seed(0))
     generated, renders = breakdown(judge, sampled, captions), breakdown(judge, real, captions)
-    lines = [(f"Position agreement of `{args.model}` (DDIM {args.steps}, w = {args.guidance}, CPU fp32) vs real renders, "
+    name = args.model if args.unet is None else f"{args.model}` with the UNet of `{args.unet}"
+    lines = [(f"Position agreement of `{name}` (DDIM {args.steps}, w = {args.guidance}, CPU fp32) vs real renders, "
              f"{args.captions} seen captions (seed 2026)."), "",
              "| group | captions | generated | real renders |", "|---|---|---|---|"]
     for key in sorted(generated, key=lambda k: (k.split(" ")[0], k)):
