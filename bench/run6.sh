@@ -24,6 +24,11 @@
 #        bash bench/run6.sh sdxl         # ~350-450 s: SDXL 1024 30-step CFG diffusers batch 1/4; compiled UNet exact
 #                                        #   (3 bucket shapes, ~60-90 s each the first time; warm-up_s in notes)
 #        bash bench/run6.sh sdxl_fast    # ~250 s with sdxl's inductor cache warm: compiled UNet + guidance interval
+#      Prepared after run 7 for its two near misses (not run yet; expected seconds on an H200):
+#        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh turbo_compiled  # ~500 s: SD-Turbo diffusers; the compiled decoder alone and with the UNet
+#                                           #   compiled too (Engine.warm_up compiles every bucket first), HTTP raw JPEG
+#        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh sd15_fast_vae   # ~500 s: SD1.5 compiled + interval, and the same with the decoder compiled
+#                                           #   and JPEG on the GPU
 #      If sdxl (or sdxl_fast) is cut during the compiled warm-up (its log has no "darkroom-compiled  batch1"
 #      line), run the same sub-command again: each bucket shape whose compile finished is in the cache.
 #      The machine stays warm between calls: runs/site (wheels, installed once) and runs/inductor
@@ -46,7 +51,7 @@
 #   sdxl 422 s, sdxl_fast 253 s, sd15_fast 336 s); results renamed bench/results/gpu_NVIDIA_H200_run7_<cmd>.json.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|tiny}
+CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|turbo_compiled|sd15_fast_vae|tiny}
 OUT=${OUT:-runs/run6_out}; BUDGET_S=${BUDGET_S:-500}; TIMEOUT_S=${TIMEOUT_S:-560}
 FAST_INTERVAL=${FAST_INTERVAL:-1.3,4.3}; PY=${PYTHON:-python3}; TINY=${TINY:-0}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD TOKENIZERS_PARALLELISM=false
@@ -55,7 +60,7 @@ export TRITON_CACHE_DIR=$PWD/runs/triton
 mkdir -p "$OUT" runs
 
 if [ "$CMD" = tiny ]; then  # every sub-command on the CPU, in a row
-  for c in turbo_http sd15_fast sdxl sdxl_fast; do TINY=1 bash "$0" $c || exit 1; done
+  for c in turbo_http sd15_fast sdxl sdxl_fast turbo_compiled sd15_fast_vae; do TINY=1 bash "$0" $c || exit 1; done
   exit 0
 fi
 
@@ -76,6 +81,10 @@ sd15_fast)  ARGS+=(--tasks sd15,probe:sd15:fp32 --compile-engine --variants dark
                    --fast-interval "$FAST_INTERVAL") ;;
 sdxl)       ARGS+=(--tasks sdxl,probe:sdxl:fp32 --compile-engine --variants darkroom-compiled --no-http) ;;
 sdxl_fast)  ARGS+=(--tasks sdxl --compile-engine --variants darkroom-compiled-fast --no-http --fast-interval "$FAST_INTERVAL") ;;
+turbo_compiled) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-vaecompile,darkroom-compiled-vaecompile --http-kinds bytes-jpeg
+                       --extra-concurrency 128) ;;
+sd15_fast_vae)  ARGS+=(--tasks sd15 --compile-engine --variants darkroom-compiled-fast,darkroom-compiled-fast-vaecompile --no-http
+                       --fast-interval "$FAST_INTERVAL") ;;
 *) echo "unknown sub-command $CMD" >&2; exit 2 ;;
 esac
 
