@@ -86,26 +86,50 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
+def reverse_words(text: str) -> str:
+    """The prompt's words in reverse order, a comma counting as a word ("a red circle, a blue square"
+    -> "square blue a , circle red a"): CLIP's BPE splits punctuation from words, so the reversed
+    text tokenizes to the same pieces in reverse word order."""
+    return " ".join(reversed(text.replace(",", " ,").split()))
+
+
 class ClipTextEncoder:
-    """SD1 / SD2 / bundled: one CLIPTextModel, last (or penultimate) hidden state as context."""
+    """SD1 / SD2 / bundled: one CLIPTextModel, last (or penultimate) hidden state as context.
+
+    both_directions (a model trained so; model_index.json "darkroom_text_directions": 2): the
+    context is the prompt's encoding followed by its word-reversed encoding, (B, 2 x 77, D). CLIP's
+    encoder is causal, so in the prompt as written a word is encoded knowing only the words before
+    it: in "a red circle left of a blue square" the red circle's tokens never see "left of". In the
+    reversed pass they come last and do (training/results/analysis: a linear probe reads the
+    relation at the first object's colour token at 0.48 forward, 1.00 reversed).
+    """
 
     zero_empty_negative = False  # an empty negative prompt is encoded like any prompt
 
-    def __init__(self, model: torch.nn.Module, tokenizer: ClipTokenizer, *, hidden_layer: int = -1) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer: ClipTokenizer, *, hidden_layer: int = -1,
+                 both_directions: bool = False) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         # -1: last_hidden_state (final layer norm applied); -2: penultimate, no final norm
         self.hidden_layer = hidden_layer
+        self.both_directions = both_directions
 
     @torch.no_grad()
     def encode(self, prompts: list[str], size: tuple[int, int] | None = None) -> tuple[Conditioning, list[bool]]:
-        """Context (B, 77, D) for the UNet's cross-attention; `size` is unused by this family."""
+        """Context (B, 77, D) for the UNet's cross-attention ((B, 154, D) with both_directions);
+        `size` is unused by this family."""
         ids, truncated = self.tokenizer.tokenize(prompts)
+        if self.both_directions:
+            reversed_ids, _ = self.tokenizer.tokenize([reverse_words(p) for p in prompts])
+            ids = torch.cat((ids, reversed_ids))
         ids = ids.to(_device_of(self.model))
         if self.hidden_layer == -1:
             hidden = self.model(ids).last_hidden_state  # (B, 77, D)
         else:
             hidden = self.model(ids, output_hidden_states=True).hidden_states[self.hidden_layer]
+        if self.both_directions:
+            forward, backward = hidden.chunk(2)
+            hidden = torch.cat((forward, backward), dim=1)
         return Conditioning(text_embeddings=hidden), truncated
 
 

@@ -81,6 +81,9 @@ def export(run: Path, weights: Path, tokenizer: bool = True) -> dict[str, int]:
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
+    directions = int(state["metrics"].get("text_directions", 1))
+    if directions != 1:  # read by pipelines.loading (ClipTextEncoder both_directions)
+        index["darkroom_text_directions"] = directions
     (target / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
     if tokenizer:
         _write_tokenizer(target / "tokenizer")
@@ -132,6 +135,7 @@ def export_student(run: Path, weights: Path, stage: str) -> int:
     (target / "scheduler").mkdir()
     (target / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=1) + "\n")
     index = json.loads((weights / BUNDLED / "model_index.json").read_text())
+    index.pop("darkroom_text_directions", None)  # the students condition on the caption's encoding alone
     index["scheduler"] = ["diffusers", str(scheduler["_class_name"])]
     (target / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
     for name in SHARED_WITH_TEACHER:
@@ -153,6 +157,8 @@ def import_weights(weights: Path, run: Path) -> None:
     save_weights(vae, run / "autoencoder" / "vae.safetensors")
     state = load_state(run / "text_unet")  # the latent scaling, which stages read from here
     state.metrics.setdefault("scaling_factor", float(shipped_vae.config.scaling_factor))
+    index = json.loads((bundled / "model_index.json").read_text())
+    state.metrics["text_directions"] = int(index.get("darkroom_text_directions", 1))
     save_state(run / "text_unet", state, "text encoder + UNet (imported from shipped weights)")
     lcm_unet = weights / LCM / "unet"
     if (lcm_unet / "config.json").exists() and not (run / "lcm" / "ema_student.safetensors").exists():

@@ -18,6 +18,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch import Tensor, nn
 
+from pipelines.text import reverse_words
 from training.checkpoint import (
     EMA,
     Deadline,
@@ -28,7 +29,14 @@ from training.checkpoint import (
     save_weights,
     stage_parser,
 )
-from training.data import SceneBatch, render, sample_scenes, scenes_to_batch, tokenize
+from training.data import (
+    CONTEXT_LENGTH,
+    SceneBatch,
+    render,
+    sample_scenes,
+    scenes_to_batch,
+    tokenize,
+)
 from training.diffusion import add_noise, alphas_cumprod, ddim_sample
 from training.judge import caption_accuracy
 from training.models import Judge, build_text_encoder, build_unet, build_vae
@@ -39,18 +47,40 @@ MIN_SNR_GAMMA = 5.0
 EMPTY_PROMPT = ""
 
 
-class TextUNet(nn.Module):
-    """The two jointly trained modules, so one optimizer and one EMA cover both."""
+def caption_tokens(texts: list[str], directions: int = 1) -> Tensor:
+    """(B, 77) token ids, or with directions 2 (B, 154): the caption's, then its word-reversed
+    caption's (pipelines.text.reverse_words; the served ClipTextEncoder's both_directions)."""
+    tokens = tokenize(texts)
+    if directions == 2:
+        tokens = torch.cat((tokens, tokenize([reverse_words(t) for t in texts])), dim=1)
+    return tokens
 
-    def __init__(self) -> None:
+
+class TextUNet(nn.Module):
+    """The two jointly trained modules, so one optimizer and one EMA cover both.
+
+    text_directions 2: the UNet cross-attends to the caption's encoding followed by its
+    word-reversed encoding (caption_tokens), so each object's tokens have seen the relation word
+    in one of the two passes (the encoder is causal)."""
+
+    def __init__(self, text_directions: int = 1) -> None:
         super().__init__()
         self.text_encoder = build_text_encoder()
         self.unet = build_unet()
+        self.text_directions = text_directions
+
+    def context(self, tokens: Tensor) -> Tensor:
+        """Cross-attention context (B, 77 k, 128) from caption_tokens' (B, 77 k) ids, k = text_directions."""
+        if tokens.shape[1] != CONTEXT_LENGTH * self.text_directions:
+            raise ValueError(f"expected {CONTEXT_LENGTH * self.text_directions} token ids per caption "
+                             f"(text_directions {self.text_directions}: training.text_unet.caption_tokens), got {tokens.shape[1]}")
+        passes = tokens.view(tokens.shape[0], self.text_directions, CONTEXT_LENGTH).transpose(0, 1).reshape(-1, CONTEXT_LENGTH)
+        hidden = self.text_encoder(passes).last_hidden_state  # (k B, 77, 128)
+        return torch.cat(hidden.chunk(self.text_directions), dim=1)
 
     def eps(self, x: Tensor, t: Tensor, tokens: Tensor) -> Tensor:
-        """eps prediction: x (B, 4, 16, 16), t (B,), tokens (B, 77) -> (B, 4, 16, 16)."""
-        text = self.text_encoder(tokens).last_hidden_state  # (B, 77, 128)
-        return self.unet(x, t, encoder_hidden_states=text).sample
+        """eps prediction: x (B, 4, 16, 16), t (B,), tokens (B, 77 k) -> (B, 4, 16, 16)."""
+        return self.unet(x, t, encoder_hidden_states=self.context(tokens)).sample
 
 
 def load_frozen_vae(out: Path, device: torch.device) -> AutoencoderKL:
@@ -65,7 +95,8 @@ def load_frozen_vae(out: Path, device: torch.device) -> AutoencoderKL:
 def load_frozen_teacher(out: Path, device: torch.device) -> TextUNet:
     """The trained text encoder + UNet (EMA weights) from its stage directory, frozen: the teacher
     of the students and the ControlNet."""
-    teacher = TextUNet().to(device)
+    directions = int(load_state(out / STAGE).metrics.get("text_directions", 1))  # caption_tokens(texts, this)
+    teacher = TextUNet(directions).to(device)
     path = out / STAGE / "ema_text_unet.safetensors"
     if not load_weights(teacher, path):
         raise FileNotFoundError(f"{path} missing (the teacher): train it or `python -m training.export --import weights RUN`")
@@ -102,10 +133,10 @@ def generate(model: TextUNet, vae: AutoencoderKL, scaling: float, texts: list[st
              steps: int, seed: int, device: torch.device) -> Tensor:
     """Images (B, 3, 64, 64) in [0, 1] by DDIM with classifier-free guidance (one pass for cond + uncond)."""
     alpha_bar = alphas_cumprod(device)
-    tokens = tokenize(texts).to(device)
-    empty = tokenize([EMPTY_PROMPT] * len(texts)).to(device)
+    tokens = caption_tokens(texts, model.text_directions).to(device)
+    empty = caption_tokens([EMPTY_PROMPT] * len(texts), model.text_directions).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        text = model.text_encoder(torch.cat((tokens, empty))).last_hidden_state
+        text = model.context(torch.cat((tokens, empty)))
 
     def eps_fn(x: Tensor, t: Tensor) -> Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -159,7 +190,8 @@ def _snapshot(model: TextUNet, ema: EMA, directory: Path, state: StageState, ela
 
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 3e-4,
           pool_size: int = 200_000, eval_count: int = 256, compile_forward: bool = False,
-          snapshot_s: float = 0.0, freeze_text_encoder: bool = False, relation_boost: float = 1.0) -> dict[str, float]:
+          snapshot_s: float = 0.0, freeze_text_encoder: bool = False, relation_boost: float = 1.0,
+          text_directions: int | None = None) -> dict[str, float]:
     """Train (or resume) the text encoder + UNet for `seconds` of wall clock.
 
     freeze_text_encoder trains the UNet alone and keeps the text encoder exactly the saved EMA's
@@ -168,6 +200,11 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     relation_boost > 1 draws scenes whose caption states a relation between two objects that many
     times as often as the others (training/results/analysis/position_breakdown.md: the shipped
     UNet draws relations at chance while the encoder carries them).
+
+    text_directions 2 conditions the UNet on the caption's encoding and its word-reversed one
+    (TextUNet); None keeps what the stage was trained with (1 when new). Switching a trained UNet
+    from 1 to 2 continues it with the extra context (best with the encoder frozen); the choice is
+    saved in the state and export writes it into model_index.json for serving.
 
     compile_forward wraps the training forward in torch.compile (about a minute of compile,
     then ~20% faster steps on an H200: worth it for runs over ~8 minutes). snapshot_s > 0 saves
@@ -179,8 +216,13 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     cuda = device.type == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    model = TextUNet().to(device)
     state = load_state(directory)
+    if text_directions is None:
+        text_directions = int(state.metrics.get("text_directions", 1))
+    if text_directions not in (1, 2):
+        raise ValueError(f"text_directions must be 1 or 2, got {text_directions}")
+    state.metrics["text_directions"] = text_directions
+    model = TextUNet(text_directions).to(device)
     if load_weights(model, directory / "ema_text_unet.safetensors"):
         ema = EMA(model, decay=0.999)  # the shadow starts at the saved EMA
         ema.updates = state.step
@@ -213,12 +255,12 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     texts = [s.caption.text for s in scenes]
     draw = torch.tensor([relation_boost if s.caption.relation is not None else 1.0 for s in scenes], device=device)
     state.metrics["relation_boost"] = relation_boost
-    tokens = tokenize(texts).to(device)  # (P, 77)
+    tokens = caption_tokens(texts, text_directions).to(device)  # (P, 77 k)
     # Each scene rendered once (random jitter and background) and encoded once: posterior mean
     # and std kept in fp16, a fresh posterior sample drawn per step. Saves the render and the
     # encoder (as costly per image as the UNet forward) from every step.
     latent_mean, latent_std = encode_pool(vae, pool, gen)  # (P, 4, 16, 16) each
-    empty = tokenize([EMPTY_PROMPT]).to(device)  # (1, 77)
+    empty = caption_tokens([EMPTY_PROMPT], text_directions).to(device)  # (1, 77 k)
     alpha_bar = alphas_cumprod(device)
     snr = (alpha_bar / (1 - alpha_bar)).float()
     weight_by_t = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr  # min-SNR-gamma for eps prediction
@@ -293,10 +335,12 @@ def main() -> None:
                         help="train the UNet alone; the text encoder stays the saved EMA's (students stay valid)")
     parser.add_argument("--relation-boost", type=float, default=1.0,
                         help="draw captions with a two-object relation this many times as often")
+    parser.add_argument("--text-directions", type=int, choices=(1, 2), default=None,
+                        help="2: condition on the caption's and its word-reversed caption's encodings (default: the stage's)")
     args = parser.parse_args()
     metrics = train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                     compile_forward=args.compile, snapshot_s=args.snapshot_s, freeze_text_encoder=args.freeze_text_encoder,
-                    relation_boost=args.relation_boost)
+                    relation_boost=args.relation_boost, text_directions=args.text_directions)
     print(STAGE, metrics, flush=True)
 
 

@@ -45,6 +45,9 @@ class FolderModel:
     scheduler_config: dict[str, Any]
     pipeline_class: str  # model_index.json's _class_name, e.g. "StableDiffusionPipeline"
     files_read: list[str] = field(default_factory=list)  # relative to the weights root
+    # model_index.json "darkroom_text_directions": 2 for a UNet trained on the prompt's encoding
+    # followed by its word-reversed one (pipelines.text.ClipTextEncoder); 1 (absent) otherwise
+    text_directions: int = 1
 
 
 def read_json(root: Path, relative: str) -> dict[str, Any]:
@@ -170,4 +173,7 @@ def load_diffusers_folder(
         scheduler_config = read_json(root, f"{folder}/scheduler/scheduler_config.json")
         files.append(f"{folder}/scheduler/scheduler_config.json")
     pipeline_class = str(index.get("_class_name", ""))
-    return FolderModel(components, scheduler_config, pipeline_class, files)
+    directions = index.get("darkroom_text_directions", 1)
+    if directions not in (1, 2):
+        raise CorruptCheckpointError(f"{folder}/model_index.json: darkroom_text_directions must be 1 or 2, got {directions!r}")
+    return FolderModel(components, scheduler_config, pipeline_class, files, text_directions=int(directions))

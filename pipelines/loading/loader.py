@@ -181,6 +181,7 @@ def load_model(
         dtype=resolved,
         controlnets=controlnets or None,
         description=entry.description,
+        text_directions=loaded.text_directions,
     )
 
 

@@ -47,6 +47,7 @@ def assemble(
     dtype: torch.dtype,
     controlnets: dict[str, torch.nn.Module] | None = None,
     description: str = "",
+    text_directions: int = 1,
 ) -> LoadedModel:
     """Wrap loaded diffusers / transformers modules into a LoadedModel.
 
@@ -55,10 +56,14 @@ def assemble(
     config sets the latent factor, channels and scaling factor; the scheduler config sets the
     training schedule and prediction type. The first ControlNet, if any, is attached to the
     denoiser (it runs only for rows whose conditioning carries a control image).
+    `text_directions` 2: the CLIP context is the prompt's encoding then its word-reversed one
+    (pipelines.text.ClipTextEncoder, both_directions); SD1 / SD2 / bundled only.
     """
     if isinstance(family, str) and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; known: {sorted(FAMILIES)}")
     spec = FAMILIES[family] if isinstance(family, str) else family
+    if text_directions not in (1, 2) or (text_directions == 2 and (spec.name not in UNET_FAMILIES or spec.name == "sdxl")):
+        raise ValueError(f"text_directions {text_directions} is not available for family {spec.name!r}")
     device = torch.device(device)
     controlnets = {name: _moved(c, device, dtype) for name, c in (controlnets or {}).items()}  # type: ignore[misc]
 
@@ -92,7 +97,8 @@ def assemble(
                 encoder, encoder_2, default_size=(spec.default_height, spec.default_width)
             )
         else:
-            text_encoder = ClipTextEncoder(encoder, ClipTokenizer(pad_token_id=spec.pad_token_id))
+            text_encoder = ClipTextEncoder(encoder, ClipTokenizer(pad_token_id=spec.pad_token_id),
+                                           both_directions=text_directions == 2)
     elif spec.name == "dit":
         transformer = _moved(_component(components, "transformer", spec.name), device, dtype)
         denoiser = DiTDenoiser(transformer, config)
