@@ -17,7 +17,8 @@ all (then the UNet is what fails to use it).
     python -m training.position_breakdown [--model bundled] [--captions 384] [--out FILE.md] [--unet DIR]
 
 --unet DIR swaps in a diffusers UNet folder of the same architecture (a trained candidate not yet
-shipped, e.g. a GPU call's teacher_unet/) for the model's own.
+shipped, e.g. a GPU call's teacher_unet/) for the model's own; add --text-directions 2 for a UNet
+trained on two-direction text conditioning (training.text_unet --text-directions 2).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--unet", type=Path, default=None, help="a diffusers UNet folder to use instead of the model's")
+    parser.add_argument("--text-directions", type=int, choices=(1, 2), default=1,
+                        help="2: that UNet was trained on the caption's and its word-reversed caption's encodings")
     args = parser.parse_args()
 
     from pipelines.loading import load_from_manifest
@@ -123,6 +126,7 @@ def main() -> None:
 
         unet = model.denoiser.unet  # type: ignore[attr-defined]
         unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.unet).state_dict())
+        model.text_encoder.both_directions = args.text_directions == 2  # type: ignore[union-attr]
     judge = load_judge(ROOT / "weights", device)
     sampled = torch.cat([generate(model, [c.text for c in captions[i : i + 64]], "ddim", args.steps, args.guidance, seed=i)
                          for i in range(0, len(captions), 64)])

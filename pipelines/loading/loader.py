@@ -32,6 +32,7 @@ class LoadedComponents:
     components: dict[str, Any]  # torch modules by diffusers folder name (+ "tokenizer" for T5)
     scheduler_config: dict[str, Any]
     files: list[str] = field(default_factory=list)  # read, relative to the weights root
+    text_directions: int = 1  # model_index.json darkroom_text_directions (diffusers folders)
 
 
 def resolve_dtype(entry: ModelEntry, device: torch.device, dtype: torch.dtype | str | None) -> torch.dtype:
@@ -94,6 +95,7 @@ def load_components(
             "(record them with `darkroom weights verify %s --update`)",
             entry.id, len(unknown), entry.id,
         )
+    directions = 1
     if entry.format == "single_file":
         relative = f"{entry.path}/{entry.checkpoint.path}"
         family = entry.family if entry.kind == "pipeline" else f"controlnet-{entry.family}"
@@ -113,6 +115,7 @@ def load_components(
     else:
         folder = load_diffusers_folder(root, entry.path, variant=entry.variant, device=device, dtype=dtype)
         components, scheduler, files = dict(folder.components), dict(folder.scheduler_config), folder.files_read
+        directions = folder.text_directions
         tokenizer = _folder_tokenizer(root, entry.path)
         if tokenizer is not None:
             components["tokenizer"] = tokenizer
@@ -122,7 +125,7 @@ def load_components(
         log.warning("model %s: read files not listed in the manifest (unverified): %s", entry.id, unlisted)
     if entry.prediction_type is not None:
         scheduler["prediction_type"] = entry.prediction_type
-    return LoadedComponents(components, scheduler, files)
+    return LoadedComponents(components, scheduler, files, text_directions=directions)
 
 
 def _folder_tokenizer(root: Path, folder: str) -> object | None:

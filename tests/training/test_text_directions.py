@@ -75,6 +75,14 @@ def test_export_serves_the_training_context_and_students_stay_one_direction(tmp_
     assert conditioning.text_embeddings is not None and conditioning.text_embeddings.shape == trained.shape
     assert torch.allclose(conditioning.text_embeddings, trained, atol=2e-2)  # the export is fp16
 
+    from pipelines.loading import load_from_manifest
+    from tests.pipelines.loading.tiny_checkpoints import listed_files, write_manifest
+
+    manifest = write_manifest(tmp_path / "manifest.yaml", [{"id": "bundled", "family": "bundled", "format": "diffusers",
+                                                           "path": "bundled", "files": listed_files(weights / "bundled")}])
+    through_manifest = load_from_manifest("bundled", manifest, weights, device="cpu", dtype=torch.float32)
+    assert through_manifest.text_encoder.both_directions  # type: ignore[union-attr]
+
     export_student(run, weights, "lcm")
     assert "darkroom_text_directions" not in json.loads((weights / "bundled_lcm" / "model_index.json").read_text())
     again = tmp_path / "again"
