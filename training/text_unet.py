@@ -250,7 +250,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         state.metrics["scaling_factor"] = float(1.0 / latents.float().std())
     scaling = float(state.metrics["scaling_factor"])
 
-    scenes = sample_scenes(state.step, pool_size if cuda else 1_000, "train")
+    scenes = sample_scenes(state.step, pool_size if cuda or pool_size != 200_000 else 1_000, "train")  # CPU: 1,000 unless asked
     pool = scenes_to_batch(scenes).to(device)
     texts = [s.caption.text for s in scenes]
     draw = torch.tensor([relation_boost if s.caption.relation is not None else 1.0 for s in scenes], device=device)
@@ -335,12 +335,13 @@ def main() -> None:
                         help="train the UNet alone; the text encoder stays the saved EMA's (students stay valid)")
     parser.add_argument("--relation-boost", type=float, default=1.0,
                         help="draw captions with a two-object relation this many times as often")
+    parser.add_argument("--pool-size", type=int, default=200_000, help="scenes rendered and encoded once (CPU default: 1,000)")
     parser.add_argument("--text-directions", type=int, choices=(1, 2), default=None,
                         help="2: condition on the caption's and its word-reversed caption's encodings (default: the stage's)")
     args = parser.parse_args()
     metrics = train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                     compile_forward=args.compile, snapshot_s=args.snapshot_s, freeze_text_encoder=args.freeze_text_encoder,
-                    relation_boost=args.relation_boost, text_directions=args.text_directions)
+                    relation_boost=args.relation_boost, text_directions=args.text_directions, pool_size=args.pool_size)
     print(STAGE, metrics, flush=True)
 
 
