@@ -60,8 +60,12 @@ def breakdown(judge: torch.nn.Module, images: torch.Tensor, captions: list[Capti
 
 
 def relation_probe(text_encoder: torch.nn.Module, train_seed: int = 11, test_seed: int = 12,
-                   scenes: int = 30_000) -> dict[str, float]:
-    """Test accuracy of a logistic probe per colour token (first / second mentioned object)."""
+                   scenes: int = 30_000, reverse: bool = False) -> dict[str, float]:
+    """Test accuracy of a logistic probe per colour token (first / second mentioned object).
+    reverse: encode each caption with its words reversed (pipelines.text.reverse_words, the second
+    half of two-direction conditioning); the objects keep their names "first" / "second" mentioned
+    in the caption as written."""
+    from pipelines.text import reverse_words
     from training.data import COLOURS, tokenize
 
     colour_id = {i: int(tokenize([name])[0, 1]) for i, name in enumerate(COLOURS)}
@@ -69,7 +73,7 @@ def relation_probe(text_encoder: torch.nn.Module, train_seed: int = 11, test_see
     def features(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         caps = [s.caption for s in sample_scenes(seed, n, "train")]
         caps = [c for c in caps if c.relation in ("left_of", "right_of") and c.objects[0].colour != c.objects[1].colour]
-        tokens = tokenize([c.text for c in caps])
+        tokens = tokenize([reverse_words(c.text) if reverse else c.text for c in caps])
         with torch.no_grad():
             hidden = text_encoder(tokens).last_hidden_state
         first_h, second_h, first_left = [], [], []
@@ -77,8 +81,8 @@ def relation_probe(text_encoder: torch.nn.Module, train_seed: int = 11, test_see
             reversed_ = phrasing(c) == "reversed"
             first, second = (c.objects[1], c.objects[0]) if reversed_ else (c.objects[0], c.objects[1])
             ids = tokens[i].tolist()
-            first_h.append(hidden[i, ids.index(colour_id[first.colour])])
-            second_h.append(hidden[i, len(ids) - 1 - ids[::-1].index(colour_id[second.colour])])
+            first_h.append(hidden[i, ids.index(colour_id[first.colour])])  # colours differ: one token each
+            second_h.append(hidden[i, ids.index(colour_id[second.colour])])
             first_left.append(float((c.relation == "left_of") != reversed_))
         return torch.stack(first_h), torch.stack(second_h), torch.tensor(first_left)
 
@@ -102,6 +106,19 @@ def relation_probe(text_encoder: torch.nn.Module, train_seed: int = 11, test_see
     return out
 
 
+def probe_lines(text_encoder: torch.nn.Module) -> list[str]:
+    """The relation probe on the caption as written and word-reversed, as Markdown lines."""
+    lines = []
+    for reverse in (False, True):
+        probe = relation_probe(text_encoder, reverse=reverse)
+        lines += [*([""] if lines else []), (f"Text-encoder probe ({'words reversed' if reverse else 'caption as written'}; horizontal relations, "
+                   f"{int(probe['test captions'])} test captions): is the first-mentioned object on the left, read "
+                   "linearly from the encoder output at"),
+                  f"- the first-mentioned object's colour token: {probe['first-mentioned']:.3f} (0.5 = chance)",
+                  f"- the second-mentioned object's colour token: {probe['second-mentioned']:.3f}"]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled")
@@ -109,6 +126,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--probe-only", action="store_true", help="the text-encoder probes alone (no sampling)")
     parser.add_argument("--unet", type=Path, default=None, help="a diffusers UNet folder to use instead of the model's")
     parser.add_argument("--text-directions", type=int, choices=(1, 2), default=1,
                         help="2: that UNet was trained on the caption's and its word-reversed caption's encodings")
@@ -127,6 +145,12 @@ def main() -> None:
         unet = model.denoiser.unet  # type: ignore[attr-defined]
         unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.unet).state_dict())
         model.text_encoder.both_directions = args.text_directions == 2  # type: ignore[union-attr]
+    if args.probe_only:
+        text = "\n".join(probe_lines(model.text_encoder.model)) + "\n"  # type: ignore[attr-defined]
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return
     judge = load_judge(ROOT / "weights", device)
     sampled = torch.cat([generate(model, [c.text for c in captions[i : i + 64]], "ddim", args.steps, args.guidance, seed=i)
                          for i in range(0, len(captions), 64)])
@@ -139,12 +163,7 @@ def main() -> None:
     for key in sorted(generated, key=lambda k: (k.split(" ")[0], k)):
         g, r = generated[key], renders.get(key, [])
         lines.append(f"| {key} | {len(g)} | {sum(g) / len(g):.3f} | {sum(r) / max(1, len(r)):.3f} |")
-    probe = relation_probe(model.text_encoder.model)  # type: ignore[attr-defined]
-    lines += ["", (f"Text-encoder probe (horizontal relations, {int(probe['test captions'])} test captions): "
-              "is the first-mentioned object on the left, read linearly from the encoder output at"),
-              f"- the first-mentioned object's colour token: {probe['first-mentioned']:.3f} (0.5 = chance)",
-              f"- the second-mentioned object's colour token: {probe['second-mentioned']:.3f}",
-              "", CHANCE]
+    lines += ["", *probe_lines(model.text_encoder.model), "", CHANCE]  # type: ignore[attr-defined]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
