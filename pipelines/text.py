@@ -100,7 +100,7 @@ class ClipTextEncoder:
     context is the prompt's encoding followed by its word-reversed encoding, (B, 2 x 77, D). CLIP's
     encoder is causal, so in the prompt as written a word is encoded knowing only the words before
     it: in "a red circle left of a blue square" the red circle's tokens never see "left of". In the
-    reversed pass they come last and do (training/results/analysis: a linear probe reads the
+    reversed pass they come last and do (training/results/analysis/text_directions_probe.md: a linear probe reads the
     relation at the first object's colour token at 0.48 forward, 1.00 reversed).
     """
 
