@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # encode, hand-off) only after the next step's forward pass is queued, so the GPU queue does not
     # drain between batches. Same thread, same stream, same images. Run 6 profiled SD-Turbo over
     # HTTP with the engine thread waiting on the decode 76% of its time and the GPU busy 68%: this
-    # is the lever for that; not measured on a GPU yet, so off. decode_overlap, when also on, takes
+    # was the lever for that, and it lost in run 7 (SD-Turbo 82.3 -> 80.6 img/s in-process, HTTP
+    # 78.7 -> 66.5 at 64 clients; bench/results/gpu_NVIDIA_H200_run7_turbo_http.json), so it is
+    # off. decode_overlap, when also on, takes
     # precedence on CUDA; a result's decode_s then includes the pass it overlapped
     decode_pipeline: bool = False
     # before readiness, run one pass of every batch bucket per model (Engine.warm_up), so CUDA
