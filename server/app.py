@@ -385,8 +385,8 @@ def create_app(settings: Settings | None = None, engine: EngineProtocol | None =
         app.state.engine.start()
         warm_up = None
         wants = getattr(app.state.engine, "wants_warm_up", None)
-        if wants is not None and wants():  # readiness waits for it; /healthz answers meanwhile
-            warm_up = asyncio.create_task(app.state.engine.warm_up())
+        if wants is not None and wants():  # not ready from now until it is done; /healthz answers meanwhile
+            warm_up = app.state.engine.start_warm_up()
         # Everything alive now (models, libraries, the app) lives as long as the server: out of
         # the collector's sight, a full collection no longer walks it, which took ~0.3 s of
         # stalled serving every ~1,500 requests on a tiny model (bench/http_overhead.py)

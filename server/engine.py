@@ -323,6 +323,11 @@ class Engine:
         fit = max(1, min(self.settings.max_batch, self.settings.max_batch_pixels // (f.default_width * f.default_height)))
         return sorted({bucket_size(n, self.settings.max_batch) for n in range(1, fit + 1)})
 
+    def start_warm_up(self) -> asyncio.Task[dict[str, float]]:
+        """Mark the engine warming (not ready) at once and run warm_up() as a task of the running loop."""
+        self._warming = True
+        return asyncio.get_running_loop().create_task(self.warm_up())
+
     async def warm_up(self) -> dict[str, float]:
         """Before serving: run, for each served model, one pass of every bucket its default requests
         can fill (warm_up_buckets), so CUDA graphs are captured and torch.compile'd UNets and decoders

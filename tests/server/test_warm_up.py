@@ -21,6 +21,7 @@ async def test_warm_up_runs_each_bucket_before_ready() -> None:
     gate = threading.Event()
     model.denoiser.gate = gate  # hold the warm-up inside its first pass
     async with serve(model, warm_up=True, max_batch=4, pad_to_bucket=True) as s:
+        assert s.engine.warming and not s.engine.ready  # from the end of start-up, before its first pass
         await until(lambda: model.denoiser.entered.is_set())
         assert s.engine.warming and not s.engine.ready
         ready = await s.client.get("/readyz")
