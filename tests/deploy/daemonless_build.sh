@@ -68,6 +68,12 @@ echo
 "${B[@]}" run --isolation chroot "$CTR" -- "${healthcheck[@]}" && echo "OK: Dockerfile HEALTHCHECK"
 "${B[@]}" run --isolation chroot "$CTR" -- "${readiness[@]}" && echo "OK: compose healthcheck"
 [ "$("${B[@]}" run --isolation chroot "$CTR" -- id -u)" = 10001 ] && echo "OK: runs as uid 10001"
+# torch.compile's run-time needs (the compiled UNet is on in docker-compose.yml): the cache volume
+# writable by the user, and a C compiler with Python's headers to build Triton's launcher
+"${B[@]}" run --isolation chroot "$CTR" -- bash -c 'test -w "$TORCHINDUCTOR_CACHE_DIR/.." && mkdir -p "$TRITON_CACHE_DIR" &&
+  printf "#include <Python.h>\nint main(void) { return PY_MAJOR_VERSION == 3 ? 0 : 1; }\n" > /tmp/t.c &&
+  gcc -I"$(python -c "import sysconfig; print(sysconfig.get_paths()[\"include\"])")" /tmp/t.c -o /tmp/t && /tmp/t' \
+  && echo "OK: /cache writable by the user; gcc builds against Python.h"
 curl -sf "http://127.0.0.1:$PORT/generate" -H 'Content-Type: application/json' -H 'Accept: image/png' \
     -d '{"prompt": "a small red circle left of a blue square", "seed": 1}' -o "$WORK/out.png"
 "$PY" -c 'import sys; d=open(sys.argv[1],"rb").read(); assert d[:8]==b"\x89PNG\r\n\x1a\n"; print("OK: /generate PNG,", len(d), "bytes")' "$WORK/out.png"
