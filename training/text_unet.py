@@ -92,10 +92,15 @@ def load_frozen_vae(out: Path, device: torch.device) -> AutoencoderKL:
     return vae.eval()
 
 
-def load_frozen_teacher(out: Path, device: torch.device) -> TextUNet:
+def load_frozen_teacher(out: Path, device: torch.device, text_directions: tuple[int, ...] = (1,)) -> TextUNet:
     """The trained text encoder + UNet (EMA weights) from its stage directory, frozen: the teacher
-    of the students and the ControlNet."""
+    of the students and the ControlNet. `text_directions`: the conditionings the caller can feed
+    (the distillation and ControlNet stages encode captions with the teacher's text encoder
+    directly, one direction); a teacher trained otherwise is refused rather than fed wrongly."""
     directions = int(load_state(out / STAGE).metrics.get("text_directions", 1))  # caption_tokens(texts, this)
+    if directions not in text_directions:
+        raise ValueError(f"the teacher in {out / STAGE} was trained with text_directions {directions}; this stage "
+                         f"conditions it with {text_directions} only (see training.text_unet.caption_tokens)")
     teacher = TextUNet(directions).to(device)
     path = out / STAGE / "ema_text_unet.safetensors"
     if not load_weights(teacher, path):

@@ -107,3 +107,13 @@ def test_one_direction_export_has_no_key_and_bad_values_are_refused(tmp_path: Pa
     folder_components: dict[str, object] = {}
     with pytest.raises(ValueError, match="text_directions"):
         assemble("sdxl", folder_components, {}, model_id="x", device="cpu", dtype=torch.float32, text_directions=2)
+
+
+def test_distillation_stages_refuse_a_two_direction_teacher(tmp_path: Path) -> None:
+    """They encode captions with the teacher's text encoder directly (one direction): refused, not fed wrongly."""
+    from training.text_unet import load_frozen_teacher
+
+    run, _ = _run(tmp_path, 2)
+    with pytest.raises(ValueError, match="text_directions 2"):
+        load_frozen_teacher(run, torch.device("cpu"))
+    assert load_frozen_teacher(run, torch.device("cpu"), text_directions=(1, 2)).text_directions == 2
