@@ -332,25 +332,28 @@ class Engine:
         """Before serving: run, for each served model, one pass of every bucket its default requests
         can fill (warm_up_buckets), so CUDA graphs are captured and torch.compile'd UNets and decoders
         compiled before the first user waits for them (minutes for a compiled SDXL UNet from an empty
-        cache). Each pass is `n` one-step requests of the model's defaults submitted together, so the
-        engine's own batching, padding, guidance rows, decode and encoding take the shapes real
-        traffic will (its passes show in the step and batch histograms like any other). Readiness
-        stays 503 until it returns; a failure is logged, never fatal. Returns seconds per model."""
+        cache). Each pass is `n` requests of the model's defaults at its default sampler's fewest
+        steps, submitted together and resolved by server.validation.resolve as a POST /generate body
+        would be, so the engine's own batching, padding, guidance rows, decode and encoding take the
+        shapes real traffic will (its passes show in the step and batch histograms like any other).
+        Readiness stays 503 until it returns; a failure is logged, never fatal. Returns seconds per model."""
+        from server.schemas import GenerateRequest
+        from server.validation import resolve
+
         seconds: dict[str, float] = {}
         self._warming = True
         try:
             for model_id, served in self._served.items():
-                f = served.model.family
-                prompt = "0" if served.model.text_encoder is None else "a warm-up"
+                card = served.card
+                default_sampler = card.sampler(card.default_sampler)
+                request = GenerateRequest(prompt="a warm-up" if card.text_conditioned else "0", model=model_id,
+                                          steps=default_sampler.min_steps if default_sampler is not None else None)
                 started = time.perf_counter()
                 buckets = self.warm_up_buckets(model_id)
                 try:
                     for n in buckets:
-                        specs = [GenerationSpec(id=f"warm-up-{model_id}-{n}-{i}", model=model_id, prompt=prompt,
-                                                negative_prompt="", sampler=f.default_sampler, steps=1,
-                                                guidance=f.default_guidance, seed=i, width=f.default_width,
-                                                height=f.default_height, num_images=1, output_format="png",
-                                                timeout_s=3600.0) for i in range(n)]
+                        specs = [replace(resolve(request.model_copy(update={"seed": i}), [card], timeout_s=3600.0,
+                                                 max_num_images=1), id=f"warm-up-{model_id}-{n}-{i}") for i in range(n)]
                         await asyncio.gather(*(self.submit(spec) for spec in specs))
                 except Exception as e:  # noqa: BLE001 - serving starts anyway; the first requests pay instead
                     log.warning("warm-up of model %s failed: %s: %s", model_id, type(e).__name__, e)
