@@ -135,9 +135,6 @@ def main() -> None:
     from pipelines.loading import load_from_manifest
     from server.commands.eval import generate, load_judge
 
-    device = torch.device("cpu")
-    scenes = sample_scenes(2026, args.captions, "train")
-    captions = [s.caption for s in scenes]
     model = load_from_manifest(args.model, ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
     if args.unet is not None:
         from diffusers import UNet2DConditionModel
@@ -145,30 +142,27 @@ def main() -> None:
         unet = model.denoiser.unet  # type: ignore[attr-defined]
         unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.unet).state_dict())
         model.text_encoder.both_directions = args.text_directions == 2  # type: ignore[union-attr]
-    if args.probe_only:
-        text = "\n".join(probe_lines(model.text_encoder.model)) + "\n"  # type: ignore[attr-defined]
-        print(text)
-        if args.out:
-            args.out.write_text(text)
-        return
-    judge = load_judge(ROOT / "weights", device)
-    sampled = torch.cat([generate(model, [c.text for c in captions[i : i + 64]], "ddim", args.steps, args.guidance, seed=i)
-                         for i in range(0, len(captions), 64)])
-    real = render(scenes_to_batch(scenes), torch.Generator().manual_seed(0))
-    generated, renders = breakdown(judge, sampled, captions), breakdown(judge, real, captions)
-    name = args.model if args.unet is None else f"{args.model}` with the UNet of `{args.unet}"
-    lines = [(f"Position agreement of `{name}` (DDIM {args.steps}, w = {args.guidance}, CPU fp32) vs real renders, "
-             f"{args.captions} seen captions (seed 2026)."), "",
-             "| group | captions | generated | real renders |", "|---|---|---|---|"]
-    for key in sorted(generated, key=lambda k: (k.split(" ")[0], k)):
-        g, r = generated[key], renders.get(key, [])
-        lines.append(f"| {key} | {len(g)} | {sum(g) / len(g):.3f} | {sum(r) / max(1, len(r)):.3f} |")
-    lines += ["", *probe_lines(model.text_encoder.model), "", CHANCE]  # type: ignore[attr-defined]
+    lines = probe_lines(model.text_encoder.model)  # type: ignore[attr-defined]
+    if not args.probe_only:
+        scenes = sample_scenes(2026, args.captions, "train")
+        captions = [s.caption for s in scenes]
+        judge = load_judge(ROOT / "weights", torch.device("cpu"))
+        sampled = torch.cat([generate(model, [c.text for c in captions[i : i + 64]], "ddim", args.steps, args.guidance, seed=i)
+                             for i in range(0, len(captions), 64)])
+        real = render(scenes_to_batch(scenes), torch.Generator().manual_seed(0))
+        generated, renders = breakdown(judge, sampled, captions), breakdown(judge, real, captions)
+        name = args.model if args.unet is None else f"{args.model}` with the UNet of `{args.unet}"
+        table = [(f"Position agreement of `{name}` (DDIM {args.steps}, w = {args.guidance}, CPU fp32) vs real renders, "
+                  f"{args.captions} seen captions (seed 2026)."), "",
+                 "| group | captions | generated | real renders |", "|---|---|---|---|"]
+        for key in sorted(generated, key=lambda k: (k.split(" ")[0], k)):
+            g, r = generated[key], renders.get(key, [])
+            table.append(f"| {key} | {len(g)} | {sum(g) / len(g):.3f} | {sum(r) / max(1, len(r)):.3f} |")
+        lines = [*table, "", *lines, "", CHANCE]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
         args.out.write_text(text)
-
 
 if __name__ == "__main__":
     main()
