@@ -31,6 +31,19 @@ export_and_eval() {  # RUN W E NAME: RUN's teacher + DMD student -> W; students_
   cp -r "$w"/bundled_turbo/unet "$w"/bundled_turbo/scheduler "$w"/bundled_turbo/model_index.json "$e/weights_$name/bundled_turbo/"
 }
 
+import_runs() {  # E RUN COPY...: the card -> E/card.txt; the shipped weights imported into RUN (E/logs/import.log); RUN copied to each COPY
+  local e=$1 run=$2 copy
+  shift 2
+  card | tee "$e/card.txt"
+  $PY -m training.export --import weights "$run" > "$e/logs/import.log" 2>&1 || { cat "$e/logs/import.log"; return 1; }
+  for copy in "$@"; do cp -r "$run" "$copy"; done
+}
+
+start_pipeline() {  # SCRIPT E WAIT_S: SCRIPT's `pipeline` mode detached (log E/pipeline.log), then its `poll` after WAIT_S
+  setsid nohup bash "$1" pipeline > "$2/pipeline.log" 2>&1 < /dev/null &
+  log "pipeline started"; sleep "${3:-60}"; bash "$1" poll 0
+}
+
 poll_logs() {  # E TAG LINES PATTERN LOG...: the pipeline's last LINES TAG lines, each run log's last PATTERN lines, the GPU
   local e=$1 tag=$2 lines=$3 pattern=$4 f
   shift 4

@@ -35,11 +35,8 @@ launch)
   stage_student_part1 $UP
   ( cd $UP && sha256sum ./*.safetensors )
   rm -rf runs/run8* $E runs/bank8.pt; mkdir -p runs/run8a $E/logs
-  card | tee $E/card.txt
-  $PY -m training.export --import weights runs/run8a > $E/logs/import.log 2>&1 || { cat $E/logs/import.log; exit 1; }
-  cp -r runs/run8a runs/run8b; cp -r runs/run8a runs/run8c
-  setsid nohup bash "$0" pipeline > $E/pipeline.log 2>&1 < /dev/null &
-  log "pipeline started"; sleep "${2:-60}"; bash "$0" poll 0
+  import_runs $E runs/run8a runs/run8b runs/run8c || exit 1
+  start_pipeline "$0" $E "${2:-60}"
   ;;
 pipeline)
   T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }

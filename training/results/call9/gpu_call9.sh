@@ -40,11 +40,8 @@ prepare)
 launch)
   stage_student_part1 $UP
   rm -rf runs/run9* $E; mkdir -p runs/run9u $E/logs
-  card | tee $E/card.txt
-  $PY -m training.export --import weights runs/run9u > $E/logs/import.log 2>&1 || { cat $E/logs/import.log; exit 1; }
-  cp -r runs/run9u runs/run9d1; cp -r runs/run9u runs/run9d2
-  setsid nohup bash "$0" pipeline > $E/pipeline.log 2>&1 < /dev/null &
-  log "pipeline started"; sleep "${2:-60}"; bash "$0" poll 0
+  import_runs $E runs/run9u runs/run9d1 runs/run9d2 || exit 1
+  start_pipeline "$0" $E "${2:-60}"
   ;;
 pipeline)
   T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
