@@ -39,6 +39,8 @@ class Floor:
     in_flight: float  # b*: images in flight at the load
     latency_s: float  # W = S * t(b*)
     ratio: float  # W / L1
+    rate_per_s: float  # lam = load x the saturated rate
+    batch1_s: float  # L1
 
 
 def latency_floor(batch1_s: float, saturated_ips: float, max_batch: int, steps: int, load: float) -> Floor:
@@ -51,7 +53,7 @@ def latency_floor(batch1_s: float, saturated_ips: float, max_batch: int, steps: 
     lam = load * saturated_ips
     in_flight = max(1.0, lam * steps * fixed / (1 - lam * steps * per_image))
     latency = steps * (fixed + per_image * in_flight)
-    return Floor(fixed, per_image, in_flight, latency, latency / batch1_s)
+    return Floor(fixed, per_image, in_flight, latency, latency / batch1_s, lam, batch1_s)
 
 
 def simulate(floor: Floor, steps: int, max_batch: int, rate: float, requests: int = 20000, seed: int = 0) -> list[float]:
@@ -122,13 +124,10 @@ def main() -> None:
     for path in paths:
         result = json.loads(path.read_text())
         for case, system, steps, f in floors(result, args.load):
-            spec = CASES[case]
-            rate = args.load * spec.engine_max_batch / (steps * (f.fixed_s + f.per_image_s * spec.engine_max_batch))
-            sim = simulate(f, steps, spec.engine_max_batch, rate)
-            batch1 = steps * (f.fixed_s + f.per_image_s)
+            sim = simulate(f, steps, CASES[case].engine_max_batch, f.rate_per_s)
             print(f"| {path.stem} | {case} | {system} | {steps} | {f.fixed_s * 1e3:.2f} | {f.per_image_s * 1e3:.2f} | "
                   f"{f.in_flight:.1f} | {f.latency_s:.3f} s | {f.ratio:.2f}x | "
-                  f"{percentile(sim, 0.5) / batch1:.2f}x / {percentile(sim, 0.99) / batch1:.2f}x |")
+                  f"{percentile(sim, 0.5) / f.batch1_s:.2f}x / {percentile(sim, 0.99) / f.batch1_s:.2f}x |")
 
 
 if __name__ == "__main__":
