@@ -3,6 +3,7 @@
     python -m training.export_students RUN WEIGHTS_DIR
     python -m training.export_students --install OUT/weights weights   # students of a GPU call -> the repo
     python -m training.export_students RUN WEIGHTS_DIR --turbo-only dmd  # teacher + one-step student of stage dmd
+    python -m training.export_students RUN WEIGHTS_DIR --teacher-only    # teacher + judge (a teacher-only run)
 
 Writes WEIGHTS_DIR/bundled (the teacher, as training.export does), judge/, bundled_lcm/ (LCM
 student, stage lcm/) and bundled_turbo/ (the ADD student, stage add/; with --turbo-only dmd the
@@ -76,14 +77,17 @@ def export_all(run: Path, weights: Path, manifest: Path = ROOT / "weights_manife
     return sizes
 
 
-def export_turbo(run: Path, weights: Path, stage: str, manifest: Path = ROOT / "weights_manifest.yaml") -> dict[str, int]:
-    """The teacher, judge and the one-step student of `stage` ("add" or "dmd") from `run` into
-    `weights`, plus weights/manifest.yaml with the bundled and bundled-turbo entries re-hashed: what
-    a GPU call that trained only the one-step student evaluates."""
+def export_turbo(run: Path, weights: Path, stage: str | None, manifest: Path = ROOT / "weights_manifest.yaml") -> dict[str, int]:
+    """The teacher, judge and (unless `stage` is None) the one-step student of `stage` ("add" or
+    "dmd") from `run` into `weights`, plus weights/manifest.yaml with the exported entries re-hashed:
+    what a GPU call that trained only the one-step student, or only the teacher, evaluates."""
     sizes = export(run, weights)
-    sizes[TURBO] = export_student(run, weights, stage)
+    ids = ["bundled"]
+    if stage is not None:
+        sizes[TURBO] = export_student(run, weights, stage)
+        ids.append("bundled-turbo")
     text = manifest.read_text()
-    for model_id in ("bundled", "bundled-turbo"):
+    for model_id in ids:
         text = with_files(text, model_id, weights / ENTRIES[model_id])
     (weights / "manifest.yaml").write_text(text)
     return sizes
@@ -122,8 +126,11 @@ def main() -> None:
     parser.add_argument("--install", action="store_true", help="copy the students from RUN (a weights root) into WEIGHTS and hash them into --manifest")
     parser.add_argument("--turbo-only", choices=("add", "dmd"), default=None,
                         help="export the teacher and only the one-step student, from this stage of RUN")
+    parser.add_argument("--teacher-only", action="store_true", help="export the teacher and judge alone (a teacher-only run)")
     args = parser.parse_args()
-    if args.turbo_only:
+    if args.teacher_only:
+        print(export_turbo(args.run, args.weights, None, args.manifest))
+    elif args.turbo_only:
         print(export_turbo(args.run, args.weights, args.turbo_only, args.manifest))
     elif args.install:
         install(args.run, args.weights, args.manifest)

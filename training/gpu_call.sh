@@ -20,13 +20,16 @@ install_wheels() {  # WHEEL_DIR...: the carried wheel folders that exist -> runs
 stage_student_part2() { mkdir -p "$1"; cp $TURBO_UNET/config.json $TURBO_UNET/*.index.json $TURBO_UNET/*00002-of-00002.safetensors "$1"/; }
 stage_student_part1() { [ -f $TURBO_UNET/diffusion_pytorch_model-00001-of-00002.safetensors ] && cp $TURBO_UNET/*00001-of-00002.safetensors "$1"/; }
 
-export_and_eval() {  # RUN W E NAME: RUN's teacher + DMD student -> W; students_eval -> E/students_NAME; the student's files -> E/weights_NAME
-  local run=$1 w=$2 e=$3 name=$4
-  $PY -m training.export_students "$run" "$w" --turbo-only dmd > "$e/logs/export_$name.log" 2>&1 || { tail -n 20 "$e/logs/export_$name.log"; return 1; }
+export_and_eval() {  # RUN W E NAME [STAGE]: RUN's teacher + its one-step student of STAGE (dmd; "none": the teacher alone) -> W;
+  # students_eval -> E/students_NAME; the student's files -> E/weights_NAME
+  local run=$1 w=$2 e=$3 name=$4 stage=${5:-dmd} only=(--turbo-only "${5:-dmd}") models=bundled-turbo
+  [ "$stage" = none ] && only=(--teacher-only) && models=bundled
+  $PY -m training.export_students "$run" "$w" "${only[@]}" > "$e/logs/export_$name.log" 2>&1 || { tail -n 20 "$e/logs/export_$name.log"; return 1; }
   # shellcheck disable=SC2086
   $PY -m training.students_eval --weights "$w" --out "$e/students_$name" --captions "$CAPTIONS" --device "$DEVICE" \
-    --models bundled-turbo $EVAL_ARGS > "$e/logs/students_eval_$name.log" 2>&1 || tail -n 20 "$e/logs/students_eval_$name.log"
+    --models $models $EVAL_ARGS > "$e/logs/students_eval_$name.log" 2>&1 || tail -n 20 "$e/logs/students_eval_$name.log"
   echo "== $name"; cat "$e/students_$name/students_eval.md"
+  [ "$stage" = none ] && return 0
   mkdir -p "$e/weights_$name/bundled_turbo"
   cp -r "$w"/bundled_turbo/unet "$w"/bundled_turbo/scheduler "$w"/bundled_turbo/model_index.json "$e/weights_$name/bundled_turbo/"
 }
