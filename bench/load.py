@@ -131,10 +131,25 @@ async def open_loop(client: httpx.AsyncClient, args: argparse.Namespace) -> list
     return list(await asyncio.gather(*tasks))
 
 
+async def until_ready(client: httpx.AsyncClient, timeout_s: float) -> None:
+    """Poll /readyz until it answers 200 (a server still loading or warming up answers 503)."""
+    end = time.perf_counter() + timeout_s
+    while True:
+        try:
+            if (await client.get("/readyz", timeout=10)).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        if time.perf_counter() > end:
+            raise SystemExit(f"the server at {client.base_url} was not ready after {timeout_s:.0f} s")
+        await asyncio.sleep(0.5)
+
+
 async def run(args: argparse.Namespace) -> Report:
     """Warm up, run the chosen loop, and summarise."""
     limits = httpx.Limits(max_connections=max(args.concurrency, 64), max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=args.url, limits=limits) as client:
+        await until_ready(client, args.ready_timeout)
         models = (await client.get("/v1/models", timeout=30)).json()["models"]
         model = args.model or models[0]["id"]
         for i in range(args.warmup):
@@ -177,6 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="open loop: arrival-time seed")
     p.add_argument("--warmup", type=int, default=1, help="requests sent (and not counted) first")
     p.add_argument("--timeout-s", type=float, default=600.0)
+    p.add_argument("--ready-timeout", type=float, default=900.0, help="seconds to wait for /readyz 200 (a compiling warm-up)")
     p.add_argument("--model", default=None)
     p.add_argument("--sampler", default=None)
     p.add_argument("--steps", type=int, default=None)

@@ -27,6 +27,9 @@
 #      Prepared after run 7 for its two near misses (not run yet; expected seconds on an H200):
 #        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh turbo_compiled  # ~500 s: SD-Turbo diffusers; the compiled decoder alone and with the UNet
 #                                           #   compiled too (Engine.warm_up compiles every bucket first), HTTP raw JPEG
+#        BUDGET_S=530 TIMEOUT_S=575 bash bench/run6.sh turbo_compiled_http  # ~550 s: the compiled variant of turbo_compiled
+#                                           #   alone, for its HTTP runs (run 8's turbo_compiled lost them: the HTTP app
+#                                           #   started a second warm-up over the warmed engine, and load.py did not wait)
 #        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh sd15_fast_vae   # ~500 s: SD1.5 compiled + interval, and the same with the decoder compiled
 #                                           #   and JPEG on the GPU
 #      If sdxl (or sdxl_fast) is cut during the compiled warm-up (its log has no "darkroom-compiled  batch1"
@@ -51,7 +54,7 @@
 #   sdxl 422 s, sdxl_fast 253 s, sd15_fast 336 s); results renamed bench/results/gpu_NVIDIA_H200_run7_<cmd>.json.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|turbo_compiled|sd15_fast_vae|tiny}
+CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|turbo_compiled|turbo_compiled_http|sd15_fast_vae|tiny}
 OUT=${OUT:-runs/run6_out}; BUDGET_S=${BUDGET_S:-500}; TIMEOUT_S=${TIMEOUT_S:-560}
 FAST_INTERVAL=${FAST_INTERVAL:-1.3,4.3}; PY=${PYTHON:-python3}; TINY=${TINY:-0}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD TOKENIZERS_PARALLELISM=false
@@ -60,7 +63,7 @@ export TRITON_CACHE_DIR=$PWD/runs/triton
 mkdir -p "$OUT" runs
 
 if [ "$CMD" = tiny ]; then  # every sub-command on the CPU, in a row
-  for c in turbo_http sd15_fast sdxl sdxl_fast turbo_compiled sd15_fast_vae; do TINY=1 bash "$0" $c || exit 1; done
+  for c in turbo_http sd15_fast sdxl sdxl_fast turbo_compiled turbo_compiled_http sd15_fast_vae; do TINY=1 bash "$0" $c || exit 1; done
   exit 0
 fi
 
@@ -83,6 +86,8 @@ sdxl)       ARGS+=(--tasks sdxl,probe:sdxl:fp32 --compile-engine --variants dark
 sdxl_fast)  ARGS+=(--tasks sdxl --compile-engine --variants darkroom-compiled-fast --no-http --fast-interval "$FAST_INTERVAL") ;;
 turbo_compiled) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-vaecompile,darkroom-compiled-vaecompile --http-kinds bytes-jpeg
                        --extra-concurrency 128) ;;
+turbo_compiled_http) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-compiled-vaecompile --http-kinds bytes-jpeg
+                            --extra-concurrency 128) ;;
 sd15_fast_vae)  ARGS+=(--tasks sd15 --compile-engine --variants darkroom-compiled-fast,darkroom-compiled-fast-vaecompile --no-http
                        --fast-interval "$FAST_INTERVAL") ;;
 *) echo "unknown sub-command $CMD" >&2; exit 2 ;;

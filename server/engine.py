@@ -288,6 +288,7 @@ class Engine:
         self._stop = False
         self._draining = False
         self._warming = False  # warm_up() running: not ready yet
+        self._warmed_up = False  # a warm_up() has finished: an app started over this engine again skips it
         self._thread: threading.Thread | None = None
         self._encoder_pool = ThreadPoolExecutor(self.settings.encode_threads, thread_name_prefix="darkroom-encode")
         # settings.decode_overlap: one decode thread with its own CUDA stream (created on first use)
@@ -311,7 +312,10 @@ class Engine:
 
     def wants_warm_up(self) -> bool:
         """settings.warm_up, or when unset: some served model is on CUDA (graphs / compile / cuDNN choose
-        their kernels on first use of each shape; on a CPU the first pass costs no more than the next)."""
+        their kernels on first use of each shape; on a CPU the first pass costs no more than the next).
+        Never once a warm-up has finished: every bucket is compiled and captured already."""
+        if self._warmed_up:
+            return False
         if self.settings.warm_up is not None:
             return self.settings.warm_up
         return any(s.model.device.type == "cuda" for s in self._served.values())
@@ -359,6 +363,7 @@ class Engine:
                     log.warning("warm-up of model %s failed: %s: %s", model_id, type(e).__name__, e)
                 seconds[model_id] = time.perf_counter() - started
                 log.info("warm-up of model %s: passes of %s images in %.1f s", model_id, buckets, seconds[model_id])
+            self._warmed_up = True
         finally:
             self._warming = False
         return seconds

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
+from pipelines.model import LoadedModel
 from server.app import create_app
 from server.engine import Engine
 from server.settings import Settings
@@ -25,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def live_server(**settings: object) -> Iterator[tuple[str, Engine]]:
+def live_server(model: LoadedModel | None = None, **settings: object) -> Iterator[tuple[str, Engine]]:
     config = Settings(**{"max_batch": 8, "drain_timeout_s": 5.0, **settings})  # type: ignore[arg-type]
-    engine = Engine([known_model()], config)
+    engine = Engine([model or known_model()], config)
     server = uvicorn.Server(uvicorn.Config(create_app(config, engine), host="127.0.0.1", port=0,
                                            log_level="warning", timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -66,13 +67,18 @@ async def test_a_client_that_hangs_up_frees_its_slot() -> None:
             assert "darkroom_rejections_total{reason=\"cancelled\"} 1.0" in (await client.get("/metrics")).text
 
 
-@pytest.mark.anyio
-async def test_bench_load_reports_latency_and_throughput() -> None:
+def bench_load() -> object:
     spec = importlib.util.spec_from_file_location("bench_load", ROOT / "bench" / "load.py")
     assert spec is not None and spec.loader is not None
     load = importlib.util.module_from_spec(spec)
     sys.modules["bench_load"] = load  # dataclasses look their module up there
     spec.loader.exec_module(load)
+    return load
+
+
+@pytest.mark.anyio
+async def test_bench_load_reports_latency_and_throughput() -> None:
+    load = bench_load()
     with live_server() as (url, _):
         closed = await load.run(load.parse_args(["--url", url, "--mode", "closed", "--concurrency", "4",
                                                  "--requests", "12", "--steps", "3"]))
@@ -84,3 +90,24 @@ async def test_bench_load_reports_latency_and_throughput() -> None:
         assert opened.ok == opened.requests >= 1 and opened.failures == {}
         assert opened.images_per_s * opened.wall_s == pytest.approx(2 * opened.ok)
     assert load.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+
+
+@pytest.mark.anyio
+async def test_bench_load_waits_for_a_warming_server() -> None:
+    """The load generator starts only once /readyz is 200: a server still warming up answers 503."""
+    load = bench_load()
+    model = known_model()
+    gate = threading.Event()
+    model.denoiser.gate = gate  # the warm-up's first pass waits here
+    with live_server(model, warm_up=True, max_batch=2, pad_to_bucket=True) as (url, engine):
+        task = asyncio.create_task(load.run(load.parse_args(["--url", url, "--requests", "4", "--concurrency", "2",
+                                                             "--steps", "2", "--warmup", "0"])))
+        await until(lambda: engine.warming)
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        gate.set()
+        report = await asyncio.wait_for(task, timeout=20)
+        assert (report.requests, report.ok, report.failures) == (4, 4, {})
+        with pytest.raises(SystemExit, match="not ready"):
+            async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as client:
+                await load.until_ready(client, 0.0)

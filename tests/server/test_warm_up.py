@@ -65,3 +65,19 @@ async def test_a_failing_warm_up_still_serves() -> None:
         model.denoiser.oom_above_rows = None
         response = await s.client.post("/generate", json={"prompt": "a red circle", "seed": 3})
         assert response.status_code == 200, response.text
+
+
+async def test_an_app_over_an_engine_warmed_already_is_ready_at_once() -> None:
+    """A finished warm-up is not repeated: an app started again over the same engine (the bench's
+    HTTP runs over the engine it warmed in-process) serves at once, with no second pass."""
+    model = known_model()
+    async with serve(model, warm_up=True, max_batch=4, pad_to_bucket=True) as s:
+        await until(lambda: s.engine.ready)
+        passes = len(model.denoiser.calls)
+        assert not s.engine.wants_warm_up()
+        from server.app import create_app
+
+        again = create_app(s.settings, s.engine)
+        async with again.router.lifespan_context(again):
+            assert s.engine.ready and not s.engine.warming
+            assert len(model.denoiser.calls) == passes
