@@ -72,6 +72,8 @@ log = logging.getLogger("darkroom.engine")
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 GuidedForward = Callable[[Tensor, Tensor, GuidedConditioning], Tensor]
+# the control image of warm-up passes through a ControlNet: a black 8x8 RGB PNG (resized to each size)
+_BLANK_CONTROL = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAADElEQVR4nGNgGB4AAADIAAGtQHYiAAAAAElFTkSuQmCC"
 
 
 def bucket_size(rows: int, max_batch: int) -> int:
@@ -320,12 +322,23 @@ class Engine:
             return self.settings.warm_up
         return any(s.model.device.type == "cuda" for s in self._served.values())
 
-    def warm_up_buckets(self, model_id: str) -> list[int]:
-        """Images per pass that warm_up() runs for a model: every bucket the engine can pad a pass of
-        the model's default size to (bucket_size), within max_batch and the per-pass pixel budget."""
+    def warm_up_buckets(self, model_id: str, size: tuple[int, int] | None = None) -> list[int]:
+        """Images per pass that warm_up() runs for a model at `size` (width, height; default: the
+        model's default size): every bucket the engine can pad a pass of that size to (bucket_size),
+        within max_batch and the per-pass pixel budget."""
         f = self._served[model_id].model.family
-        fit = max(1, min(self.settings.max_batch, self.settings.max_batch_pixels // (f.default_width * f.default_height)))
+        width, height = size or (f.default_width, f.default_height)
+        fit = max(1, min(self.settings.max_batch, self.settings.max_batch_pixels // (width * height)))
         return sorted({bucket_size(n, self.settings.max_batch) for n in range(1, fit + 1)})
+
+    def warm_up_shapes(self, model_id: str) -> list[tuple[tuple[int, int], str | None]]:
+        """The (size, ControlNet) pairs warm_up() runs for a model: its default size and each of
+        settings.warm_up_sizes, each without a ControlNet and with each of the model's ControlNets
+        (a ControlNet pass is a different graph: the adapter's forward and the UNet's residual inputs)."""
+        f = self._served[model_id].model.family
+        sizes = list(dict.fromkeys([(f.default_width, f.default_height), *self.settings.warm_up_sizes]))
+        controlnets: list[str | None] = [None, *self._served[model_id].card.controlnets]
+        return [(size, controlnet) for size in sizes for controlnet in controlnets]
 
     def start_warm_up(self) -> asyncio.Task[dict[str, float]]:
         """Mark the engine warming (not ready) at once and run warm_up() as a task of the running loop."""
@@ -333,14 +346,17 @@ class Engine:
         return asyncio.get_running_loop().create_task(self.warm_up())
 
     async def warm_up(self) -> dict[str, float]:
-        """Before serving: run, for each served model, one pass of every bucket its default requests
-        can fill (warm_up_buckets), so CUDA graphs are captured and torch.compile'd UNets and decoders
-        compiled before the first user waits for them (minutes for a compiled SDXL UNet from an empty
-        cache). Each pass is `n` requests of the model's defaults at its default sampler's fewest
-        steps, submitted together and resolved by server.validation.resolve as a POST /generate body
-        would be, so the engine's own batching, padding, guidance rows, decode and encoding take the
-        shapes real traffic will (its passes show in the step and batch histograms like any other).
-        Readiness stays 503 until it returns; a failure is logged, never fatal. Returns seconds per model."""
+        """Before serving: run, for each served model, one pass of every bucket (warm_up_buckets) of
+        every shape it will serve (warm_up_shapes: its default size and settings.warm_up_sizes, with
+        and without each ControlNet), so CUDA graphs are captured and torch.compile'd UNets and
+        decoders compiled before the first user waits for them (minutes for a compiled SDXL UNet from
+        an empty cache). Each pass is `n` requests at the model's defaults and its default sampler's
+        fewest steps, submitted together and resolved by server.validation.resolve as a POST /generate
+        body would be (a ControlNet pass sends a blank control image), so the engine's own batching,
+        padding, guidance rows, decode and encoding take the shapes real traffic will (its passes show
+        in the step and batch histograms like any other). A size the model does not accept is logged
+        and skipped. Readiness stays 503 until it returns; a failure is logged, never fatal. Returns
+        seconds per model."""
         from server.schemas import GenerateRequest
         from server.validation import resolve
 
@@ -350,19 +366,28 @@ class Engine:
             for model_id, served in self._served.items():
                 card = served.card
                 default_sampler = card.sampler(card.default_sampler)
-                request = GenerateRequest(prompt="a warm-up" if card.text_conditioned else "0", model=model_id,
-                                          steps=default_sampler.min_steps if default_sampler is not None else None)
+                base = GenerateRequest(prompt="a warm-up" if card.text_conditioned else "0", model=model_id,
+                                       steps=default_sampler.min_steps if default_sampler is not None else None)
                 started = time.perf_counter()
-                buckets = self.warm_up_buckets(model_id)
-                try:
-                    for n in buckets:
-                        specs = [replace(resolve(request.model_copy(update={"seed": i}), [card], timeout_s=3600.0,
-                                                 max_num_images=1), id=f"warm-up-{model_id}-{n}-{i}") for i in range(n)]
-                        await asyncio.gather(*(self.submit(spec) for spec in specs))
-                except Exception as e:  # noqa: BLE001 - serving starts anyway; the first requests pay instead
-                    log.warning("warm-up of model %s failed: %s: %s", model_id, type(e).__name__, e)
+                for (width, height), controlnet in self.warm_up_shapes(model_id):
+                    shape = f"{width}x{height}" + (f" with ControlNet {controlnet}" if controlnet else "")
+                    request = base.model_copy(update={"width": width, "height": height, "controlnet": controlnet,
+                                                      "control_image": _BLANK_CONTROL if controlnet else None})
+                    buckets = self.warm_up_buckets(model_id, (width, height))
+                    try:
+                        for n in buckets:
+                            specs = [replace(resolve(request.model_copy(update={"seed": i}), [card], timeout_s=3600.0,
+                                                     max_num_images=1), id=f"warm-up-{model_id}-{n}-{i}") for i in range(n)]
+                            await asyncio.gather(*(self.submit(spec) for spec in specs))
+                    except InvalidRequest as e:
+                        log.warning("warm-up of model %s at %s skipped: %s", model_id, shape, e)
+                        continue
+                    except Exception as e:  # noqa: BLE001 - serving starts anyway; the first requests pay instead
+                        log.warning("warm-up of model %s at %s failed: %s: %s", model_id, shape, type(e).__name__, e)
+                        continue
+                    log.info("warm-up of model %s at %s: passes of %s images", model_id, shape, buckets)
                 seconds[model_id] = time.perf_counter() - started
-                log.info("warm-up of model %s: passes of %s images in %.1f s", model_id, buckets, seconds[model_id])
+                log.info("warm-up of model %s: %.1f s", model_id, seconds[model_id])
             self._warmed_up = True
         finally:
             self._warming = False

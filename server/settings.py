@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # graphs are captured and compiled UNets / decoders compiled before users wait on them; /readyz
     # answers 503 until it is done. None: on when a served model is on CUDA
     warm_up: bool | None = None
+    # sizes the warm-up covers besides each model's default, "WIDTHxHEIGHT" comma-separated
+    # (DARKROOM_WARM_UP_SIZES=768x768,512x768): each is a new shape for CUDA graphs and compile, so
+    # the first request at a size not listed pays for its compilation; a size a model cannot serve
+    # is skipped for that model
+    warm_up_sizes: Annotated[list[tuple[int, int]], NoDecode] = Field(default_factory=list)
     # JPEG outputs of a CUDA model are encoded on the GPU (nvJPEG, torchvision) in one batched call
     gpu_encode: bool = True
     text_cache_size: int = Field(default=1024, ge=0)  # LRU entries of (model, prompt) -> embeddings
@@ -83,6 +88,22 @@ class Settings(BaseSettings):
     # Previews in job events: a low-resolution PNG of the current x0 every N steps (0: off)
     preview_every: int = Field(default=5, ge=0)
     preview_max_side: int = Field(default=64, ge=8)
+
+    @field_validator("warm_up_sizes", mode="before")
+    @classmethod
+    def _parse_sizes(cls, value: object) -> object:
+        """DARKROOM_WARM_UP_SIZES is a comma-separated list of WIDTHxHEIGHT."""
+        if not isinstance(value, str):
+            return value
+        sizes = []
+        for item in (v.strip() for v in value.split(",")):
+            if not item:
+                continue
+            width, sep, height = item.lower().partition("x")
+            if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+                raise ValueError(f"warm_up_sizes: {item!r} is not WIDTHxHEIGHT (e.g. 768x768)")
+            sizes.append((int(width), int(height)))
+        return sizes
 
     @field_validator("api_keys", mode="before")
     @classmethod

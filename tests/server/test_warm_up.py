@@ -81,3 +81,42 @@ async def test_an_app_over_an_engine_warmed_already_is_ready_at_once() -> None:
         async with again.router.lifespan_context(again):
             assert s.engine.ready and not s.engine.warming
             assert len(model.denoiser.calls) == passes
+
+
+async def test_warm_up_covers_listed_sizes_and_each_controlnet() -> None:
+    """Every (size, ControlNet) shape is warmed: the default size and settings.warm_up_sizes, each
+    without and with the model's ControlNet (the ControlNet itself runs); a size the model cannot
+    serve is skipped and the rest still run."""
+    from pipelines.tiny import tiny_sd1
+
+    model = tiny_sd1(controlnet=True)
+    seen: list[tuple[str, int, int, int]] = []
+
+    def record(name: str):  # type: ignore[no-untyped-def]
+        def hook(module, args, kwargs):  # type: ignore[no-untyped-def]
+            sample = args[0] if args else kwargs["sample"]
+            seen.append((name, *sample.shape[0:1], *sample.shape[2:]))
+        return hook
+
+    model.denoiser.unet.register_forward_pre_hook(record("unet"), with_kwargs=True)  # type: ignore[attr-defined]
+    model.controlnets["tiny-control"].register_forward_pre_hook(record("control"), with_kwargs=True)
+    async with serve(model, warm_up=True, max_batch=2, pad_to_bucket=True, warm_up_sizes=[(16, 24), (13, 13)]) as s:
+        assert s.engine.warm_up_shapes("tiny-sd1") == [((32, 32), None), ((32, 32), "tiny-control"),
+                                                        ((16, 24), None), ((16, 24), "tiny-control"),
+                                                        ((13, 13), None), ((13, 13), "tiny-control")]
+        await until(lambda: s.engine.ready, timeout_s=60)
+        # the tiny model's latents are 1/2 of the image (H, W); 1 and 2 images x (cond + uncond) rows;
+        # 13x13 is not a multiple of its latent factor: skipped
+        for name in ("unet", "control"):
+            shapes = {(rows, h, w) for n, rows, h, w in seen if n == name}
+            assert shapes == {(2, 16, 16), (4, 16, 16), (2, 12, 8), (4, 12, 8)}, (name, shapes)
+        response = await s.client.post("/generate", json={"prompt": "a red circle", "seed": 3, "steps": 2})
+        assert response.status_code == 200, response.text
+
+
+def test_warm_up_sizes_setting_parses_and_names_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DARKROOM_WARM_UP_SIZES", "768x768, 512X1024")
+    assert Settings().warm_up_sizes == [(768, 768), (512, 1024)]  # type: ignore[call-arg]
+    monkeypatch.setenv("DARKROOM_WARM_UP_SIZES", "768")
+    with pytest.raises(ValueError, match="warm_up_sizes.*WIDTHxHEIGHT"):
+        Settings()  # type: ignore[call-arg]
