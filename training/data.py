@@ -18,7 +18,7 @@ import json
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -103,6 +103,32 @@ def relation_holds(cell_a: int, cell_b: int, relation: str) -> bool:
     ra, ca = divmod(cell_a, GRID)
     rb, cb = divmod(cell_b, GRID)
     return {"left_of": ca < cb, "right_of": ca > cb, "above": ra < rb, "below": ra > rb}[relation]
+
+
+SWAPPED_RELATION = {"left_of": "right_of", "right_of": "left_of", "above": "below", "below": "above"}
+_SWAPPED_WORD = {"left": "right", "right": "left", "above": "below", "below": "above", "under": "above"}
+
+
+def swap_relation(caption: Caption) -> Caption:
+    """A relation caption asking for the mirrored relation between the same two objects, phrased
+    alike: "left" <-> "right", "above" <-> "below", "under" -> "above" (one word changes)."""
+    if caption.relation is None:
+        raise ValueError(f"caption states no relation: {caption.text!r}")
+    text = " ".join(_SWAPPED_WORD.get(word, word) for word in caption.text.split(" "))
+    return replace(caption, text=text, relation=SWAPPED_RELATION[caption.relation])
+
+
+def mirrored(scene: Scene) -> Scene:
+    """A relation scene's mirror image: the swapped caption (swap_relation) and the layout mirrored
+    across the axis of its relation (columns for left / right, rows for above / below), which
+    satisfies it. Objects, sizes and (at render time) everything else stay."""
+    caption = scene.caption
+    horizontal = caption.relation in ("left_of", "right_of")
+    cells = []
+    for cell in scene.cells:
+        row, col = divmod(cell, GRID)
+        cells.append(row * GRID + (GRID - 1 - col) if horizontal else (GRID - 1 - row) * GRID + col)
+    return Scene(swap_relation(caption), tuple(cells), scene.sizes)
 
 
 def position_holds(cell: int, position: str) -> bool:
