@@ -59,3 +59,40 @@ pack() {  # DIR NAME: DIR as NAME.tar.partNN (15 MB each: the device returns fil
   tar -C "$1" -cf - . | split -b 15M -d - "${OUT:-runs}/$2.tar.part"
   ls -l "${OUT:-runs}"
 }
+
+unet_call() {  # MODE [WAIT_S]: a teacher-only UNet run (calls 10, 11), alone on the card. The recipe sets TAG, E, RUN,
+  # W (export root), UNET_ARGS (array: training.text_unet's arguments besides --out/--seconds/--device/--batch),
+  # TRAIN_S, UNET_BATCH, and calls `unet_call "$@"` with SCRIPT=$0.
+  # launch: wheels, import of the shipped weights, the pipeline started; poll WAIT_S; finish: teacher-only export,
+  # students_eval (the teacher row), the UNet and logs packed under $OUT.
+  case $1 in
+  launch)
+    install_wheels .whl_t || return 1
+    rm -rf "$RUN" "$W" "$E"; mkdir -p "$RUN" "$E/logs"
+    import_runs "$E" "$RUN" || return 1
+    start_pipeline "$SCRIPT" "$E" "${2:-60}"
+    ;;
+  pipeline)
+    local t0; t0=$(date +%s)
+    log "UNet run for $TRAIN_S s: ${UNET_ARGS[*]}"
+    $PY -m training.text_unet --out "$RUN" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$UNET_BATCH" "${UNET_ARGS[@]}" \
+      > "$E/logs/unet.log" 2>&1
+    log "all done at $(( $(date +%s) - t0 )) s"; touch "$E/DONE"
+    ;;
+  poll)
+    sleep "${2:-0}"
+    poll_logs "$E" "$TAG" 3 "probe\|snapshot\|Error" unet
+    ;;
+  finish)
+    while [ ! -f "$E/DONE" ]; do sleep 5; done
+    unet_call poll 0
+    local name; name=$(basename "$RUN")
+    export_and_eval "$RUN" "$W" "$E" "$name" none
+    mkdir -p "$E/weights_$name" && cp -r "$W/bundled/unet" "$E/weights_$name/teacher_unet"
+    cp "$W/bundled/model_index.json" "$E/weights_$name/teacher_model_index.json"
+    cp "$RUN/text_unet/state.json" "$E/state_${name}_text_unet.json"; cp "$RUN/text_unet/loss.png" "$E/loss_${name}_text_unet.png"
+    pack "$E" "$(basename "$E")"; log done
+    ;;
+  *) echo "unknown mode $1" >&2; return 2 ;;
+  esac
+}

@@ -31,7 +31,9 @@ from training.checkpoint import (
 )
 from training.data import (
     CONTEXT_LENGTH,
+    Scene,
     SceneBatch,
+    mirrored,
     render,
     sample_scenes,
     scenes_to_batch,
@@ -193,10 +195,26 @@ def _snapshot(model: TextUNet, ema: EMA, directory: Path, state: StageState, ela
     print(f"[text_unet] snapshot at step {state.step}, {elapsed:.0f} s", flush=True)
 
 
+def mirror_pool(scenes: list[Scene]) -> tuple[list[Scene], list[int]]:
+    """The pool of train(mirror_pairs=True): each relation scene followed by its mirror image
+    (data.mirrored), and each row's partner (its mirror, or itself for a scene without a relation)."""
+    pool: list[Scene] = []
+    partners: list[int] = []
+    for scene in scenes:
+        i = len(pool)
+        if scene.caption.relation is None:
+            pool.append(scene)
+            partners.append(i)
+        else:
+            pool += [scene, mirrored(scene)]
+            partners += [i + 1, i]
+    return pool, partners
+
+
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 3e-4,
           pool_size: int = 200_000, eval_count: int = 256, compile_forward: bool = False,
           snapshot_s: float = 0.0, freeze_text_encoder: bool = False, relation_boost: float = 1.0,
-          text_directions: int | None = None) -> dict[str, float]:
+          text_directions: int | None = None, mirror_pairs: bool = False) -> dict[str, float]:
     """Train (or resume) the text encoder + UNet for `seconds` of wall clock.
 
     freeze_text_encoder trains the UNet alone and keeps the text encoder exactly the saved EMA's
@@ -205,6 +223,13 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     relation_boost > 1 draws scenes whose caption states a relation between two objects that many
     times as often as the others (training/results/analysis/position_breakdown.md: the shipped
     UNet draws relations at chance while the encoder carries them).
+
+    mirror_pairs puts each relation scene's mirror image (data.mirrored: the relation word swapped,
+    the layout mirrored) in the pool beside it, and trains on the two together: half the batch is
+    drawn, the other half is their partners (a scene without a relation is its own), with the same
+    timestep, noise and caption dropout. Under the same noise, only the relation word then tells
+    the pair's targets apart; the shipped UNet's layout ignores that word (unchanged by a swap for
+    0.93 of seen captions: training/results/analysis/relation_swap_bundled.md).
 
     text_directions 2 conditions the UNet on the caption's encoding and its word-reversed one
     (TextUNet); None keeps what the stage was trained with (1 when new). Switching a trained UNet
@@ -256,6 +281,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     scaling = float(state.metrics["scaling_factor"])
 
     scenes = sample_scenes(state.step, pool_size if cuda or pool_size != 200_000 else 1_000, "train")  # CPU: 1,000 unless asked
+    scenes, partners = mirror_pool(scenes) if mirror_pairs else (scenes, list(range(len(scenes))))
+    partner = torch.tensor(partners, device=device)
+    state.metrics["mirror_pairs"] = mirror_pairs  # type: ignore[assignment]
     pool = scenes_to_batch(scenes).to(device)
     texts = [s.caption.text for s in scenes]
     draw = torch.tensor([relation_boost if s.caption.relation is not None else 1.0 for s in scenes], device=device)
@@ -279,17 +307,20 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     if freeze_text_encoder:
         model.text_encoder.eval()
     while deadline.left() > eval_reserve:
+        drawn = batch // 2 if mirror_pairs else batch
         if relation_boost == 1.0:
-            rows = torch.randint(0, pool.shape.shape[0], (batch,), generator=gen, device=device)
+            rows = torch.randint(0, pool.shape.shape[0], (drawn,), generator=gen, device=device)
         else:
-            rows = torch.multinomial(draw, batch, replacement=True, generator=gen)
-        posterior_noise = torch.randn((batch, 4, 16, 16), generator=gen, device=device)
+            rows = torch.multinomial(draw, drawn, replacement=True, generator=gen)
+        pairs = 2 if mirror_pairs else 1  # the partners share the drawn rows' timestep, noise and dropout
+        rows = torch.cat([rows, partner[rows]]) if mirror_pairs else rows
+        posterior_noise = torch.randn((rows.shape[0], 4, 16, 16), generator=gen, device=device)
         latents = (latent_mean[rows].float() + latent_std[rows].float() * posterior_noise) * scaling
         batch_tokens = tokens[rows]
-        drop = torch.rand((batch,), generator=gen, device=device) < CAPTION_DROPOUT
+        drop = (torch.rand((drawn,), generator=gen, device=device) < CAPTION_DROPOUT).repeat(pairs)
         batch_tokens = torch.where(drop.view(-1, 1), empty.expand_as(batch_tokens), batch_tokens)
-        t = torch.randint(0, 1000, (batch,), generator=gen, device=device)
-        eps = torch.randn(latents.shape, generator=gen, device=device)
+        t = torch.randint(0, 1000, (drawn,), generator=gen, device=device).repeat(pairs)
+        eps = torch.randn((drawn, *latents.shape[1:]), generator=gen, device=device).repeat(pairs, 1, 1, 1)
         x_t = add_noise(latents, eps, t, alpha_bar)
         warm = min(1.0, (state.step + 1) / 300) if start_step == 0 else min(1.0, (state.step - start_step + 1) / 50)
         # each run is one warm-restart cycle: warmup, then cosine decay to lr/10 by the run's end
@@ -341,12 +372,15 @@ def main() -> None:
     parser.add_argument("--relation-boost", type=float, default=1.0,
                         help="draw captions with a two-object relation this many times as often")
     parser.add_argument("--pool-size", type=int, default=200_000, help="scenes rendered and encoded once (CPU default: 1,000)")
+    parser.add_argument("--mirror-pairs", action="store_true",
+                        help="train each relation scene beside its mirror image (relation word swapped), same noise and timestep")
     parser.add_argument("--text-directions", type=int, choices=(1, 2), default=None,
                         help="2: condition on the caption's and its word-reversed caption's encodings (default: the stage's)")
     args = parser.parse_args()
     metrics = train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                     compile_forward=args.compile, snapshot_s=args.snapshot_s, freeze_text_encoder=args.freeze_text_encoder,
-                    relation_boost=args.relation_boost, text_directions=args.text_directions, pool_size=args.pool_size)
+                    relation_boost=args.relation_boost, text_directions=args.text_directions, pool_size=args.pool_size,
+                    mirror_pairs=args.mirror_pairs)
     print(STAGE, metrics, flush=True)
 
 

@@ -20,42 +20,14 @@
 # COMPILE (--compile; empty for the CPU check). Checked on the CPU with DEVICE=cpu TRAIN_S=60
 # UNET_BATCH=4 CAPTIONS=8 COMPILE= (launch's wheels are for the device's Python: without .whl_t it skips them).
 set -u -o pipefail
-MODE=$1
-E=runs/e10
+E=runs/e10; RUN=runs/run10u; W=runs/w10_run10u; TAG=call10; SCRIPT=$0
 DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-1000}; CAPTIONS=${CAPTIONS:-512}
 UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
 PY=${PYTHON:-python3}
-log() { echo "[call10 $(date +%H:%M:%S)] $*"; }
+log() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
-case $MODE in
-launch)
-  install_wheels .whl_t || exit 1
-  rm -rf runs/run10* $E; mkdir -p runs/run10u $E/logs
-  import_runs $E runs/run10u || exit 1
-  start_pipeline "$0" $E "${2:-60}"
-  ;;
-pipeline)
-  T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
-  log "U2 for $TRAIN_S s"
-  # shellcheck disable=SC2086
-  $PY -m training.text_unet --out runs/run10u --seconds "$TRAIN_S" --device "$DEVICE" --batch "$UNET_BATCH" --lr 1e-4 \
-    --freeze-text-encoder --text-directions 2 --relation-boost 3 $COMPILE --snapshot-s 120 > $E/logs/unet.log 2>&1 &
-  wait
-  log "all done at $(el) s"; touch $E/DONE
-  ;;
-poll)
-  sleep "${2:-0}"
-  poll_logs $E call10 3 "probe\|snapshot\|Error" unet
-  ;;
-finish)
-  while [ ! -f $E/DONE ]; do sleep 5; done
-  bash "$0" poll 0
-  export_and_eval runs/run10u runs/w10_run10u $E run10u none
-  mkdir -p $E/weights_run10u && cp -r runs/w10_run10u/bundled/unet $E/weights_run10u/teacher_unet
-  cp runs/w10_run10u/bundled/model_index.json $E/weights_run10u/teacher_model_index.json
-  cp runs/run10u/text_unet/state.json $E/state_run10u_text_unet.json; cp runs/run10u/text_unet/loss.png $E/loss_run10u_text_unet.png
-  pack $E e10; log done
-  ;;
-esac
+# shellcheck disable=SC2206
+UNET_ARGS=(--lr 1e-4 --freeze-text-encoder --text-directions 2 --relation-boost 3 $COMPILE --snapshot-s 120)
+unet_call "$@"

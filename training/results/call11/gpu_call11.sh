@@ -1,0 +1,33 @@
+#!/bin/bash
+# Call 11 (GPU, prepared, not run yet): mirror pairs for the relation words of issue 5, alone on the card.
+#   U3: the shipped teacher's UNet continued with the text encoder frozen, one text direction (so the
+#       one-step students, the ControlNet and the classifier stay valid), relation captions drawn 3x,
+#       and training.text_unet --mirror-pairs: each relation scene beside its mirror image (the relation
+#       word swapped, the layout mirrored) under the same noise, timestep and caption dropout.
+#   Why: swapping the relation word leaves the shipped teacher's layout unchanged for 0.93 of seen
+#   captions, and call 10's two-direction UNet's for 0.97 (training/results/analysis/relation_swap_*.md):
+#   the layout ignores the word although the encoder carries it. In a mirror pair only that word tells
+#   the two targets apart.
+#   bash training/results/call11/gpu_call11.sh launch WAIT_S   # wheels, import, start U3   (carry .whl_t)
+#   bash training/results/call11/gpu_call11.sh poll WAIT_S
+#   bash training/results/call11/gpu_call11.sh finish          # export; students_eval: U3 as the teacher row
+# Chain the calls within the machine's idle release (30 s). Then, here, with E = the unpacked e11.tar.part*:
+#   python -m training.relation_swap --unet E/weights_run11u/teacher_unet      (does the word now set the layout?)
+#   python -m training.position_breakdown --unet E/weights_run11u/teacher_unet
+# and if U3 wins: install its UNet into weights/bundled/unet, re-hash the manifest, re-measure the CPU golden
+# image and thresholds (tests/training/test_bundled.py); the students keep their teacher's encoder.
+# Env: DEVICE (cuda), TRAIN_S (1000), CAPTIONS (512), UNET_BATCH (1024), EVAL_ARGS, COMPILE (--compile; empty
+# for the CPU check). Checked on the CPU with DEVICE=cpu TRAIN_S=60 UNET_BATCH=4 CAPTIONS=8 COMPILE= (without
+# .whl_t: launch's wheels are for the device's Python).
+set -u -o pipefail
+E=runs/e11; RUN=runs/run11u; W=runs/w11_run11u; TAG=call11; SCRIPT=$0
+DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-1000}; CAPTIONS=${CAPTIONS:-512}
+UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
+PY=${PYTHON:-python3}
+log() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
+# shellcheck source=training/gpu_call.sh
+. training/gpu_call.sh
+# shellcheck disable=SC2206
+UNET_ARGS=(--lr 1e-4 --freeze-text-encoder --relation-boost 3 --mirror-pairs $COMPILE --snapshot-s 120)
+unet_call "$@"
