@@ -369,7 +369,7 @@ class Engine:
                 base = GenerateRequest(prompt="a warm-up" if card.text_conditioned else "0", model=model_id,
                                        steps=default_sampler.min_steps if default_sampler is not None else None)
                 started = time.perf_counter()
-                for (width, height), controlnet in self.warm_up_shapes(model_id):
+                for k, ((width, height), controlnet) in enumerate(self.warm_up_shapes(model_id)):
                     shape = f"{width}x{height}" + (f" with ControlNet {controlnet}" if controlnet else "")
                     request = base.model_copy(update={"width": width, "height": height, "controlnet": controlnet,
                                                       "control_image": _BLANK_CONTROL if controlnet else None})
@@ -377,7 +377,7 @@ class Engine:
                     try:
                         for n in buckets:
                             specs = [replace(resolve(request.model_copy(update={"seed": i}), [card], timeout_s=3600.0,
-                                                     max_num_images=1), id=f"warm-up-{model_id}-{n}-{i}") for i in range(n)]
+                                                     max_num_images=1), id=f"warm-up-{model_id}-{k}-{n}-{i}") for i in range(n)]
                             await asyncio.gather(*(self.submit(spec) for spec in specs))
                     except InvalidRequest as e:
                         log.warning("warm-up of model %s at %s skipped: %s", model_id, shape, e)
