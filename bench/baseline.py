@@ -48,8 +48,9 @@ def make_pipeline(arch: Architecture, tokenizer_dir: Path, *, euler_trailing: bo
     return pipe
 
 
-def time_pipeline(pipe: object, batch: int, steps: int, guidance: float, side: int, repeats: int = 2) -> float:
-    """Seconds per pipeline call producing `batch` PIL images."""
+def time_pipeline(pipe: object, batch: int, steps: int, guidance: float, side: int, repeats: int = 2,
+                  min_seconds: float = 0.0) -> float:
+    """Seconds per pipeline call producing `batch` PIL images (median; timing.time_call)."""
     generator = torch.Generator("cpu").manual_seed(0)
 
     def call() -> object:
@@ -58,4 +59,4 @@ def time_pipeline(pipe: object, batch: int, steps: int, guidance: float, side: i
             height=side, width=side, generator=generator, output_type="pil",
         )
 
-    return time_call(call, warmup=1, repeats=repeats)
+    return time_call(call, warmup=1, repeats=repeats, min_seconds=min_seconds)

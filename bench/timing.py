@@ -15,13 +15,16 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_call(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 3) -> float:
-    """Median seconds per call of `fn`, after `warmup` untimed calls."""
+def time_call(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 3, min_seconds: float = 0.0,
+              max_repeats: int = 50) -> float:
+    """Median seconds per call of `fn`, after `warmup` untimed calls: at least `repeats` timed calls,
+    and more (up to max_repeats) until they add up to `min_seconds`, so that a short call is not
+    judged on a second or two of the card's time."""
     for _ in range(warmup):
         fn()
     sync()
-    samples = []
-    for _ in range(repeats):
+    samples: list[float] = []
+    while len(samples) < repeats or (sum(samples) < min_seconds and len(samples) < max_repeats):
         start = time.perf_counter()
         fn()
         sync()

@@ -103,3 +103,26 @@ def test_fp8_lever_is_off_by_default_and_a_no_op_off_cuda() -> None:
     assert enable_fp8_unet(model, "dynamic") == 0  # CPU model: untouched (fp8 matmuls need a Hopper GPU)
     after = [type(m.weight) for m in model.denoiser.unet.modules() if isinstance(m, torch.nn.Linear)]  # type: ignore[attr-defined]
     assert before == after
+
+
+def test_time_call_repeats_short_calls_until_min_seconds() -> None:
+    """bench.timing.time_call: at least `repeats` timed calls, more while they add up to less than
+    min_seconds (capped by max_repeats); the warm-up calls are not timed."""
+    import time
+
+    from bench.timing import time_call
+
+    calls = []
+
+    def short() -> None:
+        calls.append(1)
+        time.sleep(0.01)
+
+    time_call(short, warmup=1, repeats=2)
+    assert len(calls) == 3
+    calls.clear()
+    time_call(short, warmup=1, repeats=2, min_seconds=0.08)
+    assert len(calls) >= 1 + 8
+    calls.clear()
+    time_call(short, warmup=0, repeats=2, min_seconds=10.0, max_repeats=5)
+    assert len(calls) == 5
