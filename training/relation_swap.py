@@ -5,77 +5,109 @@ of the same two objects. The judge finds both objects in both images; this print
 layout is unchanged by the swap (the word ignored), how often each image satisfies its own
 caption's relation, and how often both do (the word controls the layout).
 
+The control: single-object captions with a position word, swapped the same way ("left" <-> "right",
+"top" <-> "bottom"). The model places single objects by their position word (0.9-1.0), so there
+the layout should follow the swap; it shows that the measure sees a word that is obeyed.
+
     python -m training.relation_swap [--model bundled] [--captions 96] [--unet DIR --text-directions 2] [--out FILE.md]
 
 Two objects placed at random in distinct cells satisfy a relation 27 / 72 = 0.375 of the time, and
 a caption and its swap both (each independently at random) 0.375^2 = 0.14; a model that ignores
 the word satisfies both only when the shared layout fits both, which is never for a strict relation.
+One object at random is on a given side 3 / 9 of the time.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from training.data import SWAPPED_RELATION, Caption, relation_holds, sample_scenes, swap_relation
+from training.data import Caption, position_holds, relation_holds, sample_scenes, swap_relation
 from training.judge import DetectedObject, detect
 
 ROOT = Path(__file__).resolve().parents[1]
+SWAPPED_POSITION = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+# rates at random placement: layout unchanged, one caption's word holds, both hold
+RANDOM = {"relation": (1 / 72, 27 / 72, (27 / 72) ** 2), "position": (1 / 9, 3 / 9, 1 / 9)}
 
 
-def cells(detected: list[DetectedObject], caption: Caption) -> tuple[int, int] | None:
-    """The cells of the caption's two objects (matched by shape and colour), or None if either is
-    missing or found twice."""
+def swap_position(caption: Caption) -> Caption:
+    """A single-object caption with its side word swapped ("left" <-> "right", "top" <-> "bottom")."""
+    assert caption.position in SWAPPED_POSITION
+    text = " ".join(SWAPPED_POSITION.get(word, word) for word in caption.text.split(" "))
+    return replace(caption, text=text, position=SWAPPED_POSITION[caption.position])
+
+
+def cells(detected: list[DetectedObject], caption: Caption) -> tuple[int, ...] | None:
+    """The cells of the caption's objects (matched by shape and colour), or None if one is missing
+    or found twice."""
     found = []
-    for obj in caption.objects[:2]:
+    for obj in caption.objects:
         matches = [d.cell for d in detected if d.shape == obj.shape and d.colour == obj.colour]
         if len(matches) != 1:
             return None
         found.append(matches[0])
-    return found[0], found[1]
+    return tuple(found)
+
+
+def holds(found: tuple[int, ...], caption: Caption) -> bool:
+    """Whether the objects' cells satisfy the caption's relation, or its position word."""
+    if caption.relation is not None:
+        return relation_holds(found[0], found[1], caption.relation)
+    assert caption.position is not None
+    return position_holds(found[0], caption.position)
 
 
 def tally(detected: list[list[DetectedObject]], swapped_detected: list[list[DetectedObject]],
-          captions: list[Caption]) -> dict[str, float]:
-    """Rates over the pairs whose two objects are found once each in both images."""
-    pairs = same = holds = holds_swapped = both = 0
-    for det, det_s, caption in zip(detected, swapped_detected, captions):
+          captions: list[Caption], swapped: list[Caption]) -> dict[str, float]:
+    """Rates over the pairs whose objects are found once each in both images."""
+    pairs = same = ok = ok_swapped = both = 0
+    for det, det_s, caption, caption_s in zip(detected, swapped_detected, captions, swapped):
         a, b = cells(det, caption), cells(det_s, caption)
         if a is None or b is None:
             continue
-        assert caption.relation is not None
         pairs += 1
         same += a == b
-        ok = relation_holds(a[0], a[1], caption.relation)
-        ok_s = relation_holds(b[0], b[1], SWAPPED_RELATION[caption.relation])
-        holds += ok
-        holds_swapped += ok_s
-        both += ok and ok_s
+        first, second = holds(a, caption), holds(b, caption_s)
+        ok += first
+        ok_swapped += second
+        both += first and second
     n = max(pairs, 1)
     return {"captions": float(len(captions)), "pairs": float(pairs), "same_layout": same / n,
-            "holds": holds / n, "holds_swapped": holds_swapped / n, "both_hold": both / n}
+            "holds": ok / n, "holds_swapped": ok_swapped / n, "both_hold": both / n}
 
 
-def markdown(result: dict[str, float], name: str, steps: int, guidance: float) -> str:
-    title = (f"Relation swap on `{name}` (DDIM {steps}, w = {guidance}, CPU fp32, the same noise for a caption and its swap): "
-             f"{int(result['captions'])} seen two-object relation captions, {int(result['pairs'])} pairs with both objects "
-             "found once in both images.")
-    return "\n".join([
-        title, "",
-        "| measure | rate | at random placement |", "|---|---|---|",
-        f"| layout unchanged by the swap (both cells) | {result['same_layout']:.3f} | 1 / 72 = 0.014 |",
-        f"| caption as written: relation holds | {result['holds']:.3f} | 0.375 |",
-        f"| swapped caption: relation holds | {result['holds_swapped']:.3f} | 0.375 |",
-        f"| both hold (the word sets the layout) | {result['both_hold']:.3f} | 0.141 |",
-    ]) + "\n"
+def markdown(results: dict[str, dict[str, float]], name: str, steps: int, guidance: float) -> str:
+    title = (f"Word swap on `{name}` (DDIM {steps}, w = {guidance}, CPU fp32; a caption and its swap sampled "
+             "from the same noise; seen captions; pairs: both images show each object once).")
+    lines = [title, "",
+             "| captions | pairs | layout unchanged by the swap | as written: holds | swapped: holds | both hold |",
+             "|---|---|---|---|---|---|"]
+    for kind, label in (("relation", "two objects, relation word"), ("position", "one object, side word (control)")):
+        r, (same, one, both) = results[kind], RANDOM[kind]
+        lines.append(f"| {label} | {int(r['pairs'])} of {int(r['captions'])} | {r['same_layout']:.3f} | {r['holds']:.3f} | "
+                     f"{r['holds_swapped']:.3f} | {r['both_hold']:.3f} |")
+        lines.append(f"| (random placement) | | {same:.3f} | {one:.3f} | {one:.3f} | {both:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def seen_captions(count: int, keep: object) -> list[Caption]:
+    """The first `count` seen captions (seeds 2026, 2027, ...) that `keep` accepts."""
+    captions: list[Caption] = []
+    seed = 2026
+    while len(captions) < count:
+        captions += [s.caption for s in sample_scenes(seed, 512, "train") if keep(s.caption)]  # type: ignore[operator]
+        seed += 1
+    return captions[:count]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled")
-    parser.add_argument("--captions", type=int, default=96)
+    parser.add_argument("--captions", type=int, default=96, help="of each kind (relation, position)")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--unet", type=Path, default=None, help="a diffusers UNet folder to use instead of the model's")
@@ -92,23 +124,22 @@ def main() -> None:
 
         model.denoiser.unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.unet).state_dict())  # type: ignore[attr-defined]
         model.text_encoder.both_directions = args.text_directions == 2  # type: ignore[union-attr]
-    captions: list[Caption] = []
-    seed = 2026
-    while len(captions) < args.captions:
-        captions += [s.caption for s in sample_scenes(seed, 512, "train")
-                     if s.caption.relation is not None and len(s.caption.objects) == 2]
-        seed += 1
-    captions = captions[: args.captions]
     judge = load_judge(ROOT / "weights", torch.device("cpu"))
 
-    def sample(caps: list[Caption]) -> torch.Tensor:
-        return torch.cat([generate(model, [c.text for c in caps[i : i + 48]], "ddim", args.steps, args.guidance, seed=i)
-                          for i in range(0, len(caps), 48)])
+    def sample(caps: list[Caption]) -> list[list[DetectedObject]]:
+        images = torch.cat([generate(model, [c.text for c in caps[i : i + 48]], "ddim", args.steps, args.guidance, seed=i)
+                            for i in range(0, len(caps), 48)])
+        return detect(judge, images)[0]
 
-    detected, _ = detect(judge, sample(captions))
-    detected_swapped, _ = detect(judge, sample([swap_relation(c) for c in captions]))
+    kinds = {"relation": (lambda c: c.relation is not None and len(c.objects) == 2, swap_relation),
+             "position": (lambda c: c.position in SWAPPED_POSITION, swap_position)}
+    results = {}
+    for kind, (keep, swap) in kinds.items():
+        captions = seen_captions(args.captions, keep)
+        swapped = [swap(c) for c in captions]
+        results[kind] = tally(sample(captions), sample(swapped), captions, swapped)
     name = args.model if args.unet is None else f"{args.model}` with the UNet of `{args.unet}"
-    text = markdown(tally(detected, detected_swapped, captions), name, args.steps, args.guidance)
+    text = markdown(results, name, args.steps, args.guidance)
     print(text)
     if args.out:
         args.out.write_text(text)

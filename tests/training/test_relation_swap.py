@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from training.data import mirrored, relation_holds, sample_scenes, swap_relation
 from training.judge import DetectedObject
-from training.relation_swap import tally
+from training.relation_swap import swap_position, tally
 
 
 def test_the_swapped_caption_asks_for_the_mirrored_layout() -> None:
@@ -35,8 +35,19 @@ def test_tally_counts_ignored_and_obeyed_relation_words() -> None:
     obeyed = (image(3, 5), image(5, 3))  # A left of B, then A right of B: the word sets the layout
     ignored = (image(3, 5), image(3, 5))  # the same layout for both
     missing = ([], image(3, 5))  # an object not found: left out of the rates
-    result = tally([obeyed[0], ignored[0], missing[0]], [obeyed[1], ignored[1], missing[1]], [caption] * 3)
+    result = tally([obeyed[0], ignored[0], missing[0]], [obeyed[1], ignored[1], missing[1]], [caption] * 3,
+                   [swap_relation(caption)] * 3)
     assert result["pairs"] == 2 and result["captions"] == 3
+    assert (result["same_layout"], result["holds"], result["holds_swapped"], result["both_hold"]) == (0.5, 1.0, 0.5, 0.5)
+
+
+def test_the_position_control_swaps_the_side_word() -> None:
+    caption = next(s.caption for s in sample_scenes(2026, 400, "train") if s.caption.position == "left")
+    mirror = swap_position(caption)
+    assert mirror.position == "right" and "right" in mirror.text.split() and "left" not in mirror.text.split()
+    obj = caption.objects[0]
+    left, right = [DetectedObject(3, obj.shape, obj.colour, 0)], [DetectedObject(5, obj.shape, obj.colour, 0)]
+    result = tally([left, left], [right, left], [caption] * 2, [mirror] * 2)
     assert (result["same_layout"], result["holds"], result["holds_swapped"], result["both_hold"]) == (0.5, 1.0, 0.5, 0.5)
 
 
