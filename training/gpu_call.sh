@@ -91,6 +91,11 @@ unet_call() {  # MODE [WAIT_S]: a teacher-only UNet run (calls 10, 11), alone on
     mkdir -p "$E/weights_$name" && cp -r "$W/bundled/unet" "$E/weights_$name/teacher_unet"
     cp "$W/bundled/model_index.json" "$E/weights_$name/teacher_model_index.json"
     cp "$RUN/text_unet/state.json" "$E/state_${name}_text_unet.json"; cp "$RUN/text_unet/loss.png" "$E/loss_${name}_text_unet.png"
+    local directions=1  # does the layout now follow the relation word? (training.relation_swap, on the card)
+    grep -q '"darkroom_text_directions": 2' "$W/bundled/model_index.json" && directions=2
+    $PY -m training.relation_swap --unet "$W/bundled/unet" --text-directions $directions --device "$DEVICE" \
+      --captions "${SWAP_CAPTIONS:-96}" --out "$E/relation_swap_$name.md" > "$E/logs/relation_swap_$name.log" 2>&1 \
+      && cat "$E/relation_swap_$name.md" || tail -n 20 "$E/logs/relation_swap_$name.log"
     pack "$E" "$(basename "$E")"; log done
     ;;
   *) echo "unknown mode $1" >&2; return 2 ;;

@@ -9,7 +9,7 @@ The control: single-object captions with a position word, swapped the same way (
 "top" <-> "bottom"). The model places single objects by their position word (0.9-1.0), so there
 the layout should follow the swap; it shows that the measure sees a word that is obeyed.
 
-    python -m training.relation_swap [--model bundled] [--captions 96] [--unet DIR --text-directions 2] [--out FILE.md]
+    python -m training.relation_swap [--model bundled] [--captions 96] [--unet DIR --text-directions 2] [--device cuda] [--out FILE.md]
 
 Two objects placed at random in distinct cells satisfy a relation 27 / 72 = 0.375 of the time, and
 a caption and its swap both (each independently at random) 0.375^2 = 0.14; a model that ignores
@@ -80,8 +80,8 @@ def tally(detected: list[list[DetectedObject]], swapped_detected: list[list[Dete
             "holds": ok / n, "holds_swapped": ok_swapped / n, "both_hold": both / n}
 
 
-def markdown(results: dict[str, dict[str, float]], name: str, steps: int, guidance: float) -> str:
-    title = (f"Word swap on `{name}` (DDIM {steps}, w = {guidance}, CPU fp32; a caption and its swap sampled "
+def markdown(results: dict[str, dict[str, float]], name: str, steps: int, guidance: float, device: str = "CPU") -> str:
+    title = (f"Word swap on `{name}` (DDIM {steps}, w = {guidance}, {device} fp32; a caption and its swap sampled "
              "from the same noise; seen captions; pairs: both images show each object once).")
     lines = [title, "",
              "| captions | pairs | layout unchanged by the swap | as written: holds | swapped: holds | both hold |",
@@ -112,19 +112,22 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--unet", type=Path, default=None, help="a diffusers UNet folder to use instead of the model's")
     parser.add_argument("--text-directions", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--device", default="cpu", help="cuda: the same fp32 sampling on a GPU (a GPU call's finish)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     from pipelines.loading import load_from_manifest
     from server.commands.eval import generate, load_judge
 
-    model = load_from_manifest(args.model, ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
+    model = load_from_manifest(args.model, ROOT / "weights_manifest.yaml", ROOT / "weights", device=device, dtype=torch.float32)
     if args.unet is not None:
         from diffusers import UNet2DConditionModel
 
-        model.denoiser.unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.unet).state_dict())  # type: ignore[attr-defined]
+        unet = UNet2DConditionModel.from_pretrained(args.unet).to(device)
+        model.denoiser.unet.load_state_dict(unet.state_dict())  # type: ignore[attr-defined]
         model.text_encoder.both_directions = args.text_directions == 2  # type: ignore[union-attr]
-    judge = load_judge(ROOT / "weights", torch.device("cpu"))
+    judge = load_judge(ROOT / "weights", device)
 
     def sample(caps: list[Caption]) -> list[list[DetectedObject]]:
         images = torch.cat([generate(model, [c.text for c in caps[i : i + 48]], "ddim", args.steps, args.guidance, seed=i)
@@ -139,7 +142,7 @@ def main() -> None:
         swapped = [swap(c) for c in captions]
         results[kind] = tally(sample(captions), sample(swapped), captions, swapped)
     name = args.model if args.unet is None else f"{args.model}` with the UNet of `{args.unet}"
-    text = markdown(results, name, args.steps, args.guidance)
+    text = markdown(results, name, args.steps, args.guidance, "CPU" if device.type == "cpu" else device.type.upper())
     print(text)
     if args.out:
         args.out.write_text(text)

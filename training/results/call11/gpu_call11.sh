@@ -10,13 +10,14 @@
 #   the two targets apart.
 #   bash training/results/call11/gpu_call11.sh launch WAIT_S   # wheels, import, start U3   (carry .whl_t)
 #   bash training/results/call11/gpu_call11.sh poll WAIT_S
-#   bash training/results/call11/gpu_call11.sh finish          # export; students_eval: U3 as the teacher row
+#   bash training/results/call11/gpu_call11.sh finish          # export; students_eval: U3 as the teacher row;
+#                                                              # relation_swap on the card
 # Chain the calls within the machine's idle release (30 s). Then, here, with E = the unpacked e11.tar.part*:
-#   python -m training.relation_swap --unet E/weights_run11u/teacher_unet      (does the word now set the layout?)
+#   E/relation_swap_run11u.md (finish ran training.relation_swap: does the word now set the layout?)
 #   python -m training.position_breakdown --unet E/weights_run11u/teacher_unet
 # and if U3 wins: install its UNet into weights/bundled/unet, re-hash the manifest, re-measure the CPU golden
 # image and thresholds (tests/training/test_bundled.py); the students keep their teacher's encoder.
-# Env: DEVICE (cuda), TRAIN_S (1000), CAPTIONS (512), UNET_BATCH (1024), EVAL_ARGS, COMPILE (--compile; empty
+# Env: DEVICE (cuda), TRAIN_S (1000), CAPTIONS (512), SWAP_CAPTIONS (96), UNET_BATCH (1024), EVAL_ARGS, COMPILE (--compile; empty
 # for the CPU check). Checked on the CPU with DEVICE=cpu TRAIN_S=60 UNET_BATCH=4 CAPTIONS=8 COMPILE= (without
 # .whl_t: launch's wheels are for the device's Python).
 set -u -o pipefail
