@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
+from training.analysis import emit, load_model
 from training.data import GRID, render, sample_scenes, scenes_to_batch
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMESTEPS = (999, 950, 900, 800)
 
 
@@ -63,10 +63,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    from pipelines.loading import load_from_manifest
-
     torch.manual_seed(0)
-    model = load_from_manifest(args.model, ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
+    model = load_model(args.model)
     scenes = [s for s in sample_scenes(7, args.scenes * 3, "train") if len(s.caption.objects) == 2][: args.scenes]
     occupied = torch.zeros(len(scenes), GRID * GRID)
     for i, s in enumerate(scenes):
@@ -94,10 +92,7 @@ def main() -> None:
     for name, a, acc in rows:
         ratio = "inf" if a >= 1 else f"{(a / (1 - a)) ** 0.5:.3f}"
         lines.append(f"| {name} | {a:.5f} | {ratio} | {acc:.3f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit("\n".join(lines) + "\n", args.out)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
+from training.analysis import ROOT, add_candidate_args, emit, load_model, model_name
 from training.data import Caption, _object_phrase, render, sample_scenes, scenes_to_batch
 from training.judge import detect, score_caption
 
-ROOT = Path(__file__).resolve().parents[1]
 # two objects in distinct cells of the 3x3 grid, placed at random: 27 of the 72 ordered cell pairs
 # put the first in a column left of the second's (likewise rows for above / below)
 CHANCE = "A relation holds by chance for two objects placed at random in distinct cells: 27 / 72 = 0.375."
@@ -127,21 +127,12 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--probe-only", action="store_true", help="the text-encoder probes alone (no sampling)")
-    parser.add_argument("--unet", type=Path, default=None, help="a diffusers UNet folder to use instead of the model's")
-    parser.add_argument("--text-directions", type=int, choices=(1, 2), default=1,
-                        help="2: that UNet was trained on the caption's and its word-reversed caption's encodings")
+    add_candidate_args(parser)
     args = parser.parse_args()
 
-    from pipelines.loading import load_from_manifest
     from server.commands.eval import generate, load_judge
 
-    model = load_from_manifest(args.model, ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
-    if args.unet is not None:
-        from diffusers import UNet2DConditionModel
-
-        unet = model.denoiser.unet  # type: ignore[attr-defined]
-        unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.unet).state_dict())
-        model.text_encoder.both_directions = args.text_directions == 2  # type: ignore[union-attr]
+    model = load_model(args.model, "cpu", args.unet, args.text_directions)
     lines = probe_lines(model.text_encoder.model)  # type: ignore[attr-defined]
     if not args.probe_only:
         scenes = sample_scenes(2026, args.captions, "train")
@@ -151,7 +142,7 @@ def main() -> None:
                              for i in range(0, len(captions), 64)])
         real = render(scenes_to_batch(scenes), torch.Generator().manual_seed(0))
         generated, renders = breakdown(judge, sampled, captions), breakdown(judge, real, captions)
-        name = args.model if args.unet is None else f"{args.model}` with the UNet of `{args.unet}"
+        name = model_name(args.model, args.unet)
         table = [(f"Position agreement of `{name}` (DDIM {args.steps}, w = {args.guidance}, CPU fp32) vs real renders, "
                   f"{args.captions} seen captions (seed 2026)."), "",
                  "| group | captions | generated | real renders |", "|---|---|---|---|"]
@@ -159,10 +150,7 @@ def main() -> None:
             g, r = generated[key], renders.get(key, [])
             table.append(f"| {key} | {len(g)} | {sum(g) / len(g):.3f} | {sum(r) / max(1, len(r)):.3f} |")
         lines = [*table, "", *lines, "", CHANCE]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit("\n".join(lines) + "\n", args.out)
 
 if __name__ == "__main__":
     main()

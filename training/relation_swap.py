@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
+from training.analysis import ROOT, add_candidate_args, emit, load_model, model_name
 from training.data import Caption, position_holds, relation_holds, sample_scenes, swap_relation
 from training.judge import DetectedObject, detect
 
-ROOT = Path(__file__).resolve().parents[1]
 SWAPPED_POSITION = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
 # rates at random placement: layout unchanged, one caption's word holds, both hold
 RANDOM = {"relation": (1 / 72, 27 / 72, (27 / 72) ** 2), "position": (1 / 9, 3 / 9, 1 / 9)}
@@ -110,23 +110,15 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=96, help="of each kind (relation, position)")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=4.0)
-    parser.add_argument("--unet", type=Path, default=None, help="a diffusers UNet folder to use instead of the model's")
-    parser.add_argument("--text-directions", type=int, choices=(1, 2), default=1)
+    add_candidate_args(parser)
     parser.add_argument("--device", default="cpu", help="cuda: the same fp32 sampling on a GPU (a GPU call's finish)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
 
-    from pipelines.loading import load_from_manifest
     from server.commands.eval import generate, load_judge
 
-    model = load_from_manifest(args.model, ROOT / "weights_manifest.yaml", ROOT / "weights", device=device, dtype=torch.float32)
-    if args.unet is not None:
-        from diffusers import UNet2DConditionModel
-
-        unet = UNet2DConditionModel.from_pretrained(args.unet).to(device)
-        model.denoiser.unet.load_state_dict(unet.state_dict())  # type: ignore[attr-defined]
-        model.text_encoder.both_directions = args.text_directions == 2  # type: ignore[union-attr]
+    model = load_model(args.model, device, args.unet, args.text_directions)
     judge = load_judge(ROOT / "weights", device)
 
     def sample(caps: list[Caption]) -> list[list[DetectedObject]]:
@@ -141,11 +133,9 @@ def main() -> None:
         captions = seen_captions(args.captions, keep)
         swapped = [swap(c) for c in captions]
         results[kind] = tally(sample(captions), sample(swapped), captions, swapped)
-    name = args.model if args.unet is None else f"{args.model}` with the UNet of `{args.unet}"
-    text = markdown(results, name, args.steps, args.guidance, "CPU" if device.type == "cpu" else device.type.upper())
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    text = markdown(results, model_name(args.model, args.unet), args.steps, args.guidance,
+                    "CPU" if device.type == "cpu" else device.type.upper())
+    emit(text, args.out)
 
 
 if __name__ == "__main__":
