@@ -60,9 +60,19 @@ pack() {  # DIR NAME: DIR as NAME.tar.partNN (15 MB each: the device returns fil
   ls -l "${OUT:-runs}"
 }
 
-unet_call() {  # MODE [WAIT_S]: a teacher-only UNet run (calls 10, 11), alone on the card. The recipe sets TAG, E, RUN,
-  # W (export root), UNET_ARGS (array: training.text_unet's arguments besides --out/--seconds/--device/--batch),
-  # TRAIN_S, UNET_BATCH, and calls `unet_call "$@"` with SCRIPT=$0.
+unet_recipe() {  # N SCRIPT: the settings of teacher-only UNet call N (runs/eN, runs/runNu, runs/wN_runNu, tag callN), the
+  # environment's overrides (DEVICE cuda, TRAIN_S 1000, CAPTIONS 512, UNET_BATCH 1024, EVAL_ARGS, COMPILE --compile,
+  # PYTHON python3), and its log(); then the recipe sets UNET_ARGS and calls `unet_call "$@"`
+  E=runs/e$1; RUN=runs/run$1u; W=runs/w$1_run$1u; TAG=call$1; SCRIPT=$2
+  DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-1000}; CAPTIONS=${CAPTIONS:-512}
+  UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
+  export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
+  PY=${PYTHON:-python3}
+  log() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
+}
+
+unet_call() {  # MODE [WAIT_S]: a teacher-only UNet run (calls 10, 11), alone on the card, as unet_recipe set it up;
+  # UNET_ARGS (array): training.text_unet's arguments besides --out/--seconds/--device/--batch.
   # launch: wheels, import of the shipped weights, the pipeline started; poll WAIT_S; finish: teacher-only export,
   # students_eval (the teacher row), the UNet and logs packed under $OUT.
   case $1 in

@@ -20,14 +20,9 @@
 # COMPILE (--compile; empty for the CPU check). Checked on the CPU with DEVICE=cpu TRAIN_S=60
 # UNET_BATCH=4 CAPTIONS=8 COMPILE= (launch's wheels are for the device's Python: without .whl_t it skips them).
 set -u -o pipefail
-E=runs/e10; RUN=runs/run10u; W=runs/w10_run10u; TAG=call10; SCRIPT=$0
-DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-1000}; CAPTIONS=${CAPTIONS:-512}
-UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
-PY=${PYTHON:-python3}
-log() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
+unet_recipe 10 "$0"
 # shellcheck disable=SC2206
 UNET_ARGS=(--lr 1e-4 --freeze-text-encoder --text-directions 2 --relation-boost 3 $COMPILE --snapshot-s 120)
 unet_call "$@"

@@ -21,14 +21,9 @@
 # for the CPU check). Checked on the CPU with DEVICE=cpu TRAIN_S=60 UNET_BATCH=4 CAPTIONS=8 COMPILE= (without
 # .whl_t: launch's wheels are for the device's Python).
 set -u -o pipefail
-E=runs/e11; RUN=runs/run11u; W=runs/w11_run11u; TAG=call11; SCRIPT=$0
-DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-1000}; CAPTIONS=${CAPTIONS:-512}
-UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
-PY=${PYTHON:-python3}
-log() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
+unet_recipe 11 "$0"
 # shellcheck disable=SC2206
 UNET_ARGS=(--lr 1e-4 --freeze-text-encoder --relation-boost 3 --mirror-pairs $COMPILE --snapshot-s 120)
 unet_call "$@"
