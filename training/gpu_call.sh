@@ -22,7 +22,8 @@ stage_student_part1() { [ -f $TURBO_UNET/diffusion_pytorch_model-00001-of-00002.
 
 export_and_eval() {  # RUN W E NAME [STAGE]: RUN's teacher + its one-step student of STAGE (dmd; "none": the teacher alone) -> W;
   # students_eval -> E/students_NAME; the student's files -> E/weights_NAME
-  local run=$1 w=$2 e=$3 name=$4 stage=${5:-dmd} only=(--turbo-only "${5:-dmd}") models=bundled-turbo
+  local run=$1 w=$2 e=$3 name=$4 stage=${5:-dmd} only models=bundled-turbo
+  only=(--turbo-only "$stage")
   [ "$stage" = none ] && only=(--teacher-only) && models=bundled
   $PY -m training.export_students "$run" "$w" "${only[@]}" > "$e/logs/export_$name.log" 2>&1 || { tail -n 20 "$e/logs/export_$name.log"; return 1; }
   # shellcheck disable=SC2086
