@@ -61,10 +61,11 @@ pack() {  # DIR NAME: DIR as NAME.tar.partNN (15 MB each: the device returns fil
   ls -l "${OUT:-runs}"
 }
 
-unet_recipe() {  # N SCRIPT: the settings of teacher-only UNet call N (runs/eN, runs/runNu, runs/wN_runNu, tag callN), the
-  # environment's overrides (DEVICE cuda, TRAIN_S 1000, CAPTIONS 512, UNET_BATCH 1024, EVAL_ARGS, COMPILE --compile,
-  # PYTHON python3), and its log(); then the recipe sets UNET_ARGS and calls `unet_call "$@"`
-  E=runs/e$1; RUN=runs/run$1u; W=runs/w$1_run$1u; TAG=call$1; SCRIPT=$2
+unet_recipe() {  # N SCRIPT: the settings of teacher-only UNet call N (runs/eN, tag callN; run X in runs/runNX, exported to
+  # runs/wN_runNX), the environment's overrides (DEVICE cuda, TRAIN_S 1000, CAPTIONS 512, UNET_BATCH 1024, EVAL_ARGS,
+  # COMPILE --compile, PYTHON python3), and its log(); then the recipe sets UNET_ARGS (run u) and, for a second run
+  # beside it on the card, UNET_ARGS_V (run v), and calls `unet_call "$@"`
+  N=$1; E=runs/e$1; TAG=call$1; SCRIPT=$2
   DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-1000}; CAPTIONS=${CAPTIONS:-512}
   UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
   export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
@@ -72,41 +73,54 @@ unet_recipe() {  # N SCRIPT: the settings of teacher-only UNet call N (runs/eN, 
   log() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
 }
 
-unet_call() {  # MODE [WAIT_S]: a teacher-only UNet run (calls 10, 11), alone on the card, as unet_recipe set it up;
-  # UNET_ARGS (array): training.text_unet's arguments besides --out/--seconds/--device/--batch.
-  # launch: wheels, import of the shipped weights, the pipeline started; poll WAIT_S; finish: teacher-only export,
-  # students_eval (the teacher row), the UNet and logs packed under $OUT.
+unet_runs() { echo u; [ -n "${UNET_ARGS_V+x}" ] && echo v; }  # the recipe's runs: u, and v when it set UNET_ARGS_V
+
+unet_call() {  # MODE [WAIT_S]: teacher-only UNet runs (calls 10, 11), alone on the card (two share it), as unet_recipe
+  # set them up; UNET_ARGS / UNET_ARGS_V (arrays): training.text_unet's arguments besides --out/--seconds/--device/--batch.
+  # launch: wheels, import of the shipped weights, the pipeline started; poll WAIT_S; finish: per run, teacher-only
+  # export, students_eval (the teacher row), relation_swap, the UNet and logs packed under $OUT.
+  local x name logs=()
+  for x in $(unet_runs); do logs+=("unet_run$N$x"); done
   case $1 in
   launch)
     install_wheels .whl_t || return 1
-    rm -rf "$RUN" "$W" "$E"; mkdir -p "$RUN" "$E/logs"
-    import_runs "$E" "$RUN" || return 1
+    rm -rf "$E" runs/run"$N"? runs/w"$N"_run"$N"?; mkdir -p "$E/logs"
+    local copies=()
+    for x in $(unet_runs); do [ "$x" = u ] || copies+=("runs/run$N$x"); done
+    import_runs "$E" "runs/run${N}u" "${copies[@]}" || return 1
     start_pipeline "$SCRIPT" "$E" "${2:-60}"
     ;;
   pipeline)
     local t0; t0=$(date +%s)
-    log "UNet run for $TRAIN_S s: ${UNET_ARGS[*]}"
-    $PY -m training.text_unet --out "$RUN" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$UNET_BATCH" "${UNET_ARGS[@]}" \
-      > "$E/logs/unet.log" 2>&1
+    local args
+    for x in $(unet_runs); do
+      args=("${UNET_ARGS[@]}"); [ "$x" = v ] && args=("${UNET_ARGS_V[@]}")
+      log "UNet run $N$x for $TRAIN_S s: ${args[*]}"
+      $PY -m training.text_unet --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$UNET_BATCH" "${args[@]}" \
+        > "$E/logs/unet_run$N$x.log" 2>&1 &
+    done
+    wait
     log "all done at $(( $(date +%s) - t0 )) s"; touch "$E/DONE"
     ;;
   poll)
     sleep "${2:-0}"
-    poll_logs "$E" "$TAG" 3 "probe\|snapshot\|Error" unet
+    poll_logs "$E" "$TAG" 3 "probe\|snapshot\|Error" "${logs[@]}"
     ;;
   finish)
     while [ ! -f "$E/DONE" ]; do sleep 5; done
     unet_call poll 0
-    local name; name=$(basename "$RUN")
-    export_and_eval "$RUN" "$W" "$E" "$name" none
-    mkdir -p "$E/weights_$name" && cp -r "$W/bundled/unet" "$E/weights_$name/teacher_unet"
-    cp "$W/bundled/model_index.json" "$E/weights_$name/teacher_model_index.json"
-    cp "$RUN/text_unet/state.json" "$E/state_${name}_text_unet.json"; cp "$RUN/text_unet/loss.png" "$E/loss_${name}_text_unet.png"
-    local directions=1  # does the layout now follow the relation word? (training.relation_swap, on the card)
-    grep -q '"darkroom_text_directions": 2' "$W/bundled/model_index.json" && directions=2
-    $PY -m training.relation_swap --unet "$W/bundled/unet" --text-directions $directions --device "$DEVICE" \
-      --captions "${SWAP_CAPTIONS:-96}" --out "$E/relation_swap_$name.md" > "$E/logs/relation_swap_$name.log" 2>&1 \
-      && cat "$E/relation_swap_$name.md" || tail -n 20 "$E/logs/relation_swap_$name.log"
+    for x in $(unet_runs); do
+      local run=runs/run$N$x w=runs/w${N}_run$N$x; name=run$N$x
+      export_and_eval "$run" "$w" "$E" "$name" none
+      mkdir -p "$E/weights_$name" && cp -r "$w/bundled/unet" "$E/weights_$name/teacher_unet"
+      cp "$w/bundled/model_index.json" "$E/weights_$name/teacher_model_index.json"
+      cp "$run/text_unet/state.json" "$E/state_${name}_text_unet.json"; cp "$run/text_unet/loss.png" "$E/loss_${name}_text_unet.png"
+      local directions=1  # does the layout now follow the relation word? (training.relation_swap, on the card)
+      grep -q '"darkroom_text_directions": 2' "$w/bundled/model_index.json" && directions=2
+      $PY -m training.relation_swap --unet "$w/bundled/unet" --text-directions $directions --device "$DEVICE" \
+        --captions "${SWAP_CAPTIONS:-96}" --out "$E/relation_swap_$name.md" > "$E/logs/relation_swap_$name.log" 2>&1 \
+        && cat "$E/relation_swap_$name.md" || tail -n 20 "$E/logs/relation_swap_$name.log"
+    done
     pack "$E" "$(basename "$E")"; log done
     ;;
   *) echo "unknown mode $1" >&2; return 2 ;;

@@ -46,6 +46,7 @@ from training.models import Judge, build_text_encoder, build_unet, build_vae
 STAGE = "text_unet"
 CAPTION_DROPOUT = 0.1
 MIN_SNR_GAMMA = 5.0
+RELATION_HIGH_T = 500  # --relation-high-t draws from RELATION_HIGH_T..999
 EMPTY_PROMPT = ""
 
 
@@ -195,6 +196,16 @@ def _snapshot(model: TextUNet, ema: EMA, directory: Path, state: StageState, ela
     print(f"[text_unet] snapshot at step {state.step}, {elapsed:.0f} s", flush=True)
 
 
+def draw_timesteps(relation: Tensor, high_share: float, gen: torch.Generator) -> Tensor:
+    """One training timestep per row, uniform over 0..999; for `high_share` of the rows flagged in
+    `relation` (bool), uniform over RELATION_HIGH_T..999 instead."""
+    t = torch.randint(0, 1000, relation.shape, generator=gen, device=relation.device)
+    if high_share <= 0:
+        return t
+    high = relation & (torch.rand(relation.shape, generator=gen, device=relation.device) < high_share)
+    return torch.where(high, torch.randint(RELATION_HIGH_T, 1000, relation.shape, generator=gen, device=relation.device), t)
+
+
 def mirror_pool(scenes: list[Scene]) -> tuple[list[Scene], list[int]]:
     """The pool of train(mirror_pairs=True): each relation scene followed by its mirror image
     (data.mirrored), and each row's partner (its mirror, or itself for a scene without a relation)."""
@@ -214,7 +225,8 @@ def mirror_pool(scenes: list[Scene]) -> tuple[list[Scene], list[int]]:
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 3e-4,
           pool_size: int = 200_000, eval_count: int = 256, compile_forward: bool = False,
           snapshot_s: float = 0.0, freeze_text_encoder: bool = False, relation_boost: float = 1.0,
-          text_directions: int | None = None, mirror_pairs: bool = False) -> dict[str, float]:
+          text_directions: int | None = None, mirror_pairs: bool = False,
+          relation_high_t: float = 0.0) -> dict[str, float]:
     """Train (or resume) the text encoder + UNet for `seconds` of wall clock.
 
     freeze_text_encoder trains the UNet alone and keeps the text encoder exactly the saved EMA's
@@ -230,6 +242,12 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     timestep, noise and caption dropout. Under the same noise, only the relation word then tells
     the pair's targets apart; the shipped UNet's layout ignores that word (unchanged by a swap for
     0.93 of seen captions: training/results/analysis/relation_swap_bundled.md).
+
+    relation_high_t P draws the timestep of that share of the relation scenes from the noisier half
+    of the schedule, RELATION_HIGH_T..999 (their partners follow), the rest uniform as for every
+    other scene. The layout is settled at high noise, where the eps loss weights an error in the
+    clean image by the SNR (0.38 at t = 500, 0.04 at t = 800): a relation's layout is that error's share
+    of the loss, and the draw gives it more of those steps.
 
     text_directions 2 conditions the UNet on the caption's encoding and its word-reversed one
     (TextUNet); None keeps what the stage was trained with (1 when new). Switching a trained UNet
@@ -288,6 +306,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     texts = [s.caption.text for s in scenes]
     draw = torch.tensor([relation_boost if s.caption.relation is not None else 1.0 for s in scenes], device=device)
     state.metrics["relation_boost"] = relation_boost
+    is_relation = torch.tensor([s.caption.relation is not None for s in scenes], device=device)
+    state.metrics["relation_high_t"] = relation_high_t
     tokens = caption_tokens(texts, text_directions).to(device)  # (P, 77 k)
     # Each scene rendered once (random jitter and background) and encoded once: posterior mean
     # and std kept in fp16, a fresh posterior sample drawn per step. Saves the render and the
@@ -319,7 +339,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         batch_tokens = tokens[rows]
         drop = (torch.rand((drawn,), generator=gen, device=device) < CAPTION_DROPOUT).repeat(pairs)
         batch_tokens = torch.where(drop.view(-1, 1), empty.expand_as(batch_tokens), batch_tokens)
-        t = torch.randint(0, 1000, (drawn,), generator=gen, device=device).repeat(pairs)
+        t = draw_timesteps(is_relation[rows[:drawn]], relation_high_t, gen).repeat(pairs)
         eps = torch.randn((drawn, *latents.shape[1:]), generator=gen, device=device).repeat(pairs, 1, 1, 1)
         x_t = add_noise(latents, eps, t, alpha_bar)
         warm = min(1.0, (state.step + 1) / 300) if start_step == 0 else min(1.0, (state.step - start_step + 1) / 50)
@@ -374,13 +394,15 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=200_000, help="scenes rendered and encoded once (CPU default: 1,000)")
     parser.add_argument("--mirror-pairs", action="store_true",
                         help="train each relation scene beside its mirror image (relation word swapped), same noise and timestep")
+    parser.add_argument("--relation-high-t", type=float, default=0.0,
+                        help=f"share of relation scenes whose timestep is drawn from {RELATION_HIGH_T}..999")
     parser.add_argument("--text-directions", type=int, choices=(1, 2), default=None,
                         help="2: condition on the caption's and its word-reversed caption's encodings (default: the stage's)")
     args = parser.parse_args()
     metrics = train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                     compile_forward=args.compile, snapshot_s=args.snapshot_s, freeze_text_encoder=args.freeze_text_encoder,
                     relation_boost=args.relation_boost, text_directions=args.text_directions, pool_size=args.pool_size,
-                    mirror_pairs=args.mirror_pairs)
+                    mirror_pairs=args.mirror_pairs, relation_high_t=args.relation_high_t)
     print(STAGE, metrics, flush=True)
 
 

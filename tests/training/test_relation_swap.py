@@ -64,3 +64,19 @@ def test_the_mirror_pool_pairs_each_relation_scene_with_its_mirror() -> None:
             assert pool[i].caption.relation is None
         elif j == i + 1:
             assert pool[j] == mirrored(pool[i]) and pool[i] in scenes
+
+
+def test_the_high_t_draw_moves_only_the_asked_share_of_relation_rows() -> None:
+    import torch
+
+    from training.text_unet import RELATION_HIGH_T, draw_timesteps
+
+    relation = torch.arange(40_000) % 2 == 0
+    gen = torch.Generator().manual_seed(0)
+    uniform = draw_timesteps(relation, 0.0, gen)
+    t = draw_timesteps(relation, 0.75, gen)
+    assert 0 <= int(t.min()) and int(t.max()) <= 999
+    high = (t >= RELATION_HIGH_T).float()
+    assert abs(float(high[~relation].mean()) - 0.5) < 0.02  # other rows stay uniform
+    assert abs(float(high[relation].mean()) - (0.75 + 0.25 * 0.5)) < 0.02  # 3/4 high, the rest uniform
+    assert abs(float((uniform >= RELATION_HIGH_T).float().mean()) - 0.5) < 0.02

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Call 11 (GPU, prepared, not run yet): mirror pairs for the relation words of issue 5, alone on the card.
-#   U3: the shipped teacher's UNet continued with the text encoder frozen, one text direction (so the
+# Call 11 (GPU, prepared, not run yet): mirror pairs for the relation words of issue 5, two runs sharing the card.
+#   U3 (run11u): the shipped teacher's UNet continued with the text encoder frozen, one text direction (so the
 #       one-step students, the ControlNet and the classifier stay valid), relation captions drawn 3x,
 #       and training.text_unet --mirror-pairs: each relation scene beside its mirror image (the relation
 #       word swapped, the layout mirrored) under the same noise, timestep and caption dropout.
@@ -8,14 +8,17 @@
 #   captions, and call 10's two-direction UNet's for 0.97 (training/results/analysis/relation_swap_*.md):
 #   the layout ignores the word although the encoder carries it. In a mirror pair only that word tells
 #   the two targets apart.
+#   U4 (run11v): U3 and --relation-high-t 0.75: three in four relation scenes draw their timestep from 500..999,
+#   where the layout is settled and the eps loss weights a wrong layout by the SNR (0.38 at t = 500, 0.04 at
+#   t = 800), so the relation's share of the loss is small under a uniform draw.
 #   bash training/results/call11/gpu_call11.sh launch WAIT_S   # wheels, import, start U3   (carry .whl_t)
 #   bash training/results/call11/gpu_call11.sh poll WAIT_S
 #   bash training/results/call11/gpu_call11.sh finish          # export; students_eval: U3 as the teacher row;
 #                                                              # relation_swap on the card
 # Chain the calls within the machine's idle release (30 s). Then, here, with E = the unpacked e11.tar.part*:
-#   E/relation_swap_run11u.md (finish ran training.relation_swap: does the word now set the layout?)
-#   python -m training.position_breakdown --unet E/weights_run11u/teacher_unet
-# and if U3 wins: install its UNet into weights/bundled/unet, re-hash the manifest, re-measure the CPU golden
+#   E/relation_swap_run11{u,v}.md (finish ran training.relation_swap: does the word now set the layout?)
+#   python -m training.position_breakdown --unet E/weights_run11{u,v}/teacher_unet
+# and if U3 or U4 wins: install its UNet into weights/bundled/unet, re-hash the manifest, re-measure the CPU golden
 # image and thresholds (tests/training/test_bundled.py); the students keep their teacher's encoder.
 # Env: DEVICE (cuda), TRAIN_S (1000), CAPTIONS (512), SWAP_CAPTIONS (96), UNET_BATCH (1024), EVAL_ARGS, COMPILE (--compile; empty
 # for the CPU check). Checked on the CPU with DEVICE=cpu TRAIN_S=60 UNET_BATCH=4 CAPTIONS=8 COMPILE= (without
@@ -26,4 +29,6 @@ set -u -o pipefail
 unet_recipe 11 "$0"
 # shellcheck disable=SC2206
 UNET_ARGS=(--lr 1e-4 --freeze-text-encoder --relation-boost 3 --mirror-pairs $COMPILE --snapshot-s 120)
+# shellcheck disable=SC2034
+UNET_ARGS_V=("${UNET_ARGS[@]}" --relation-high-t 0.75)
 unet_call "$@"
