@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="judge accuracy and FID of the bundled model")
     ev.add_argument("--model", default=None)
     ev.add_argument("--manifest", default=None)
-    ev.add_argument("--captions", type=int, default=512)
+    ev.add_argument("--captions", type=int, default=None, help="captions per split (default 512; 32 with --quick)")
     ev.add_argument("--quick", action="store_true", help="a small subset of the grid")
     ev.add_argument("--out", default="eval")
     ev.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")

@@ -214,7 +214,7 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     weights_root = default_weights_root()
     judge = load_judge(weights_root, device)
-    captions = args.captions if not args.quick or args.captions != 512 else 32
+    captions = args.captions or (32 if args.quick else 512)
     batch = 512 if device.type == "cuda" else 16
     budget_s = float(getattr(args, "seconds", None) or 1e9)
     dtype = torch.float16 if device.type == "cuda" else torch.float32

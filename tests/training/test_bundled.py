@@ -1,10 +1,10 @@
 """The shipped bundled model: loads through the manifest, reproduces its golden image, and its
 samples are judged right at a stated rate on a small fixed prompt set (CPU, fp32).
 
-The shipped weights are GPU call 4's text encoder + UNet with call 5a's VAE decoder
-(training/results/call4, call5). The thresholds below sit under what these 16 fixed prompts gave
-on CPU with those weights (DDIM 25, w = 4: count 1.0, colour 1.0, shape 1.0, caption 0.625;
-w = 1: colour 1.0, shape 0.875, caption 0.5), with a margin of 3 prompts, so a regression in the
+The shipped weights are GPU call 4's text encoder, call 12's UNet (call 4's, continued in calls 11
+and 12 for relation words) and call 6's VAE decoder (training/results/call4, call6, call11, call12).
+The thresholds below sit 3 prompts under what these 16 fixed prompts gave on CPU with those weights
+(DDIM 25, w = 4: count 0.9375, colour 0.9375, shape 0.9375, caption 0.75), so a regression in the
 model, samplers, guidance or decoding shows.
 """
 
@@ -38,12 +38,12 @@ def judge():  # type: ignore[no-untyped-def]
     return load_judge(ROOT / "weights", torch.device("cpu"))
 
 
-def _accuracy(model, judge, sampler: str, steps: int, guidance: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _accuracy(model, judge, sampler: str, steps: int, guidance: float, count: int = 16) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from server.commands.eval import generate
     from training.data import sample_scenes
     from training.judge import caption_accuracy
 
-    scenes = sample_scenes(99, 16, "train")
+    scenes = sample_scenes(99, count, "train")
     images = generate(model, [s.caption.text for s in scenes], sampler, steps, guidance, seed=0)
     accuracy, _ = caption_accuracy(judge, images, [s.caption for s in scenes])
     return accuracy
@@ -78,18 +78,21 @@ def test_seeded_generation_matches_golden_image(bundled) -> None:  # type: ignor
 def test_judge_accuracy_on_fixed_prompts(guided_accuracy) -> None:  # type: ignore[no-untyped-def]
     """16 fixed seen-split prompts, DDIM 25, w = 4."""
     accuracy = guided_accuracy
-    assert accuracy["count"] >= 0.85  # measured 1.0
-    assert accuracy["colour"] >= 0.85  # measured 1.0
-    assert accuracy["shape"] >= 0.8125  # measured 1.0 (16 of 16)
-    assert accuracy["caption"] >= 0.4375  # measured 0.625 (10 of 16)
+    assert accuracy["count"] >= 0.75  # measured 0.9375 (15 of 16)
+    assert accuracy["colour"] >= 0.75  # measured 0.9375
+    assert accuracy["shape"] >= 0.75  # measured 0.9375
+    assert accuracy["caption"] >= 0.5625  # measured 0.75 (12 of 16)
 
 
 @pytest.mark.skipif(not HAVE_BUNDLED, reason="weights/bundled not present")
-def test_guidance_raises_adherence(bundled, judge, guided_accuracy) -> None:  # type: ignore[no-untyped-def]
-    """The same 16 prompts without guidance are judged right less often than with w = 4."""
-    unguided = _accuracy(bundled, judge, "ddim", 25, 1.0)
-    guided = guided_accuracy
-    assert guided["shape"] + guided["colour"] > unguided["shape"] + unguided["colour"]
+def test_guidance_raises_adherence(bundled, judge) -> None:  # type: ignore[no-untyped-def]
+    """128 fixed seen-split prompts, DDIM 10: at w = 4 the whole caption, shapes and sizes are judged
+    right more often than without guidance (w = 1). Measured: caption 0.805 -> 0.820, shape 0.914 ->
+    0.930, size 0.917 -> 0.945; on 512 captions (`darkroom eval`, DDIM 25) caption 0.748 -> 0.824."""
+    unguided = _accuracy(bundled, judge, "ddim", 10, 1.0, count=128)
+    guided = _accuracy(bundled, judge, "ddim", 10, 4.0, count=128)
+    adherence = ("caption", "shape", "size")
+    assert sum(guided[k] for k in adherence) > sum(unguided[k] for k in adherence), (guided, unguided)
 
 
 @pytest.mark.skipif(not (HAVE_BUNDLED and HAVE_LCM), reason="weights/bundled_lcm not present")
