@@ -31,6 +31,7 @@ from training.checkpoint import (
 )
 from training.data import (
     CONTEXT_LENGTH,
+    RELATIONS,
     Scene,
     SceneBatch,
     mirrored,
@@ -196,6 +197,12 @@ def _snapshot(model: TextUNet, ema: EMA, directory: Path, state: StageState, ela
     print(f"[text_unet] snapshot at step {state.step}, {elapsed:.0f} s", flush=True)
 
 
+def draw_weights(scenes: list[Scene], boost: float, relations: tuple[str, ...] = RELATIONS) -> Tensor:
+    """Each scene's weight in the training draw: `boost` for a caption stating one of `relations`
+    between two objects, 1 for every other."""
+    return torch.tensor([boost if s.caption.relation in relations else 1.0 for s in scenes])
+
+
 def draw_timesteps(relation: Tensor, high_share: float, gen: torch.Generator) -> Tensor:
     """One training timestep per row, uniform over 0..999; for `high_share` of the rows flagged in
     `relation` (bool), uniform over RELATION_HIGH_T..999 instead."""
@@ -226,13 +233,14 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           pool_size: int = 200_000, eval_count: int = 256, compile_forward: bool = False,
           snapshot_s: float = 0.0, freeze_text_encoder: bool = False, relation_boost: float = 1.0,
           text_directions: int | None = None, mirror_pairs: bool = False,
-          relation_high_t: float = 0.0) -> dict[str, float]:
+          relation_high_t: float = 0.0, boost_relations: tuple[str, ...] = RELATIONS) -> dict[str, float]:
     """Train (or resume) the text encoder + UNet for `seconds` of wall clock.
 
     freeze_text_encoder trains the UNet alone and keeps the text encoder exactly the saved EMA's
     (the shipped one after `training.export --import`): the students, the ControlNet and the
     classifier read that encoder's embeddings, so they stay valid for the improved UNet.
-    relation_boost > 1 draws scenes whose caption states a relation between two objects that many
+    relation_boost > 1 draws scenes whose caption states a relation between two objects (one of
+    boost_relations: all four by default) that many
     times as often as the others (training/results/analysis/position_breakdown.md: the shipped
     UNet draws relations at chance while the encoder carries them).
 
@@ -304,8 +312,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     state.metrics["mirror_pairs"] = mirror_pairs  # type: ignore[assignment]
     pool = scenes_to_batch(scenes).to(device)
     texts = [s.caption.text for s in scenes]
-    draw = torch.tensor([relation_boost if s.caption.relation is not None else 1.0 for s in scenes], device=device)
+    draw = draw_weights(scenes, relation_boost, boost_relations).to(device)
     state.metrics["relation_boost"] = relation_boost
+    state.metrics["boost_relations"] = list(boost_relations)  # type: ignore[assignment]
     is_relation = torch.tensor([s.caption.relation is not None for s in scenes], device=device)
     state.metrics["relation_high_t"] = relation_high_t
     tokens = caption_tokens(texts, text_directions).to(device)  # (P, 77 k)
@@ -394,6 +403,8 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=200_000, help="scenes rendered and encoded once (CPU default: 1,000)")
     parser.add_argument("--mirror-pairs", action="store_true",
                         help="train each relation scene beside its mirror image (relation word swapped), same noise and timestep")
+    parser.add_argument("--boost-relations", nargs="+", choices=RELATIONS, default=list(RELATIONS),
+                        help="the relations --relation-boost draws more often (default: all)")
     parser.add_argument("--relation-high-t", type=float, default=0.0,
                         help=f"share of relation scenes whose timestep is drawn from {RELATION_HIGH_T}..999")
     parser.add_argument("--text-directions", type=int, choices=(1, 2), default=None,
@@ -402,7 +413,8 @@ def main() -> None:
     metrics = train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                     compile_forward=args.compile, snapshot_s=args.snapshot_s, freeze_text_encoder=args.freeze_text_encoder,
                     relation_boost=args.relation_boost, text_directions=args.text_directions, pool_size=args.pool_size,
-                    mirror_pairs=args.mirror_pairs, relation_high_t=args.relation_high_t)
+                    mirror_pairs=args.mirror_pairs, relation_high_t=args.relation_high_t,
+                    boost_relations=tuple(args.boost_relations))
     print(STAGE, metrics, flush=True)
 
 

@@ -80,3 +80,16 @@ def test_the_high_t_draw_moves_only_the_asked_share_of_relation_rows() -> None:
     assert abs(float(high[~relation].mean()) - 0.5) < 0.02  # other rows stay uniform
     assert abs(float(high[relation].mean()) - (0.75 + 0.25 * 0.5)) < 0.02  # 3/4 high, the rest uniform
     assert abs(float((uniform >= RELATION_HIGH_T).float().mean()) - 0.5) < 0.02
+
+
+def test_the_relation_boost_weighs_only_the_chosen_relations() -> None:
+    from training.text_unet import draw_weights
+
+    scenes = sample_scenes(5, 300, "train")
+    every = draw_weights(scenes, 3.0)
+    vertical = draw_weights(scenes, 6.0, ("above", "below"))
+    for scene, a, v in zip(scenes, every.tolist(), vertical.tolist()):
+        relation = scene.caption.relation
+        assert a == (3.0 if relation is not None else 1.0)
+        assert v == (6.0 if relation in ("above", "below") else 1.0)
+    assert {s.caption.relation for s in scenes} >= {"left_of", "above", None}
