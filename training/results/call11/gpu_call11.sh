@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 11 (GPU, prepared, not run yet): mirror pairs for the relation words of issue 5, two runs sharing the card.
+# Call 11 (GPU): mirror pairs for the relation words of issue 5, two runs sharing the card.
 #   U3 (run11u): the shipped teacher's UNet continued with the text encoder frozen, one text direction (so the
 #       one-step students, the ControlNet and the classifier stay valid), relation captions drawn 3x,
 #       and training.text_unet --mirror-pairs: each relation scene beside its mirror image (the relation
@@ -15,6 +15,9 @@
 #   bash training/results/call11/gpu_call11.sh poll WAIT_S
 #   bash training/results/call11/gpu_call11.sh finish          # export; students_eval: U3 as the teacher row;
 #                                                              # relation_swap on the card
+# Ran (H200, 2026-11-27): launch 75, poll 570, poll 345, finish; both runs the full 1,000 s at ~11 steps/s each
+# (two runs shared the card at the speed of one alone). U3 (9,469 steps) 0.771 seen / 0.775 held-out, U4 (9,474)
+# 0.801 / 0.793 (the shipped call-4 UNet: 0.775 / 0.754). U4 was continued in call 12.
 # Chain the calls within the machine's idle release (30 s). Then, here, with E = the unpacked e11.tar.part*:
 #   E/relation_swap_run11{u,v}.md (finish ran training.relation_swap: does the word now set the layout?)
 #   python -m training.position_breakdown --unet E/weights_run11{u,v}/teacher_unet
