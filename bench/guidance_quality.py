@@ -40,7 +40,7 @@ def guidance_interval_quality(device: str, captions: int, intervals: list[tuple[
                               all_steps: bool = True) -> dict:
     """{"records": [...every step guided (unless not all_steps), then each interval...], "rows": {...}, "seconds": s}."""
     from pipelines.loading import load_from_manifest
-    from pipelines.manifest import default_weights_root
+    from pipelines.manifest import default_weights_root, load_manifest
     from pipelines.text_to_image import sampling_sigmas
     from server.commands.eval import Config, evaluate, load_judge
 
@@ -51,7 +51,9 @@ def guidance_interval_quality(device: str, captions: int, intervals: list[tuple[
     sigmas = [float(s) for s in sampling_sigmas(model, "ddim", STEPS)[:-1]]  # the sigmas the model is called at
     scratch = Path(tempfile.mkdtemp(prefix="darkroom_interval_"))  # eval's sample grids stay out of the results
     result: dict = {"model": "bundled", "sampler": "ddim", "steps": STEPS, "guidance": GUIDANCE, "captions": captions,
-                    "device": device, "model_sigmas": [round(s, 4) for s in sigmas], "records": [], "rows": {}}
+                    "device": device, "model_sigmas": [round(s, 4) for s in sigmas], "records": [], "rows": {},
+                    "unet_sha256": next(f.sha256 for f in load_manifest().get("bundled").files  # which weights were measured
+                                        if f.path.startswith("unet/") and f.path.endswith(".safetensors"))}
     for interval in [None, *intervals] if all_steps else intervals:
         label = "all_steps_" if interval is None else f"interval_{interval[0]:g}_{interval[1]:g}_"
         guided, rows = uncond_share(sigmas, interval)

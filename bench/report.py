@@ -131,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         result = load(path)
         if "card" not in result:  # bench/guidance_quality.py
+            unet = f", UNet {result['unet']}" if result.get("unet") else ""
             print(f"### {path.name}: guidance interval on the bundled model ({result.get('device')}, DDIM "
-                  f"{result.get('steps')}, w = {result.get('guidance')}, {result.get('captions')} captions per split, same seeds)\n")
+                  f"{result.get('steps')}, w = {result.get('guidance')}, {result.get('captions')} captions per split, "
+                  f"same seeds{unet})\n")
             print("\n".join(interval_quality_table(result)) + "\n")
             continue
         print(f"### {path.name}: {result['card']}, torch {result['torch']}, diffusers {result.get('diffusers', '?')}, "
