@@ -77,8 +77,9 @@ unet_runs() { echo u; [ -n "${UNET_ARGS_V+x}" ] && echo v; }  # the recipe's run
 
 unet_call() {  # MODE [WAIT_S]: teacher-only UNet runs (calls 10, 11), alone on the card (two share it), as unet_recipe
   # set them up; UNET_ARGS / UNET_ARGS_V (arrays): training.text_unet's arguments besides --out/--seconds/--device/--batch.
-  # launch: wheels, import of the shipped weights, the pipeline started; poll WAIT_S; finish: per run, teacher-only
-  # export, students_eval (the teacher row), relation_swap, the UNet and logs packed under $OUT.
+  # launch: wheels, import of the shipped weights, the pipeline started; poll WAIT_S; stop MIN_S: end the runs after
+  # their snapshots at >= MIN_S s; finish: per run, teacher-only export, students_eval (the teacher row), relation_swap,
+  # the UNet and logs packed under $OUT.
   local x name logs=()
   for x in $(unet_runs); do logs+=("unet_run$N$x"); done
   case $1 in
@@ -98,6 +99,7 @@ unet_call() {  # MODE [WAIT_S]: teacher-only UNet runs (calls 10, 11), alone on 
       log "UNet run $N$x for $TRAIN_S s: ${args[*]}"
       $PY -m training.text_unet --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$UNET_BATCH" "${args[@]}" \
         > "$E/logs/unet_run$N$x.log" 2>&1 &
+      echo $! > "$E/pid_run$N$x"
     done
     wait
     log "all done at $(( $(date +%s) - t0 )) s"; touch "$E/DONE"
@@ -105,6 +107,23 @@ unet_call() {  # MODE [WAIT_S]: teacher-only UNet runs (calls 10, 11), alone on 
   poll)
     sleep "${2:-0}"
     poll_logs "$E" "$TAG" 3 "probe\|snapshot\|Error" "${logs[@]}"
+    ;;
+  stop)  # MIN_S [MAX_WAIT_S]: end the runs early (device time), each right after its first snapshot at >= MIN_S s
+    local min=${2:?stop MIN_S} until=$(( $(date +%s) + ${3:-300} )) ready last
+    while [ ! -f "$E/DONE" ]; do
+      ready=1
+      for x in $(unet_runs); do
+        last=$(grep -o 'snapshot at step [0-9]*, [0-9]* s' "$E/logs/unet_run$N$x.log" | tail -n 1 | awk '{print $(NF-1)}')
+        [ "${last:-0}" -ge "$min" ] || ready=0
+      done
+      [ $ready = 1 ] && break
+      [ "$(date +%s)" -ge "$until" ] && { log "no snapshot at >= $min s yet: runs left going"; return 1; }
+      sleep 5
+    done
+    [ -f "$E/DONE" ] && { log "runs already done"; return 0; }
+    for x in $(unet_runs); do kill "$(cat "$E/pid_run$N$x")" 2>/dev/null; done  # by pid: a pattern would match this shell
+    while [ ! -f "$E/DONE" ]; do sleep 1; done
+    log "stopped after their snapshots at >= $min s: export takes those EMA weights"
     ;;
   finish)
     while [ ! -f "$E/DONE" ]; do sleep 5; done

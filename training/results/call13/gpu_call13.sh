@@ -9,6 +9,8 @@
 #   bash training/results/call13/gpu_call13.sh poll 570
 #   bash training/results/call13/gpu_call13.sh poll 345     # to the end of the 1,000 s
 #   bash training/results/call13/gpu_call13.sh finish       # export; students_eval teacher rows; relation_swap
+#   (short of device time: `stop MIN_S` in place of the second poll ends both runs right after their snapshots
+#   at >= MIN_S s, as call 12 had to by hand; checked on the CPU: stop 60, then finish)
 # Chain the calls within the machine's idle release (30 s); ~21 min held. Then, here, with E = the unpacked
 # e13.tar.part*: python -m training.position_breakdown --unet E/weights_run13{u,v}/teacher_unet, and if one wins:
 # install its UNet into weights/bundled/unet, re-hash the manifest, regenerate the golden image and thresholds
