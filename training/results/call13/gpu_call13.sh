@@ -4,7 +4,8 @@
 #   relations are learnt (0.89-1.00), above / below not (0.25-0.63:
 #   training/results/analysis/position_breakdown_shipped_call12.md).
 #   U7 (run13u): U5's recipe for the full 1,000 s.
-#   U8 (run13v): the same, but the extra draws go to above / below only, 6x (--boost-relations above below).
+#   U8 (run13v): the same, but the extra draws go to above / below only, 6x (--boost-relations above below): the
+#       grammar spreads vertical relations over three words (above, below, under), horizontal ones over two.
 #   bash training/results/call13/gpu_call13.sh launch 75    # wheels, import, start both   (carry .whl_t)
 #   bash training/results/call13/gpu_call13.sh poll 570
 #   bash training/results/call13/gpu_call13.sh poll 345     # to the end of the 1,000 s
