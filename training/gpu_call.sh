@@ -61,16 +61,26 @@ pack() {  # DIR NAME: DIR as NAME.tar.partNN (15 MB each: the device returns fil
   ls -l "${OUT:-runs}"
 }
 
-unet_recipe() {  # N SCRIPT: the settings of teacher-only UNet call N (runs/eN, tag callN; run X in runs/runNX, exported to
-  # runs/wN_runNX), the environment's overrides (DEVICE cuda, TRAIN_S 1000, CAPTIONS 512, UNET_BATCH 1024, EVAL_ARGS,
-  # COMPILE --compile, PYTHON python3), and its log(); then the recipe sets UNET_ARGS (run u) and, for a second run
-  # beside it on the card, UNET_ARGS_V (run v), and calls `unet_call "$@"`
-  N=$1; E=runs/e$1; TAG=call$1; SCRIPT=$2
-  DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-1000}; CAPTIONS=${CAPTIONS:-512}
+call_settings() {  # N TRAIN_S: call N's folder runs/eN, tag callN and log(); the environment's overrides (DEVICE cuda,
+  # TRAIN_S the recipe's default, CAPTIONS 512, BATCH 512, UNET_BATCH 1024, EVAL_ARGS, COMPILE --compile, PYTHON python3)
+  E=runs/e$1; TAG=call$1
+  DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-$2}; CAPTIONS=${CAPTIONS:-512}; BATCH=${BATCH:-512}
   UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
   export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
   PY=${PYTHON:-python3}
   log() { echo "[$TAG $(date +%H:%M:%S)] $*"; }
+}
+
+prepare_student() {  # UP: a student call's first upload: the wheels, and the student's shard 2 + config staged in UP
+  install_wheels .whl_t || return 1
+  stage_student_part2 "$1"; card; ls -l "$1"
+}
+
+unet_recipe() {  # N SCRIPT: call_settings for teacher-only UNet call N (TRAIN_S 1000; run X in runs/runNX, exported to
+  # runs/wN_runNX); then the recipe sets UNET_ARGS (run u) and, for a second run beside it on the card, UNET_ARGS_V
+  # (run v), and calls `unet_call "$@"`
+  N=$1; SCRIPT=$2
+  call_settings "$1" 1000
 }
 
 unet_runs() { echo u; [ -n "${UNET_ARGS_V+x}" ] && echo v; }  # the recipe's runs: u, and v when it set UNET_ARGS_V

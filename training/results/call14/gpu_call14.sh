@@ -17,18 +17,12 @@
 # wheels are for the device's Python: without .whl_t it skips them).
 set -u -o pipefail
 MODE=$1
-E=runs/e14; UP=runs/up14; RUN=runs/run14d
-DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-900}; CAPTIONS=${CAPTIONS:-512}; BATCH=${BATCH:-512}; EVAL_ARGS=${EVAL_ARGS:-}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
-PY=${PYTHON:-python3}
-log() { echo "[call14 $(date +%H:%M:%S)] $*"; }
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
+call_settings 14 900
+UP=runs/up14; RUN=runs/run14d
 case $MODE in
-prepare)
-  install_wheels .whl_t || exit 1
-  stage_student_part2 $UP; card; ls -l $UP
-  ;;
+prepare) prepare_student $UP || exit 1 ;;
 launch)
   stage_student_part1 $UP
   rm -rf $RUN runs/w14_run14d $E; mkdir -p $RUN $E/logs

@@ -24,19 +24,12 @@
 # UNET_BATCH=4 CAPTIONS=8 COMPILE= (prepare's wheels are for the device's Python: copy runs/up9 by hand).
 set -u -o pipefail
 MODE=$1
-E=runs/e9; UP=runs/up9
-DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-720}; CAPTIONS=${CAPTIONS:-512}
-BATCH=${BATCH:-512}; UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
-PY=${PYTHON:-python3}
-log() { echo "[call9 $(date +%H:%M:%S)] $*"; }
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
+call_settings 9 720
+UP=runs/up9
 case $MODE in
-prepare)
-  install_wheels .whl_t || exit 1
-  stage_student_part2 $UP; card; ls -l $UP
-  ;;
+prepare) prepare_student $UP || exit 1 ;;
 launch)
   stage_student_part1 $UP
   rm -rf runs/run9* $E; mkdir -p runs/run9u $E/logs
