@@ -385,7 +385,7 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
 
 def bench_case(
     case: Case, tokenizer_dir: Path, ceiling: float, http: bool, budget: Budget, compile_engine: bool = False,
-    only: set[str] | None = None, emit: Callable[[list[dict], list[dict]], None] | None = None,
+    only: list[str] | None = None, emit: Callable[[list[dict], list[dict]], None] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """The diffusers baseline of a case, then each of its variants (each isolated: a failure is noted).
 
@@ -429,9 +429,9 @@ def bench_case(
 
     # (b) + (c) Darkroom's engine, one variant per lever set, and HTTP
     variants = list(VARIANTS[case.name]) + (list(COMPILED_VARIANTS) if compile_engine else [])
+    if only is not None:  # --variants: these, in its order (the budget guard skips from the end)
+        variants = sorted((v for v in variants if v.label in only), key=lambda v: only.index(v.label))
     for variant in variants:
-        if only is not None and variant.label not in only:
-            continue
         if not budget.allows(variant.est_s):
             print(f"  {variant.label}: skipped, {budget.left():.0f} s left of the budget (needs ~{variant.est_s:.0f} s)", flush=True)
             notes.append({"case": case.name, "system": variant.label, "skipped": f"budget: {budget.left():.0f} s left"})
@@ -548,7 +548,7 @@ def main() -> int:
                         help="in order: case names (sd_turbo, sd15, sdxl), probe:<case>[:fp32], levers, vae_levers, "
                              "xformers, fp8, fp8_quality")
     parser.add_argument("--variants", default=None,
-                        help="comma-separated variant labels to run (default: every variant of each case; VARIANTS)")
+                        help="comma-separated variant labels to run, in this order (default: every variant of each case; VARIANTS)")
     parser.add_argument("--budget-s", type=float, default=1e9, help="wall-clock budget of the whole call")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--no-http", action="store_true")
@@ -600,7 +600,7 @@ def main() -> int:
                     "matmul_ceiling_tflops": round(ceiling, 1), "records": [], "levers": [], "notes": []}
     suffix = f"_{args.run_name}" if args.run_name else ""
     path = out_dir / f"gpu_{card.replace(' ', '_')}{suffix}.json"
-    only = set(args.variants.split(",")) if args.variants else None
+    only = args.variants.split(",") if args.variants else None
 
     def save() -> None:
         path.write_text(json.dumps(result, indent=1))

@@ -30,8 +30,8 @@
 #        BUDGET_S=530 TIMEOUT_S=575 bash bench/run6.sh turbo_compiled_http  # ~550 s: the compiled variant of turbo_compiled
 #                                           #   alone, for its HTTP runs (run 8's turbo_compiled lost them: the HTTP app
 #                                           #   started a second warm-up over the warmed engine, and load.py did not wait)
-#        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh sd15_fast_vae   # ~500 s: SD1.5 compiled + interval, and the same with the decoder compiled
-#                                           #   and JPEG on the GPU
+#        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh sd15_fast_vae   # ~500 s: SD1.5 compiled + interval with the decoder compiled and
+#                                           #   JPEG on the GPU, then without them (run 8's budget guard skipped the first when it ran second)
 #      If sdxl (or sdxl_fast) is cut during the compiled warm-up (its log has no "darkroom-compiled  batch1"
 #      line), run the same sub-command again: each bucket shape whose compile finished is in the cache.
 #      The machine stays warm between calls: runs/site (wheels, installed once) and runs/inductor
@@ -88,7 +88,7 @@ turbo_compiled) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-vae
                        --extra-concurrency 128) ;;
 turbo_compiled_http) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-compiled-vaecompile --http-kinds bytes-jpeg
                             --extra-concurrency 128) ;;
-sd15_fast_vae)  ARGS+=(--tasks sd15 --compile-engine --variants darkroom-compiled-fast,darkroom-compiled-fast-vaecompile --no-http
+sd15_fast_vae)  ARGS+=(--tasks sd15 --compile-engine --variants darkroom-compiled-fast-vaecompile,darkroom-compiled-fast --no-http
                        --fast-interval "$FAST_INTERVAL") ;;
 *) echo "unknown sub-command $CMD" >&2; exit 2 ;;
 esac
