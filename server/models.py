@@ -119,5 +119,5 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
             enable_compile(model)
         if settings.cuda_graphs:
             enable_cuda_graphs(model)
-        enable_vae_decoder_accel(model, settings.vae_accel)
+        enable_vae_decoder_accel(model, settings.vae_accel, compiled_unet=settings.compile_unet)
     return models, notice

@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     unet_fp8: Literal["off", "weight", "dynamic"] = "off"
     # VAE decoder lever (pipelines.accel.enable_vae_decoder_accel), CUDA only: "auto" (compile for
     # one/few-step models, whose decode is most of the GPU time: SD-Turbo 59.5 -> 80.9 img/s for
-    # 34 s of warm-up on an H200; off otherwise), "off", "graphs" (CUDA graph per batch bucket: no
-    # gain at 8 images) or "compile" (torch.compile, dynamic batch: 1.56x on the bare decoder)
+    # 34 s of warm-up on an H200; and for every model when compile_unet is on: SD1.5 fast mode
+    # 10.91 -> 11.88 img/s with GPU JPEG; off otherwise), "off", "graphs" (CUDA graph per batch
+    # bucket: no gain at 8 images) or "compile" (torch.compile, dynamic batch: 1.56x on the bare decoder)
     vae_accel: Literal["auto", "off", "graphs", "compile"] = "auto"
     # decode finished latents on a second CUDA stream in a decode thread, overlapping the next
     # denoising steps (CUDA only). Off: it lost on an H200 (SD-Turbo HTTP 55.0 -> 44.9 img/s, the

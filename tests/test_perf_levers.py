@@ -42,7 +42,7 @@ def test_vae_accel_is_a_no_op_off_cuda_and_when_off() -> None:
     assert not isinstance(model.vae.vae.decoder, BucketedDecoder)  # type: ignore[attr-defined]
 
 
-def test_auto_vae_accel_compiles_the_decoder_of_few_step_models_only() -> None:
+def test_auto_vae_accel_compiles_the_decoder_of_few_step_models_and_beside_a_compiled_unet() -> None:
     from dataclasses import replace
 
     tiny = tiny_sd1()
@@ -51,6 +51,8 @@ def test_auto_vae_accel_compiles_the_decoder_of_few_step_models_only() -> None:
     turbo = replace(tiny, family=replace(tiny.family, default_steps=1))
     assert vae_accel_for(turbo, "auto") == "compile"
     assert vae_accel_for(turbo, "graphs") == "graphs" and vae_accel_for(model, "compile") == "compile"
+    assert vae_accel_for(model, "auto", compiled_unet=True) == "compile"
+    assert vae_accel_for(model, "off", compiled_unet=True) == "off"
 
 
 async def test_decode_overlap_on_a_cpu_model_decodes_inline_with_the_same_bytes() -> None:
