@@ -1,9 +1,10 @@
 #!/bin/bash
-# Call 14 (GPU, prepared, not run yet): the one-step student distilled again, from the call-12 teacher (issue 6).
+# Call 14 (GPU, prepared, not run yet): the one-step student distilled again, from the shipped teacher (issue 6):
+#   the call-13 UNet since call 13 (0.912 / 0.883; the script imports whatever weights/bundled holds).
 #   The shipped DMD + GAN student (weights/bundled_turbo, call 9) was distilled from the call-4 UNet: 0.84x / 0.87x
-#   of that teacher, 0.76x / 0.79x of the call-12 teacher shipped now (0.850 / 0.830). It reads the same frozen text
-#   encoder, so DMD resumes from it against the new teacher: call 9's best recipe (D1: lr 1e-5, fake lr 5e-5,
-#   DMD2's GAN term at weight 0.05), alone on the card; the fake score starts from the new teacher.
+#   of that teacher, 0.71x / 0.75x of the call-13 teacher. It reads the same frozen text encoder, so DMD resumes
+#   from it against the new teacher: call 9's best recipe (D1: lr 1e-5, fake lr 5e-5, DMD2's GAN term at weight
+#   0.05), alone on the card; the fake score starts from the new teacher.
 # The student UNet (17.9 MB) does not fit in one upload beside the wheels, so it travels in two calls:
 #   bash training/results/call14/gpu_call14.sh prepare         # wheels, shard 2 + config   (carry .whl_t + those files)
 #   bash training/results/call14/gpu_call14.sh launch WAIT_S   # shard 1, start D          (carry shard 1)
