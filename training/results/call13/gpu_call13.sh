@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 13 (GPU, prepared, not run yet): the shipped call-12 UNet (U5) continued, two runs sharing the card (issue 5).
+# Call 13 (GPU, run 2026-11-27 on an H200: U7 0.855 / 0.861, U8 0.912 / 0.883, U8 shipped): the call-12 UNet (U5) continued, two runs sharing the card (issue 5).
 #   U5 stopped at 641 s of its 1,000 with its accuracy still rising (U4 0.801 -> U5 0.850 seen); left / right
 #   relations are learnt (0.89-1.00), above / below not (0.25-0.63:
 #   training/results/analysis/position_breakdown_shipped_call12.md).
