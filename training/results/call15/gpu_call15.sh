@@ -1,8 +1,8 @@
 #!/bin/bash
 # Call 15 (GPU): the full `darkroom eval` grid of the shipped teacher, call 13's U8 (issue 5): w in {1, 2, 4, 7} x
 # DDIM 10/25/50, DPM-Solver++ 10, PF-ODE Heun 25, reverse SDE 100, predictor-corrector 50, 512 seen + 512 held-out
-# captions, fp16 on the card (server.cli eval), with its sample grids. (Run 2026-11-27 on an H200 in 76 s, when the grid
-# ran the cells other than DDIM 25 on the seen captions only; it now runs every cell on both caption sets.) One call (~5 min on an H200), the tree slim
+# captions, fp16 on the card (server.cli eval), with its sample grids. (Rerun 2026-11-27 on an H200: 124 s with every cell on both caption sets; the first run, 76 s,
+# ran the cells other than DDIM 25 on the seen captions only.) One call (~5 min on an H200), the tree slim
 # (tools/device_tree.sh slim: code + weights/bundled + weights/judge), carry .whl_t:
 #   bash training/results/call15/gpu_call15.sh
 # Env: DEVICE (cuda), CAPTIONS (512), GRID_ARGS (server.cli eval's: --quick for a CPU check), PYTHON.
