@@ -51,15 +51,26 @@ def leading_timesteps(steps: int) -> list[int]:
 EpsFn = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, C, H, W), t (B,) long) -> eps
 
 
+def even_timesteps(start: int, steps: int) -> list[int]:
+    """`steps` descending timesteps evenly spaced from `start` (DDIM from a partly noised x_start)."""
+    stride = (start + 1) / steps
+    return [round(start - i * stride) for i in range(steps)]
+
+
 @torch.no_grad()
-def ddim_sample(eps_fn: EpsFn, noise: Tensor, steps: int, alpha_bar: Tensor) -> Tensor:
-    """Deterministic DDIM, eta = 0 (Song et al. 2021, eq. 12) from x_T = noise; returns x0 latents."""
+def ddim_sample(eps_fn: EpsFn, noise: Tensor, steps: int, alpha_bar: Tensor, timesteps: list[int] | None = None,
+                clean: bool = False) -> Tensor:
+    """Deterministic DDIM, eta = 0 (Song et al. 2021, eq. 12) from x_T = noise, or from x_t = noise at
+    timesteps[0] when `timesteps` (descending) is given; returns the latents at t = 0 (alpha_bar_0 < 1,
+    as the served scheduler), or with `clean` the last step's x0 prediction."""
     x = noise
-    timesteps = leading_timesteps(steps)
+    timesteps = timesteps or leading_timesteps(steps)
     for i, t in enumerate(timesteps):
         a_t = alpha_bar[t].to(x.dtype)
         a_prev = alpha_bar[timesteps[i + 1]].to(x.dtype) if i + 1 < len(timesteps) else alpha_bar[0].to(x.dtype)
         eps = eps_fn(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
         x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        if clean and i + 1 == len(timesteps):
+            return x0
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
     return x

@@ -266,7 +266,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         if deadline.elapsed() >= next_probe:
             next_probe += probe_every_s
             ema.copy_to(ema_model)
-            probe = _probe(ema_model, teacher, vae, scaling, judge, device)
+            probe = probe_one_step(ema_model, teacher, vae, scaling, judge, device)
             state.log("probe_ema_seen_caption", probe)
             print(f"{STAGE} step {state.step} t {deadline.elapsed():.0f}s probe {probe:.3f} "
                   f"matching {matching.item():.4f} fake {loss_f.item():.4f}", flush=True)
@@ -297,7 +297,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     return metrics
 
 
-def _probe(unet: UNet2DConditionModel, teacher: TextUNet, vae: AutoencoderKL, scaling: float,
+def probe_one_step(unet: UNet2DConditionModel, teacher: TextUNet, vae: AutoencoderKL, scaling: float,
            judge: Judge, device: torch.device) -> float:
     """One-step whole-caption accuracy on 64 seen captions of seed PROBE_SEED."""
     from training.distill_add import add_generate

@@ -119,11 +119,11 @@ def export_student(run: Path, weights: Path, stage: str) -> int:
         from training.distill_lcm import LCM_SCHEDULER_CONFIG
 
         folder, checkpoint, scheduler = LCM, "ema_student", dict(LCM_SCHEDULER_CONFIG)
-    elif stage in ("add", "dmd"):
+    elif stage in ("add", "dmd", "refine"):
         folder, scheduler = TURBO, {**SCHEDULER_CONFIG, "timestep_spacing": "trailing"}
         checkpoint = str(load_state(run / stage).metrics.get("export", "ema_student"))
     else:
-        raise ValueError(f"stage must be 'lcm', 'add' or 'dmd', got {stage!r}")
+        raise ValueError(f"stage must be 'lcm', 'add', 'dmd' or 'refine', got {stage!r}")
     target = weights / folder
     if target.exists():
         shutil.rmtree(target)

@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("weights", type=Path)
     parser.add_argument("--manifest", type=Path, default=ROOT / "weights_manifest.yaml")
     parser.add_argument("--install", action="store_true", help="copy the students from RUN (a weights root) into WEIGHTS and hash them into --manifest")
-    parser.add_argument("--turbo-only", choices=("add", "dmd"), default=None,
+    parser.add_argument("--turbo-only", choices=("add", "dmd", "refine"), default=None,
                         help="export the teacher and only the one-step student, from this stage of RUN")
     parser.add_argument("--teacher-only", action="store_true", help="export the teacher and judge alone (a teacher-only run)")
     args = parser.parse_args()
