@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 16 (GPU): the one-step student by teacher-refined regression (training.distill_refine, issue 6), three runs
+# Call 16 (GPU; run 2026-11-27 on an H200, record.md: no run beat its start, none came back): the one-step student by teacher-refined regression (training.distill_refine, issue 6), three runs
 # side by side on one card, each from the shipped DMD + GAN student (weights/bundled_turbo, 0.71x / 0.75x of the
 # call-13 teacher) against the shipped teacher (whatever weights/bundled holds: call 13's U8, 0.912 / 0.883):
 #   A: s = 999, 10 teacher steps, lr 5e-5 (online one-step distillation of the teacher's DDIM-10 map)
