@@ -298,7 +298,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
 
 def probe_one_step(unet: UNet2DConditionModel, teacher: TextUNet, vae: AutoencoderKL, scaling: float,
-           judge: Judge, device: torch.device) -> float:
+                   judge: Judge, device: torch.device) -> float:
     """One-step whole-caption accuracy on 64 seen captions of seed PROBE_SEED."""
     from training.distill_add import add_generate
     from training.judge import caption_accuracy

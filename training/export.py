@@ -26,6 +26,7 @@ from training.text_unet import TextUNet
 
 MAX_SHARD = "15MB"
 BUNDLED, JUDGE, CLASSIFIER, LCM, TURBO = "bundled", "judge", "bundled_classifier", "bundled_lcm", "bundled_turbo"
+ONE_STEP_STAGES = ("add", "dmd", "refine")  # training stages whose student is the one-step map served as bundled-turbo
 SHARED_WITH_TEACHER = ("text_encoder", "vae", "tokenizer")  # students link these from bundled/
 
 
@@ -108,7 +109,7 @@ def export(run: Path, weights: Path, tokenizer: bool = True) -> dict[str, int]:
 
 
 def export_student(run: Path, weights: Path, stage: str) -> int:
-    """weights/bundled_lcm (stage "lcm") or weights/bundled_turbo (stage "add" or "dmd"): the student's UNet
+    """weights/bundled_lcm (stage "lcm") or weights/bundled_turbo (a ONE_STEP_STAGES stage): the student's UNet
     (fp16) and its scheduler config; text encoder, VAE and tokenizer are relative symlinks into
     weights/bundled. The LCM student ships its EMA target with an LCMScheduler config (the serving
     path then applies the consistency boundary); the ADD student ships whichever of its raw and EMA
@@ -119,11 +120,11 @@ def export_student(run: Path, weights: Path, stage: str) -> int:
         from training.distill_lcm import LCM_SCHEDULER_CONFIG
 
         folder, checkpoint, scheduler = LCM, "ema_student", dict(LCM_SCHEDULER_CONFIG)
-    elif stage in ("add", "dmd", "refine"):
+    elif stage in ONE_STEP_STAGES:
         folder, scheduler = TURBO, {**SCHEDULER_CONFIG, "timestep_spacing": "trailing"}
         checkpoint = str(load_state(run / stage).metrics.get("export", "ema_student"))
     else:
-        raise ValueError(f"stage must be 'lcm', 'add', 'dmd' or 'refine', got {stage!r}")
+        raise ValueError(f"stage must be 'lcm' or one of {ONE_STEP_STAGES}, got {stage!r}")
     target = weights / folder
     if target.exists():
         shutil.rmtree(target)

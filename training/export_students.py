@@ -23,7 +23,15 @@ import json
 import re
 from pathlib import Path
 
-from training.export import BUNDLED, LCM, SHARED_WITH_TEACHER, TURBO, export, export_student
+from training.export import (
+    BUNDLED,
+    LCM,
+    ONE_STEP_STAGES,
+    SHARED_WITH_TEACHER,
+    TURBO,
+    export,
+    export_student,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # manifest id -> folder under the weights root
@@ -124,7 +132,7 @@ def main() -> None:
     parser.add_argument("weights", type=Path)
     parser.add_argument("--manifest", type=Path, default=ROOT / "weights_manifest.yaml")
     parser.add_argument("--install", action="store_true", help="copy the students from RUN (a weights root) into WEIGHTS and hash them into --manifest")
-    parser.add_argument("--turbo-only", choices=("add", "dmd", "refine"), default=None,
+    parser.add_argument("--turbo-only", choices=ONE_STEP_STAGES, default=None,
                         help="export the teacher and only the one-step student, from this stage of RUN")
     parser.add_argument("--teacher-only", action="store_true", help="export the teacher and judge alone (a teacher-only run)")
     args = parser.parse_args()
