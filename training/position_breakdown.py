@@ -15,6 +15,7 @@ tokens can have seen the relation word; the probe says whether the encoder carri
 all (then the UNet is what fails to use it).
 
     python -m training.position_breakdown [--model bundled] [--captions 384] [--out FILE.md] [--unet DIR]
+        [--sampler ddim --steps 25 --guidance 4]
 
 --unet DIR swaps in a diffusers UNet folder of the same architecture (a trained candidate not yet
 shipped, e.g. a GPU call's teacher_unet/) for the model's own; add --text-directions 2 for a UNet
@@ -123,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--captions", type=int, default=384)
+    parser.add_argument("--sampler", default="ddim", help="e.g. turbo (--steps 1 --guidance 1) for bundled-turbo")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--out", type=Path, default=None)
@@ -138,12 +140,12 @@ def main() -> None:
         scenes = sample_scenes(2026, args.captions, "train")
         captions = [s.caption for s in scenes]
         judge = load_judge(ROOT / "weights", torch.device("cpu"))
-        sampled = torch.cat([generate(model, [c.text for c in captions[i : i + 64]], "ddim", args.steps, args.guidance, seed=i)
+        sampled = torch.cat([generate(model, [c.text for c in captions[i : i + 64]], args.sampler, args.steps, args.guidance, seed=i)
                              for i in range(0, len(captions), 64)])
         real = render(scenes_to_batch(scenes), torch.Generator().manual_seed(0))
         generated, renders = breakdown(judge, sampled, captions), breakdown(judge, real, captions)
         name = model_name(args.model, args.unet)
-        table = [(f"Position agreement of `{name}` (DDIM {args.steps}, w = {args.guidance}, CPU fp32) vs real renders, "
+        table = [(f"Position agreement of `{name}` ({args.sampler} {args.steps}, w = {args.guidance}, CPU fp32) vs real renders, "
                   f"{args.captions} seen captions (seed 2026)."), "",
                  "| group | captions | generated | real renders |", "|---|---|---|---|"]
         for key in sorted(generated, key=lambda k: (k.split(" ")[0], k)):
