@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 17 (GPU, prepared, not run yet): one-step students distilled afresh from the shipped teacher (issue 6).
+# Call 17 (GPU; its first 4.5 minutes ran 2026-11-27 on an H200, record.md): one-step students distilled afresh from the shipped teacher (issue 6).
 # Why afresh: the shipped one-step student keeps the relation-blind layouts of the call-4 teacher it came from
 # (relations 0.185 direct / 0.486 reversed, chance 0.375; training/results/analysis/position_breakdown_turbo_shipped.md),
 # and resuming it against the call-13 teacher did not move them (calls 14 and 16). Both runs start from the teacher's
