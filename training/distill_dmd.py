@@ -174,7 +174,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     vae = load_frozen_vae(out, device)
     best_probe = float(state.metrics.get("best_probe", -1.0))  # type: ignore[arg-type]
     next_probe = probe_every_s
-    eval_reserve = 30.0 if cuda else 0.3 * seconds
+    eval_reserve = 30.0 if cuda else min(0.3 * seconds, 120.0)
     start_step, iteration = state.step, 0
     matching = torch.zeros((), device=device)
     t_top = torch.full((batch,), top, device=device, dtype=torch.long)

@@ -123,7 +123,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     vae = load_frozen_vae(out, device)
     best_probe = float(state.metrics.get("best_probe", -1.0))  # type: ignore[arg-type]
     next_probe = probe_every_s
-    eval_reserve = 45.0 if cuda else 0.3 * seconds
+    eval_reserve = 45.0 if cuda else min(0.3 * seconds, 120.0)
     start_step = state.step
     t_top = torch.full((batch,), STUDENT_TIMESTEPS[0], device=device, dtype=torch.long)
 
