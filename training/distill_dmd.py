@@ -41,11 +41,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from torch import Tensor, nn
 
 from training.checkpoint import (
-    EMA,
     Deadline,
     load_state,
     load_weights,
@@ -55,10 +54,11 @@ from training.checkpoint import (
 )
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
-from training.distill_add import BANK_SHARE, STUDENT_TIMESTEPS, _evaluate, shared_bank, x0_from_eps
+from training.distill_add import BANK_SHARE, STUDENT_TIMESTEPS, shared_bank, x0_from_eps
 from training.distill_lcm import teacher_scaling
-from training.models import UNET_CONFIG, Judge
-from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_teacher, load_frozen_vae
+from training.models import UNET_CONFIG
+from training.one_step import OneStepStudent, load_judge
+from training.text_unet import EMPTY_PROMPT, load_frozen_teacher, load_frozen_vae
 
 STAGE = "dmd"
 GUIDANCE = 4.0
@@ -66,7 +66,6 @@ FAKE_STEPS = 5  # fake-score updates per student update
 T_MIN, T_MAX = 20, 980  # timesteps of the score comparison (DMD: 0.02 T .. 0.98 T)
 EMA_DECAY = 0.998
 PROBE_EVERY_S = 120.0  # in-run probe of the EMA student's one-step accuracy (captions unlike the final eval's)
-PROBE_SEED = 777
 
 
 def distribution_matching(x: Tensor, real_x0: Tensor, fake_x0: Tensor) -> tuple[Tensor, Tensor]:
@@ -115,7 +114,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
-    Every probe_every_s the EMA student is scored on 64 seen captions (seed PROBE_SEED, not the
+    Every probe_every_s the EMA student is scored on 64 seen captions (training.one_step.PROBE_SEED, not the
     final evaluation's); the best such EMA is kept as best_ema_student and is a candidate of the
     final evaluation beside the last EMA and raw weights."""
     deadline = Deadline(seconds)
@@ -126,30 +125,15 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     scaling = teacher_scaling(out)
     alpha_bar = alphas_cumprod(device)
 
-    student = copy.deepcopy(teacher.unet).train().requires_grad_(True)
     state = load_state(directory)
-    if load_weights(student, directory / "student.safetensors"):
-        pass
-    elif init_unet is not None:
-        student.load_state_dict(UNet2DConditionModel.from_pretrained(init_unet).float().state_dict())
-        state.metrics["init"] = f"unet:{init_unet.parent.name}"  # type: ignore[assignment]
-    elif load_weights(student, out / "lcm" / "ema_student.safetensors"):
-        state.metrics["init"] = "lcm"  # type: ignore[assignment]
-    else:
-        state.metrics["init"] = "teacher"  # type: ignore[assignment]
-    initial = copy.deepcopy(student).eval().requires_grad_(False) if state.step == 0 else None
+    run = OneStepStudent(teacher.unet, directory, state, ema_decay, init_unet, fallback=out / "lcm" / "ema_student.safetensors")
+    student = run.student
     fake = copy.deepcopy(teacher.unet).train().requires_grad_(True)
     load_weights(fake, directory / "fake_score.safetensors")
     gan = gan_weight > 0
     classifier = MidFeatureClassifier().to(device).train()
     load_weights(classifier, directory / "classifier.safetensors")
     mid = MidFeatures(fake)
-    ema_model = copy.deepcopy(student).eval().requires_grad_(False)
-    load_weights(ema_model, directory / "ema_student.safetensors")
-    best_model = copy.deepcopy(ema_model)
-    load_weights(best_model, directory / "best_ema_student.safetensors")
-    ema = EMA(ema_model, ema_decay)
-    ema.updates = state.step
     opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
     opt_f = torch.optim.AdamW([*fake.parameters(), *classifier.parameters()], lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
     state.metrics.update({"lr": lr, "fake_lr": fake_lr, "fake_steps": fake_steps, "ode_weight": ode_weight,
@@ -167,12 +151,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         bank = shared_bank(teacher, tokens, empty, 300 + state.step, bank_count, bank_file, BANK_SHARE * seconds, gen, device)
         state.metrics["bank_size"] = len(bank[0])
 
-    judge = Judge().to(device)
-    if not load_weights(judge, out / "judge" / "judge.safetensors"):
-        raise FileNotFoundError(f"{out / 'judge' / 'judge.safetensors'} missing: the evaluation needs the judge")
-    judge.requires_grad_(False).eval()
+    judge = load_judge(out, device)
     vae = load_frozen_vae(out, device)
-    best_probe = float(state.metrics.get("best_probe", -1.0))  # type: ignore[arg-type]
     next_probe = probe_every_s
     eval_reserve = 30.0 if cuda else min(0.3 * seconds, 120.0)
     start_step, iteration = state.step, 0
@@ -227,7 +207,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             loss_g.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
             opt_g.step()
-            ema.update(student)
+            run.ema.update(student)
             sample = x.detach()
             state.step += 1
             if state.step % 10 == 0:
@@ -265,47 +245,18 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
         if deadline.elapsed() >= next_probe:
             next_probe += probe_every_s
-            ema.copy_to(ema_model)
-            probe = probe_one_step(ema_model, teacher, vae, scaling, judge, device)
-            state.log("probe_ema_seen_caption", probe)
+            probe = run.probe(state, teacher, vae, scaling, judge, device)
             print(f"{STAGE} step {state.step} t {deadline.elapsed():.0f}s probe {probe:.3f} "
                   f"matching {matching.item():.4f} fake {loss_f.item():.4f}", flush=True)
-            if probe > best_probe:
-                best_probe = probe
-                best_model.load_state_dict(ema_model.state_dict())
-                state.metrics["best_probe"] = best_probe
-                state.metrics["best_probe_step"] = state.step
 
     state.elapsed_s += deadline.elapsed()
     state.metrics["steps_this_run"] = state.step - start_step
-    ema.copy_to(ema_model)
-    save_weights(student, directory / "student.safetensors")
-    save_weights(ema_model, directory / "ema_student.safetensors")
-    save_weights(best_model, directory / "best_ema_student.safetensors")
     save_weights(fake, directory / "fake_score.safetensors")
     if gan:
         save_weights(classifier, directory / "classifier.safetensors")
-    candidates = {"ema_student": ema_model, "student": student.eval()}
-    if best_probe >= 0:
-        candidates["best_ema_student"] = best_model
-    metrics = _evaluate(candidates, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
-    if initial is not None:  # the starting point on the same captions, for the record (never exported)
-        start = _evaluate({"init": initial}, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
-        metrics.update({k: v for k, v in start.items() if k != "export"})
-    state.metrics.update(metrics)
+    metrics = run.finish(state, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
     save_state(directory, state, "DMD: distribution matching, fake-score denoising")
     return metrics
-
-
-def probe_one_step(unet: UNet2DConditionModel, teacher: TextUNet, vae: AutoencoderKL, scaling: float,
-                   judge: Judge, device: torch.device) -> float:
-    """One-step whole-caption accuracy on 64 seen captions of seed PROBE_SEED."""
-    from training.distill_add import add_generate
-    from training.judge import caption_accuracy
-
-    captions = [s.caption for s in sample_scenes(PROBE_SEED, 64 if device.type == "cuda" else 4, "train")]
-    images = add_generate(unet, teacher.text_encoder, vae, scaling, [c.text for c in captions], 5, device)
-    return float(caption_accuracy(judge, images, captions)[0]["caption"])
 
 
 def main() -> None:

@@ -25,28 +25,17 @@ e.g. the shipped DMD student), else from the teacher.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
-from diffusers import UNet2DConditionModel
 from torch import Tensor
 
-from training.checkpoint import (
-    EMA,
-    Deadline,
-    load_state,
-    load_weights,
-    save_state,
-    save_weights,
-    stage_parser,
-)
+from training.checkpoint import Deadline, load_state, save_state, stage_parser
 from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise, alphas_cumprod, ddim_sample, even_timesteps
-from training.distill_add import STUDENT_TIMESTEPS, _evaluate, x0_from_eps
-from training.distill_dmd import probe_one_step
+from training.distill_add import STUDENT_TIMESTEPS, x0_from_eps
 from training.distill_lcm import teacher_scaling
-from training.models import Judge
+from training.one_step import OneStepStudent, load_judge
 from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_teacher, load_frozen_vae
 
 STAGE = "refine"
@@ -92,22 +81,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     scaling = teacher_scaling(out)
     alpha_bar = alphas_cumprod(device)
 
-    student = copy.deepcopy(teacher.unet).train().requires_grad_(True)
     state = load_state(directory)
-    if load_weights(student, directory / "student.safetensors"):
-        pass
-    elif init_unet is not None:
-        student.load_state_dict(UNet2DConditionModel.from_pretrained(init_unet).float().state_dict())
-        state.metrics["init"] = f"unet:{init_unet.parent.name}"  # type: ignore[assignment]
-    else:
-        state.metrics["init"] = "teacher"  # type: ignore[assignment]
-    initial = copy.deepcopy(student).eval().requires_grad_(False) if state.step == 0 else None
-    ema_model = copy.deepcopy(student).eval().requires_grad_(False)
-    load_weights(ema_model, directory / "ema_student.safetensors")
-    best_model = copy.deepcopy(ema_model)
-    load_weights(best_model, directory / "best_ema_student.safetensors")
-    ema = EMA(ema_model, ema_decay)
-    ema.updates = state.step
+    run = OneStepStudent(teacher.unet, directory, state, ema_decay, init_unet)
+    student = run.student
     opt = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
     state.metrics.update({"lr": lr, "t_start": t_start, "teacher_steps": teacher_steps, "guidance": GUIDANCE,
                           "ema_decay": ema_decay, "batch": batch})
@@ -116,12 +92,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     scenes = sample_scenes(500 + state.step, pool_size if cuda else 64, "train")
     tokens = tokenize([s.caption.text for s in scenes]).to(device)
     empty = tokenize([EMPTY_PROMPT]).to(device)
-    judge = Judge().to(device)
-    if not load_weights(judge, out / "judge" / "judge.safetensors"):
-        raise FileNotFoundError(f"{out / 'judge' / 'judge.safetensors'} missing: the evaluation needs the judge")
-    judge.requires_grad_(False).eval()
+    judge = load_judge(out, device)
     vae = load_frozen_vae(out, device)
-    best_probe = float(state.metrics.get("best_probe", -1.0))  # type: ignore[arg-type]
     next_probe = probe_every_s
     eval_reserve = 45.0 if cuda else min(0.3 * seconds, 120.0)
     start_step = state.step
@@ -140,36 +112,18 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
-        ema.update(student)
+        run.ema.update(student)
         state.step += 1
         if state.step % 10 == 0:
             state.log("refined_regression", loss.item())
         if deadline.elapsed() >= next_probe:
             next_probe += probe_every_s
-            ema.copy_to(ema_model)
-            probe = probe_one_step(ema_model, teacher, vae, scaling, judge, device)
-            state.log("probe_ema_seen_caption", probe)
+            probe = run.probe(state, teacher, vae, scaling, judge, device)
             print(f"{STAGE} step {state.step} t {deadline.elapsed():.0f}s probe {probe:.3f} loss {loss.item():.4f}", flush=True)
-            if probe > best_probe:
-                best_probe = probe
-                best_model.load_state_dict(ema_model.state_dict())
-                state.metrics["best_probe"] = best_probe
-                state.metrics["best_probe_step"] = state.step
 
     state.elapsed_s += deadline.elapsed()
     state.metrics["steps_this_run"] = state.step - start_step
-    ema.copy_to(ema_model)
-    save_weights(student, directory / "student.safetensors")
-    save_weights(ema_model, directory / "ema_student.safetensors")
-    save_weights(best_model, directory / "best_ema_student.safetensors")
-    candidates = {"ema_student": ema_model, "student": student.eval()}
-    if best_probe >= 0:
-        candidates["best_ema_student"] = best_model
-    metrics = _evaluate(candidates, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
-    if initial is not None:  # the starting point on the same captions, for the record (never exported)
-        start = _evaluate({"init": initial}, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
-        metrics.update({k: v for k, v in start.items() if k != "export"})
-    state.metrics.update(metrics)
+    metrics = run.finish(state, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
     save_state(directory, state, f"teacher-refined regression (s = {t_start}, {teacher_steps} teacher steps)")
     return metrics
 

@@ -1,0 +1,101 @@
+"""The bookkeeping every one-step student stage shares (training.distill_dmd, training.distill_refine).
+
+A stage directory holds the trained student (`student`), its EMA (`ema_student`) and the best EMA
+by in-run probe (`best_ema_student`); a fresh run also keeps its starting weights in memory, to be
+evaluated beside the candidates for the record. The probe scores the EMA's one-step samples on 64
+seen captions (seed PROBE_SEED, unlike the final evaluation's); the final evaluation
+(training.distill_add's) scores every candidate and names the one to export.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from training.checkpoint import EMA, StageState, load_weights, save_weights
+from training.data import sample_scenes
+from training.distill_add import _evaluate, add_generate
+from training.judge import caption_accuracy
+from training.models import Judge
+from training.text_unet import TextUNet
+
+PROBE_SEED = 777
+
+
+def load_judge(out: Path, device: torch.device) -> Judge:
+    """RUN's judge, frozen: the probes and the final evaluation score with it."""
+    judge = Judge().to(device)
+    if not load_weights(judge, out / "judge" / "judge.safetensors"):
+        raise FileNotFoundError(f"{out / 'judge' / 'judge.safetensors'} missing: the evaluation needs the judge")
+    return judge.requires_grad_(False).eval()
+
+
+def probe_one_step(unet: UNet2DConditionModel, teacher: TextUNet, vae: AutoencoderKL, scaling: float,
+                   judge: Judge, device: torch.device) -> float:
+    """One-step whole-caption accuracy on 64 seen captions of seed PROBE_SEED."""
+    captions = [s.caption for s in sample_scenes(PROBE_SEED, 64 if device.type == "cuda" else 4, "train")]
+    images = add_generate(unet, teacher.text_encoder, vae, scaling, [c.text for c in captions], 5, device)
+    return float(caption_accuracy(judge, images, captions)[0]["caption"])
+
+
+class OneStepStudent:
+    """The student of a stage in `directory` (a copy of the teacher's UNet, trained), resumed from its
+    checkpoints, else started from `init_unet` (a diffusers UNet folder), else from `fallback`
+    (a student checkpoint of another stage, recorded as that stage's name), else the teacher; its
+    EMA and best-probe EMA; `initial`: the starting weights on a fresh run (state.step 0)."""
+
+    def __init__(self, teacher_unet: UNet2DConditionModel, directory: Path, state: StageState, ema_decay: float,
+                 init_unet: Path | None = None, fallback: Path | None = None) -> None:
+        self.directory = directory
+        self.student = copy.deepcopy(teacher_unet).train().requires_grad_(True)
+        if load_weights(self.student, directory / "student.safetensors"):
+            pass
+        elif init_unet is not None:
+            self.student.load_state_dict(UNet2DConditionModel.from_pretrained(init_unet).float().state_dict())
+            state.metrics["init"] = f"unet:{init_unet.parent.name}"  # type: ignore[assignment]
+        elif fallback is not None and load_weights(self.student, fallback):
+            state.metrics["init"] = fallback.parent.name  # type: ignore[assignment]
+        else:
+            state.metrics["init"] = "teacher"  # type: ignore[assignment]
+        self.initial = copy.deepcopy(self.student).eval().requires_grad_(False) if state.step == 0 else None
+        self.ema_model = copy.deepcopy(self.student).eval().requires_grad_(False)
+        load_weights(self.ema_model, directory / "ema_student.safetensors")
+        self.best_model = copy.deepcopy(self.ema_model)
+        load_weights(self.best_model, directory / "best_ema_student.safetensors")
+        self.ema = EMA(self.ema_model, ema_decay)
+        self.ema.updates = state.step
+        self.best_probe = float(state.metrics.get("best_probe", -1.0))  # type: ignore[arg-type]
+
+    def probe(self, state: StageState, teacher: TextUNet, vae: AutoencoderKL, scaling: float, judge: Judge,
+              device: torch.device) -> float:
+        """Score the current EMA (probe_one_step), log it, and keep it as the best EMA if it is."""
+        self.ema.copy_to(self.ema_model)
+        probe = probe_one_step(self.ema_model, teacher, vae, scaling, judge, device)
+        state.log("probe_ema_seen_caption", probe)
+        if probe > self.best_probe:
+            self.best_probe = probe
+            self.best_model.load_state_dict(self.ema_model.state_dict())
+            state.metrics["best_probe"] = probe
+            state.metrics["best_probe_step"] = state.step
+        return probe
+
+    def finish(self, state: StageState, teacher: TextUNet, vae: AutoencoderKL, scaling: float, judge: Judge,
+               count: int, device: torch.device) -> dict[str, float]:
+        """Save the three students, evaluate the candidates (and the start, for the record) on `count`
+        captions per split; the metrics, also merged into state.metrics (the caller saves the state)."""
+        self.ema.copy_to(self.ema_model)
+        save_weights(self.student, self.directory / "student.safetensors")
+        save_weights(self.ema_model, self.directory / "ema_student.safetensors")
+        save_weights(self.best_model, self.directory / "best_ema_student.safetensors")
+        candidates = {"ema_student": self.ema_model, "student": self.student.eval()}
+        if self.best_probe >= 0:
+            candidates["best_ema_student"] = self.best_model
+        metrics = _evaluate(candidates, teacher, vae, scaling, judge, count, device)
+        if self.initial is not None:  # the starting point on the same captions, for the record (never exported)
+            start = _evaluate({"init": self.initial}, teacher, vae, scaling, judge, count, device)
+            metrics.update({k: v for k, v in start.items() if k != "export"})
+        state.metrics.update(metrics)
+        return metrics
