@@ -4,7 +4,7 @@ Yin et al. 2024 (DMD, eq. 7; DMD2's two time-scale rule): the student G maps pur
 served step t = 999 to a latent x = G(z, c) in one evaluation. Its gradient is the difference of
 two scores of the noised sample x_t = sqrt(a_t) x + sqrt(1 - a_t) eps, t ~ U[T_MIN, T_MAX]:
     grad_x KL(p_G || p_real) ~ E_t [ (x0_fake(x_t, t, c) - x0_real(x_t, t, c)) / n(x) ],
-- x0_real: the frozen teacher's guided x0 (w = 4, the issue's teacher setting), so the student
+- x0_real: the frozen teacher's guided x0 (w = 4, the issue's teacher setting; --guidance), so the student
   is pulled toward the guided distribution - the one whose adherence it is measured against;
 - x0_fake: a "fake score" UNet, initialised from the teacher and trained online by the denoising
   loss on the student's own (detached) samples, so it tracks p_G; FAKE_STEPS fake updates per
@@ -31,7 +31,7 @@ UNet's x0 at t = 999 from pure noise.
 
     python -m training.distill_dmd --out RUN --seconds S [--device cuda] [--batch B] [--lr LR]
         [--fake-lr LR] [--fake-steps K] [--init-unet DIR] [--ode-weight W --bank N --bank-file F]
-        [--gan-weight G --gan-d-weight D]
+        [--gan-weight G --gan-d-weight D] [--guidance W]
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           fake_lr: float = 5e-5, fake_steps: int = FAKE_STEPS, init_unet: Path | None = None,
           ode_weight: float = 0.0, bank_count: int | None = None, bank_file: Path | None = None,
           pool_size: int = 60_000, eval_count: int = 256, ema_decay: float = EMA_DECAY,
-          probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1) -> dict[str, float]:
+          probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1,
+          guidance: float = GUIDANCE) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     Every probe_every_s the EMA student is scored on 64 seen captions (training.one_step.PROBE_SEED, not the
@@ -137,7 +138,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
     opt_f = torch.optim.AdamW([*fake.parameters(), *classifier.parameters()], lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
     state.metrics.update({"lr": lr, "fake_lr": fake_lr, "fake_steps": fake_steps, "ode_weight": ode_weight,
-                          "guidance": GUIDANCE, "ema_decay": ema_decay,
+                          "guidance": guidance, "ema_decay": ema_decay,
                           "gan_weight": gan_weight, "gan_d_weight": gan_d_weight})
     gen = torch.Generator(device=device).manual_seed(9000 + state.step)
 
@@ -188,7 +189,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             x_t = add_noise(x.detach(), torch.randn(x.shape, generator=gen, device=device), t, alpha_bar).float()
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 eps_c, eps_u = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
-                real = x0_from_eps(x_t, eps_u + GUIDANCE * (eps_c - eps_u), t, alpha_bar)
+                real = x0_from_eps(x_t, eps_u + guidance * (eps_c - eps_u), t, alpha_bar)
                 faked = x0_from_eps(x_t, fake(x_t, t, encoder_hidden_states=text).sample, t, alpha_bar)
             matching, grad = distribution_matching(x, real, faked)
             loss_g = matching
@@ -271,11 +272,13 @@ def main() -> None:
     parser.add_argument("--ema-decay", type=float, default=EMA_DECAY)
     parser.add_argument("--gan-weight", type=float, default=0.0, help="student's GAN term through the fake UNet (0: off)")
     parser.add_argument("--gan-d-weight", type=float, default=0.1, help="the classifier's loss beside the fake score's denoising")
+    parser.add_argument("--guidance", type=float, default=GUIDANCE, help="the real score's guidance scale")
     args = parser.parse_args()
     print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                        fake_lr=args.fake_lr, fake_steps=args.fake_steps, init_unet=args.init_unet,
                        ode_weight=args.ode_weight, bank_count=args.bank, bank_file=args.bank_file,
-                       ema_decay=args.ema_decay, gan_weight=args.gan_weight, gan_d_weight=args.gan_d_weight), flush=True)
+                       ema_decay=args.ema_decay, gan_weight=args.gan_weight, gan_d_weight=args.gan_d_weight,
+                       guidance=args.guidance), flush=True)
 
 
 if __name__ == "__main__":

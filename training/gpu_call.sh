@@ -155,3 +155,62 @@ unet_call() {  # MODE [WAIT_S]: teacher-only UNet runs (calls 10, 11), alone on 
   *) echo "unknown mode $1" >&2; return 2 ;;
   esac
 }
+
+student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (call 18 on). The recipe sets N and SCRIPT
+  # (call_settings N ...), RUNS (run letters) and defines `run_stage X` (the stage: dmd, refine) and `run_command X` (the
+  # stage's module and its recipe arguments besides --out/--seconds/--device/--batch); run X is runs/runNX, exported to
+  # runs/wN_runNX.
+  #   prepare WHEEL_DIR: the wheels -> runs/site (kept between calls on a warm machine: the next upload can carry weights)
+  #   launch WAIT_S: import of the shipped weights into each run, the pipeline started, a poll after WAIT_S
+  #   poll WAIT_S; finish: per run, the one-step export, students_eval (teacher + student), state and loss curve, packed
+  # PROFILE_RUN=X PROFILE_AT=S: py-spy samples run X for 30 s from S s into the pipeline (E/pyspy_X.txt, folded stacks)
+  local x logs=()
+  for x in $RUNS; do logs+=("$(run_stage "$x")_$x"); done
+  case $1 in
+  prepare)
+    install_wheels "${2:?prepare WHEEL_DIR}" || return 1
+    card
+    ;;
+  launch)
+    rm -rf "$E" runs/run"$N"? runs/w"$N"_run"$N"?; mkdir -p "$E/logs"
+    local copies=() first=""
+    for x in $RUNS; do [ -z "$first" ] && first=$x || copies+=("runs/run$N$x"); done
+    import_runs "$E" "runs/run$N$first" "${copies[@]}" || return 1
+    start_pipeline "$SCRIPT" "$E" "${2:-60}"
+    ;;
+  pipeline)
+    local t0; t0=$(date +%s)
+    for x in $RUNS; do
+      log "$x for $TRAIN_S s: $(run_command "$x")"
+      # shellcheck disable=SC2046
+      $PY -m $(run_command "$x") --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$BATCH" \
+        > "$E/logs/$(run_stage "$x")_$x.log" 2>&1 &
+      echo $! > "$E/pid_run$N$x"
+    done
+    if [ -n "${PROFILE_RUN:-}" ]; then
+      sleep "${PROFILE_AT:-180}"
+      runs/site/bin/py-spy record -d 30 -r 100 -f raw -o "$E/pyspy_$PROFILE_RUN.txt" --pid "$(cat "$E/pid_run$N$PROFILE_RUN")" \
+        > "$E/logs/pyspy.log" 2>&1 || log "py-spy failed (logs/pyspy.log)"
+      nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >> "$E/logs/pyspy.log" 2>&1
+    fi
+    wait
+    log "all done at $(( $(date +%s) - t0 )) s"; touch "$E/DONE"
+    ;;
+  poll)
+    sleep "${2:-0}"
+    poll_logs "$E" "$TAG" 3 "probe\|Error" "${logs[@]}"
+    ;;
+  finish)
+    while [ ! -f "$E/DONE" ]; do sleep 5; done
+    student_runs poll 0
+    local s
+    for x in $RUNS; do
+      s=$(run_stage "$x")
+      export_and_eval "runs/run$N$x" "runs/w${N}_run$N$x" "$E" "run$N$x" "$s"
+      cp "runs/run$N$x/$s/state.json" "$E/state_run$N${x}_$s.json"; cp "runs/run$N$x/$s/loss.png" "$E/loss_run$N${x}_$s.png"
+    done
+    pack "$E" "$(basename "$E")"; log done
+    ;;
+  *) echo "unknown mode $1" >&2; return 2 ;;
+  esac
+}
