@@ -165,6 +165,7 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
   #   poll WAIT_S; finish: per run, the one-step export, students_eval (teacher + student), state and loss curve, packed
   # PROFILE_RUN=X PROFILE_AT=S: py-spy samples run X for 30 s from S s into the pipeline (E/pyspy_X.txt, folded stacks)
   local x logs=()
+  [ "$1" != launch ] && [ -f "$E/runs.txt" ] && RUNS=$(cat "$E/runs.txt")  # launch's RUNS, whatever the later calls' env
   for x in $RUNS; do logs+=("$(run_stage "$x")_$x"); done
   case $1 in
   prepare)
@@ -172,7 +173,7 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
     card
     ;;
   launch)
-    rm -rf "$E" runs/run"$N"? runs/w"$N"_run"$N"?; mkdir -p "$E/logs"
+    rm -rf "$E" runs/run"$N"? runs/w"$N"_run"$N"?; mkdir -p "$E/logs"; echo "$RUNS" > "$E/runs.txt"
     local copies=() first=""
     for x in $RUNS; do [ -z "$first" ] && first=$x || copies+=("runs/run$N$x"); done
     import_runs "$E" "runs/run$N$first" "${copies[@]}" || return 1
