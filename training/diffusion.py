@@ -58,13 +58,13 @@ def even_timesteps(start: int, steps: int) -> list[int]:
 
 
 @torch.no_grad()
-def ddim_sample(eps_fn: EpsFn, noise: Tensor, steps: int, alpha_bar: Tensor, timesteps: list[int] | None = None,
+def ddim_sample(eps_fn: EpsFn, noise: Tensor, steps: int, alpha_bar: Tensor, t_start: int | None = None,
                 clean: bool = False) -> Tensor:
-    """Deterministic DDIM, eta = 0 (Song et al. 2021, eq. 12) from x_T = noise, or from x_t = noise at
-    timesteps[0] when `timesteps` (descending) is given; returns the latents at t = 0 (alpha_bar_0 < 1,
-    as the served scheduler), or with `clean` the last step's x0 prediction."""
+    """Deterministic DDIM, eta = 0 (Song et al. 2021, eq. 12), `steps` steps from x_T = noise (leading
+    spacing), or with `t_start` from x_t = noise at t_start (even_timesteps); returns the latents at t = 0
+    (alpha_bar_0 < 1, as the served scheduler), or with `clean` the last step's x0 prediction."""
     x = noise
-    timesteps = timesteps or leading_timesteps(steps)
+    timesteps = leading_timesteps(steps) if t_start is None else even_timesteps(t_start, steps)
     for i, t in enumerate(timesteps):
         a_t = alpha_bar[t].to(x.dtype)
         a_prev = alpha_bar[timesteps[i + 1]].to(x.dtype) if i + 1 < len(timesteps) else alpha_bar[0].to(x.dtype)

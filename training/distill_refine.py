@@ -32,7 +32,7 @@ from torch import Tensor
 
 from training.checkpoint import Deadline, load_state, save_state, stage_parser
 from training.data import sample_scenes, tokenize
-from training.diffusion import add_noise, alphas_cumprod, ddim_sample, even_timesteps
+from training.diffusion import add_noise, alphas_cumprod, ddim_sample
 from training.distill_add import STUDENT_TIMESTEPS, x0_from_eps
 from training.distill_lcm import teacher_scaling
 from training.one_step import OneStepStudent, load_judge
@@ -60,7 +60,7 @@ def refine(teacher: TextUNet, x: Tensor, noise: Tensor, text_both: Tensor, t_sta
             eps_c, eps_u = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
         return eps_u + GUIDANCE * (eps_c - eps_u)
 
-    return ddim_sample(guided_eps, x_start, steps, alpha_bar.float(), even_timesteps(t_start, steps), clean=True)
+    return ddim_sample(guided_eps, x_start, steps, alpha_bar.float(), t_start, clean=True)
 
 
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 3e-5,
