@@ -43,6 +43,16 @@ import_runs() {  # E RUN COPY...: the card -> E/card.txt; the shipped weights im
   for copy in "$@"; do cp -r "$run" "$copy"; done
 }
 
+launch_runs() {  # WAIT_S RUN...: call N's runs afresh (E, runs/runNX, runs/wN_runNX; the runs' letters in E/runs.txt), the
+  # shipped weights imported into the first run and copied to the others, SCRIPT's pipeline started, a poll after WAIT_S
+  local wait=$1 first=$2 x copies=()
+  shift 2
+  rm -rf "$E" runs/run"$N"? runs/w"$N"_run"$N"?; mkdir -p "$E/logs"; echo "$first $*" > "$E/runs.txt"
+  for x in "$@"; do copies+=("runs/run$N$x"); done
+  import_runs "$E" "runs/run$N$first" "${copies[@]}" || return 1
+  start_pipeline "$SCRIPT" "$E" "$wait"
+}
+
 start_pipeline() {  # SCRIPT E WAIT_S: SCRIPT's `pipeline` mode detached (log E/pipeline.log), then its `poll` after WAIT_S
   setsid nohup bash "$1" pipeline > "$2/pipeline.log" 2>&1 < /dev/null &
   log "pipeline started"; sleep "${3:-60}"; bash "$1" poll 0
@@ -63,7 +73,7 @@ pack() {  # DIR NAME: DIR as NAME.tar.partNN (15 MB each: the device returns fil
 
 call_settings() {  # N TRAIN_S: call N's folder runs/eN, tag callN and log(); the environment's overrides (DEVICE cuda,
   # TRAIN_S the recipe's default, CAPTIONS 512, BATCH 512, UNET_BATCH 1024, EVAL_ARGS, COMPILE --compile, PYTHON python3)
-  E=runs/e$1; TAG=call$1
+  N=$1; E=runs/e$1; TAG=call$1
   DEVICE=${DEVICE:-cuda}; TRAIN_S=${TRAIN_S:-$2}; CAPTIONS=${CAPTIONS:-512}; BATCH=${BATCH:-512}
   UNET_BATCH=${UNET_BATCH:-1024}; EVAL_ARGS=${EVAL_ARGS:-}; COMPILE=${COMPILE---compile}
   export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
@@ -79,7 +89,7 @@ prepare_student() {  # UP: a student call's first upload: the wheels, and the st
 unet_recipe() {  # N SCRIPT: call_settings for teacher-only UNet call N (TRAIN_S 1000; run X in runs/runNX, exported to
   # runs/wN_runNX); then the recipe sets UNET_ARGS (run u) and, for a second run beside it on the card, UNET_ARGS_V
   # (run v), and calls `unet_call "$@"`
-  N=$1; SCRIPT=$2
+  SCRIPT=$2
   call_settings "$1" 1000
 }
 
@@ -95,11 +105,7 @@ unet_call() {  # MODE [WAIT_S]: teacher-only UNet runs (calls 10, 11), alone on 
   case $1 in
   launch)
     install_wheels .whl_t || return 1
-    rm -rf "$E" runs/run"$N"? runs/w"$N"_run"$N"?; mkdir -p "$E/logs"
-    local copies=()
-    for x in $(unet_runs); do [ "$x" = u ] || copies+=("runs/run$N$x"); done
-    import_runs "$E" "runs/run${N}u" "${copies[@]}" || return 1
-    start_pipeline "$SCRIPT" "$E" "${2:-60}"
+    launch_runs "${2:-60}" $(unet_runs)
     ;;
   pipeline)
     local t0; t0=$(date +%s)
@@ -173,11 +179,8 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
     card
     ;;
   launch)
-    rm -rf "$E" runs/run"$N"? runs/w"$N"_run"$N"?; mkdir -p "$E/logs"; echo "$RUNS" > "$E/runs.txt"
-    local copies=() first=""
-    for x in $RUNS; do [ -z "$first" ] && first=$x || copies+=("runs/run$N$x"); done
-    import_runs "$E" "runs/run$N$first" "${copies[@]}" || return 1
-    start_pipeline "$SCRIPT" "$E" "${2:-60}"
+    # shellcheck disable=SC2086
+    launch_runs "${2:-60}" $RUNS
     ;;
   pipeline)
     local t0; t0=$(date +%s)

@@ -17,7 +17,7 @@
 set -u -o pipefail
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
-N=18; SCRIPT=$0; CAPTIONS=${CAPTIONS:-256}
+SCRIPT=$0; CAPTIONS=${CAPTIONS:-256}
 call_settings 18 900
 RUNS=${RUNS:-a b c d}; INIT=runs/init18/unet
 PROFILE_RUN=${PROFILE_RUN-a}; PROFILE_AT=${PROFILE_AT:-150}

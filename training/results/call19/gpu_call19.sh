@@ -16,7 +16,7 @@
 set -u -o pipefail
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
-N=19; SCRIPT=$0; CAPTIONS=${CAPTIONS:-256}
+SCRIPT=$0; CAPTIONS=${CAPTIONS:-256}
 call_settings 19 1200
 RUNS=${RUNS:-a b c d}; INIT=runs/init19/unet
 PROFILE_RUN=${PROFILE_RUN-}
