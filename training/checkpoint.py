@@ -73,8 +73,18 @@ def save_state(directory: Path, state: StageState, title: str) -> None:
     plot_losses(state, directory / "loss.png", title)
 
 
+def smoothed(points: list[tuple[int, float]], window: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    """(steps, running mean) of a logged series: the window is at most `window` logs and at most a fifth of
+    the series, so a short run keeps its shape (a window as long as the series would leave one point)."""
+    steps = torch.tensor([p[0] for p in points], dtype=torch.float64)
+    values = torch.tensor([p[1] for p in points], dtype=torch.float64)
+    k = max(1, min(window, len(values) // 5))
+    smooth = torch.nn.functional.avg_pool1d(values.view(1, 1, -1), k, 1).view(-1)
+    return steps[k - 1 :], smooth
+
+
 def plot_losses(state: StageState, path: Path, title: str) -> None:
-    """Loss curves (log scale, smoothed over 50 logs) to a PNG."""
+    """Loss curves (log scale, a running mean: `smoothed`) to a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,13 +92,9 @@ def plot_losses(state: StageState, path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, points in state.losses.items():
-        if not points:
-            continue
-        steps = torch.tensor([p[0] for p in points], dtype=torch.float64)
-        values = torch.tensor([p[1] for p in points], dtype=torch.float64)
-        k = min(50, len(values))
-        smooth = torch.nn.functional.avg_pool1d(values.view(1, 1, -1), k, 1).view(-1)
-        ax.plot(steps[k - 1 :].numpy(), smooth.numpy(), label=name)
+        if points:
+            steps, smooth = smoothed(points)
+            ax.plot(steps.numpy(), smooth.numpy(), label=name, marker="." if len(steps) < 20 else None)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_title(title)

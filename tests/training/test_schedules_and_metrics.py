@@ -56,3 +56,16 @@ def test_eval_plan_covers_the_grid_with_ddim25_first() -> None:
     assert all(c.splits == ("seen",) for c in plan(quick=True)[len(QUICK_GUIDANCE):])
     covered = {(c.sampler, c.steps, c.guidance) for c in configs}
     assert covered == {(s, k, w) for s, k in FULL_GRID for w in FULL_GUIDANCE}
+
+
+def test_loss_curve_smoothing_keeps_a_short_run() -> None:
+    from training.checkpoint import smoothed
+
+    short = [(10 * i, float(i % 3)) for i in range(43)]  # a 430-step run logged every 10 steps
+    steps, values = smoothed(short)
+    assert len(steps) == len(values) == 43 - 8 + 1  # a window of 8 logs, not one point
+    assert torch.allclose(values[0], torch.tensor(sum(i % 3 for i in range(8)) / 8, dtype=torch.float64))
+    long = [(i, 1.0) for i in range(1000)]
+    steps, values = smoothed(long)
+    assert len(steps) == 1000 - 50 + 1 and steps[0] == 49 and torch.all(values == 1.0)
+    assert len(smoothed([(0, 2.0)])[0]) == 1  # a single log plots as itself
