@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 19 (GPU, issue 6; prepared, not yet run): call 18's run d (the real score at w = 6; 0.674 / 0.668 on
+# Call 19 (GPU, issue 6; run on an NVIDIA H200 on 2026-11-27: record.md): call 18's run d (the real score at w = 6; 0.674 / 0.668 on
 # 512 + 512 captions on CPU, a tie with the shipped student, training/results/call18/record.md) continued four
 # ways side by side; the loop is launch-bound, so four runs share the card at little cost each:
 #   a: the same (w = 6, lr 1e-5, fake lr 5e-5, GAN weight 0.05): more steps
