@@ -3,10 +3,17 @@ the classifier on the fake score UNet's mid-block features."""
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
-from training.distill_dmd import MidFeatureClassifier, MidFeatures, distribution_matching
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from safetensors.torch import load_file
+
+from training.distill_dmd import MidFeatureClassifier, distribution_matching, unet_with_mid
 from training.models import build_unet
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_matching_gradient_is_the_normalised_score_difference() -> None:
@@ -31,17 +38,41 @@ def test_matching_gradient_vanishes_when_the_scores_agree() -> None:
 
 
 def test_classifier_reads_the_fake_unets_mid_block() -> None:
+    torch.manual_seed(0)
     unet = build_unet().eval()
-    mid, classifier = MidFeatures(unet), MidFeatureClassifier()
-    text = torch.randn(2, 77, 128)
+    for p in unet.parameters():  # the output conv starts at zero: perturb so eps is not trivially equal
+        p.data += 0.02 * torch.randn_like(p)
+    hooked: list[torch.Tensor] = []
+    unet.mid_block.register_forward_hook(lambda module, inputs, output: hooked.append(output))
+    x, t, text = torch.randn(3, 4, 16, 16), torch.tensor([10, 500, 990]), torch.randn(3, 77, 128)
     with torch.no_grad():
-        unet(torch.randn(2, 4, 16, 16), torch.tensor([10, 900]), encoder_hidden_states=text)
-    feature = mid.take()
-    assert feature.shape[:2] == (2, 160)
-    assert classifier(feature).shape == (2,)
-    try:
-        mid.take()
-    except RuntimeError:
-        pass
-    else:
-        raise AssertionError("take() twice without a forward must fail")
+        reference = unet(x, t, encoder_hidden_states=text).sample
+        eps, feature = unet_with_mid(unet, x, t, text)
+        none, mid_only = unet_with_mid(unet, x, t, text, mid_only=True)
+    assert eps is not None and torch.equal(eps, reference)  # the diffusers forward, step for step
+    assert torch.equal(feature, hooked[0]) and torch.equal(mid_only, hooked[0]) and none is None
+    assert feature.shape == (3, 160, 4, 4)
+    assert MidFeatureClassifier()(feature).shape == (3,)
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled_turbo" / "unet" / "config.json").exists(), reason="no shipped student")
+def test_a_short_run_with_the_gan_term_trains_every_part(tmp_path: Path) -> None:
+    """The loop end to end on CPU (the cached caption embeddings, the explicit mid-block features, the
+    classifier): student and fake-score steps are taken and every part's weights are written."""
+    from training.checkpoint import load_state
+    from training.distill_dmd import STAGE, train
+    from training.export import import_weights
+
+    import_weights(ROOT / "weights", tmp_path)
+    metrics = train(tmp_path, 15.0, torch.device("cpu"), batch=2, init_unet=ROOT / "weights" / "bundled_turbo" / "unet",
+                    gan_weight=0.05, guidance=6.0, eval_count=2, pool_size=16)
+    state = load_state(tmp_path / STAGE)
+    assert state.step >= 2 and state.metrics["guidance"] == 6.0 and "compile" not in state.metrics
+    assert metrics["export"] in ("ema_student", "student", "best_ema_student")
+    for name in ("fake_score", "classifier", "ema_student", "student"):
+        assert (tmp_path / STAGE / f"{name}.safetensors").exists(), name
+    fake = load_file(str(tmp_path / STAGE / "fake_score.safetensors"))
+    teacher = UNet2DConditionModel.from_pretrained(ROOT / "weights" / "bundled" / "unet").float().state_dict()
+    assert fake.keys() == teacher.keys() and all(torch.isfinite(v).all() for v in fake.values())
+    # the fake score learnt from the student's samples: it moved away from the teacher it started as
+    assert max((fake[k] - teacher[k]).abs().max().item() for k in fake) > 1e-4

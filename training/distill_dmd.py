@@ -90,21 +90,26 @@ class MidFeatureClassifier(nn.Module):
         return self.out(self.body(feature.float()).mean(dim=(2, 3))).squeeze(1)
 
 
-class MidFeatures:
-    """Keeps the latest output of `unet.mid_block` (a forward hook), for the classifier."""
-
-    def __init__(self, unet: UNet2DConditionModel) -> None:
-        self.value: Tensor | None = None
-        unet.mid_block.register_forward_hook(self._keep)
-
-    def _keep(self, module: nn.Module, inputs: object, output: Tensor) -> None:
-        self.value = output
-
-    def take(self) -> Tensor:
-        value, self.value = self.value, None
-        if value is None:
-            raise RuntimeError("the fake score UNet has not run since the last take()")
-        return value
+def unet_with_mid(unet: UNet2DConditionModel, sample: Tensor, timestep: Tensor, text: Tensor,
+                  mid_only: bool = False) -> tuple[Tensor | None, Tensor]:
+    """(eps, mid-block output) of one UNet pass, the classifier's features as an explicit output (a forward
+    hook's side effect does not survive torch.compile). mid_only stops after the mid block (eps None): the
+    classifier's terms never read the up path, so their gradients are the full pass's. The bundled UNet's
+    blocks all take text (cross-attention); timestep: (B,) or a scalar."""
+    emb = unet.time_embedding(unet.time_proj(timestep.expand(sample.shape[0])).to(sample.dtype))
+    h = unet.conv_in(sample)
+    skips: tuple[Tensor, ...] = (h,)
+    for block in unet.down_blocks:
+        h, states = block(h, emb, encoder_hidden_states=text)
+        skips += states
+    mid = h = unet.mid_block(h, emb, encoder_hidden_states=text)
+    if mid_only:
+        return None, mid
+    for block in unet.up_blocks:
+        count = len(block.resnets)
+        h = block(h, skips[-count:], emb, encoder_hidden_states=text)
+        skips = skips[:-count]
+    return unet.conv_out(unet.conv_act(unet.conv_norm_out(h))), mid
 
 
 def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 1e-5,
@@ -112,12 +117,13 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           ode_weight: float = 0.0, bank_count: int | None = None, bank_file: Path | None = None,
           pool_size: int = 60_000, eval_count: int = 256, ema_decay: float = EMA_DECAY,
           probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1,
-          guidance: float = GUIDANCE) -> dict[str, float]:
+          guidance: float = GUIDANCE, compile_mode: str | None = None) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     Every probe_every_s the EMA student is scored on 64 seen captions (training.one_step.PROBE_SEED, not the
     final evaluation's); the best such EMA is kept as best_ema_student and is a candidate of the
-    final evaluation beside the last EMA and raw weights."""
+    final evaluation beside the last EMA and raw weights. compile_mode ("default", "reduce-overhead"): torch.compile
+    of the student, teacher and fake-score passes (the loop is launch-bound on the card: small kernels)."""
     deadline = Deadline(seconds)
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
@@ -134,7 +140,6 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     gan = gan_weight > 0
     classifier = MidFeatureClassifier().to(device).train()
     load_weights(classifier, directory / "classifier.safetensors")
-    mid = MidFeatures(fake)
     opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
     opt_f = torch.optim.AdamW([*fake.parameters(), *classifier.parameters()], lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
     state.metrics.update({"lr": lr, "fake_lr": fake_lr, "fake_steps": fake_steps, "ode_weight": ode_weight,
@@ -145,6 +150,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     scenes = sample_scenes(300 + state.step, pool_size if cuda else 64, "train")
     tokens = tokenize([s.caption.text for s in scenes]).to(device)
     empty = tokenize([EMPTY_PROMPT]).to(device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):  # the frozen encoder, once
+        text_pool = torch.cat([teacher.text_encoder(chunk).last_hidden_state for chunk in tokens.split(1024)])
+        empty_text = teacher.text_encoder(empty).last_hidden_state
     pool = scenes_to_batch(scenes).to(device) if gan else None
     top = STUDENT_TIMESTEPS[0]
     bank = None
@@ -166,9 +174,18 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             images = render(pool.index(rows), gen)  # type: ignore[attr-defined]
             return vae.encode(images * 2 - 1).latent_dist.mean.float() * scaling
 
+    def fake_pass(sample: Tensor, timestep: Tensor, text: Tensor, mid_only: bool = False) -> tuple[Tensor | None, Tensor]:
+        return unet_with_mid(fake, sample, timestep, text, mid_only)
+
+    student_call, teacher_call = student, teacher.unet
+    if compile_mode:
+        student_call, teacher_call = torch.compile(student, mode=compile_mode), torch.compile(teacher.unet, mode=compile_mode)
+        fake_pass = torch.compile(fake_pass, mode=compile_mode)  # type: ignore[assignment]
+        state.metrics["compile"] = compile_mode
+
     def student_x0(noise: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            return x0_from_eps(noise, student(noise, t_top, encoder_hidden_states=text).sample, t_top, alpha_bar)
+            return x0_from_eps(noise, student_call(noise, t_top, encoder_hidden_states=text).sample, t_top, alpha_bar)
 
     while deadline.left() > eval_reserve:
         iteration += 1
@@ -179,26 +196,24 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         else:
             rows = torch.randint(0, len(tokens), (batch,), generator=gen, device=device)
             noise = torch.randn((batch, 4, 16, 16), generator=gen, device=device)
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            text_both = teacher.text_encoder(torch.cat((tokens[rows], empty.expand(batch, -1)))).last_hidden_state
-        text = text_both[:batch]
+        text = text_pool[rows]
+        text_both = torch.cat((text, empty_text.expand(batch, -1, -1)))
 
         if student_turn:
             x = student_x0(noise, text)
             t = torch.randint(T_MIN, T_MAX, (batch,), generator=gen, device=device)
             x_t = add_noise(x.detach(), torch.randn(x.shape, generator=gen, device=device), t, alpha_bar).float()
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                eps_c, eps_u = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
+                eps_c, eps_u = teacher_call(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
                 real = x0_from_eps(x_t, eps_u + guidance * (eps_c - eps_u), t, alpha_bar)
-                faked = x0_from_eps(x_t, fake(x_t, t, encoder_hidden_states=text).sample, t, alpha_bar)
+                faked = x0_from_eps(x_t, fake_pass(x_t, t, text)[0], t, alpha_bar)
             matching, grad = distribution_matching(x, real, faked)
             loss_g = matching
             if gan:  # the student's noised sample through the fake UNet (its weights get no update from this)
                 t_g = torch.randint(0, 1000, (batch,), generator=gen, device=device)
                 x_g = add_noise(x, torch.randn(x.shape, generator=gen, device=device), t_g, alpha_bar)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                    fake(x_g, t_g, encoder_hidden_states=text)
-                    gan_g = F.softplus(-classifier(mid.take())).mean()
+                    gan_g = F.softplus(-classifier(fake_pass(x_g, t_g, text, True)[1])).mean()
                 loss_g = loss_g + gan_weight * gan_g
             ode = torch.zeros((), device=device)
             if bank is not None:
@@ -226,12 +241,13 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         t = torch.randint(0, 1000, (batch,), generator=gen, device=device)
         eps = torch.randn(sample.shape, generator=gen, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss_f = ((fake(add_noise(sample, eps, t, alpha_bar), t, encoder_hidden_states=text).sample.float() - eps) ** 2).mean()
+            eps_fake, feature = fake_pass(add_noise(sample, eps, t, alpha_bar), t, text)
+            loss_f = ((eps_fake.float() - eps) ** 2).mean()  # type: ignore[union-attr]
             if gan:  # the classifier: the same noised student samples vs noised latents of real renders
-                logit_fake = classifier(mid.take())
+                logit_fake = classifier(feature)
                 real = real_latents(pool, rows)
-                fake(add_noise(real, torch.randn(real.shape, generator=gen, device=device), t, alpha_bar), t, encoder_hidden_states=text)
-                logit_real = classifier(mid.take())
+                _, feature = fake_pass(add_noise(real, torch.randn(real.shape, generator=gen, device=device), t, alpha_bar), t, text, True)
+                logit_real = classifier(feature)
                 loss_d = F.softplus(logit_fake).mean() + F.softplus(-logit_real).mean()
                 loss_f = loss_f + gan_d_weight * loss_d
         opt_f.zero_grad(set_to_none=True)
@@ -273,12 +289,14 @@ def main() -> None:
     parser.add_argument("--gan-weight", type=float, default=0.0, help="student's GAN term through the fake UNet (0: off)")
     parser.add_argument("--gan-d-weight", type=float, default=0.1, help="the classifier's loss beside the fake score's denoising")
     parser.add_argument("--guidance", type=float, default=GUIDANCE, help="the real score's guidance scale")
+    parser.add_argument("--compile", choices=("default", "reduce-overhead"), default=None,
+                        help="torch.compile the student, teacher and fake-score passes (off by default)")
     args = parser.parse_args()
     print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                        fake_lr=args.fake_lr, fake_steps=args.fake_steps, init_unet=args.init_unet,
                        ode_weight=args.ode_weight, bank_count=args.bank, bank_file=args.bank_file,
                        ema_decay=args.ema_decay, gan_weight=args.gan_weight, gan_d_weight=args.gan_d_weight,
-                       guidance=args.guidance), flush=True)
+                       guidance=args.guidance, compile_mode=args.compile), flush=True)
 
 
 if __name__ == "__main__":
