@@ -226,6 +226,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             run.ema.update(student)
             sample = x.detach()
             state.step += 1
+            if state.step - start_step in (1, 10) or state.step % 50 == 0:  # the first: compile time; then the rate
+                print(f"{STAGE} step {state.step} t {deadline.elapsed():.1f}s", flush=True)
             if state.step % 10 == 0:
                 state.log("matching", matching.item())
                 state.log("grad_norm_rms", grad.pow(2).mean().sqrt().item())
