@@ -98,7 +98,8 @@ def plot_losses(state: StageState, path: Path, title: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_title(title)
-    ax.legend()
+    if ax.lines:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -90,6 +90,17 @@ class MidFeatureClassifier(nn.Module):
         return self.out(self.body(feature.float()).mean(dim=(2, 3))).squeeze(1)
 
 
+def save_compile_cache(path: Path) -> None:
+    """torch.compile's artifacts of this process so far (inductor's graphs and kernels) -> path."""
+    artifacts = torch.compiler.save_cache_artifacts()
+    if artifacts is None:
+        print(f"{STAGE} compile cache: nothing to save", flush=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(artifacts[0])
+    print(f"{STAGE} compile cache saved: {len(artifacts[0]) / 2**20:.1f} MiB -> {path}", flush=True)
+
+
 def unet_with_mid(unet: UNet2DConditionModel, sample: Tensor, timestep: Tensor, text: Tensor,
                   mid_only: bool = False) -> tuple[Tensor | None, Tensor]:
     """(eps, mid-block output) of one UNet pass, the classifier's features as an explicit output (a forward
@@ -117,13 +128,15 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           ode_weight: float = 0.0, bank_count: int | None = None, bank_file: Path | None = None,
           pool_size: int = 60_000, eval_count: int = 256, ema_decay: float = EMA_DECAY,
           probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1,
-          guidance: float = GUIDANCE, compile_mode: str | None = None) -> dict[str, float]:
+          guidance: float = GUIDANCE, compile_mode: str | None = None, compile_cache: Path | None = None) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     Every probe_every_s the EMA student is scored on 64 seen captions (training.one_step.PROBE_SEED, not the
     final evaluation's); the best such EMA is kept as best_ema_student and is a candidate of the
     final evaluation beside the last EMA and raw weights. compile_mode ("default", "reduce-overhead"): torch.compile
-    of the student, teacher and fake-score passes (the loop is launch-bound on the card: small kernels)."""
+    of the student, teacher and fake-score passes (the loop is launch-bound on the card: small kernels); compile_cache:
+    a file of torch.compile's artifacts (torch.compiler.save_cache_artifacts), loaded when present and written after
+    the first student step (every graph compiled by then), so a later call on a fresh machine can skip most of the compilation."""
     deadline = Deadline(seconds)
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
@@ -172,16 +185,22 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         """Scaled VAE latents (mean) of fresh renders of the pool's scenes `rows`."""
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             images = render(pool.index(rows), gen)  # type: ignore[attr-defined]
-            return vae.encode(images * 2 - 1).latent_dist.mean.float() * scaling
+            return (vae.encode(images * 2 - 1).latent_dist.mean.float() * scaling).contiguous()
 
     def fake_pass(sample: Tensor, timestep: Tensor, text: Tensor, mid_only: bool = False) -> tuple[Tensor | None, Tensor]:
         return unet_with_mid(fake, sample, timestep, text, mid_only)
 
     student_call, teacher_call = student, teacher.unet
     if compile_mode:
-        student_call, teacher_call = torch.compile(student, mode=compile_mode), torch.compile(teacher.unet, mode=compile_mode)
-        fake_pass = torch.compile(fake_pass, mode=compile_mode)  # type: ignore[assignment]
+        # static shapes: the student and teacher share UNet2DConditionModel.forward's code, so a first size change
+        # (batch B, then 2B) would otherwise turn the batch dimension dynamic for both
+        student_call = torch.compile(student, mode=compile_mode, dynamic=False)
+        teacher_call = torch.compile(teacher.unet, mode=compile_mode, dynamic=False)
+        fake_pass = torch.compile(fake_pass, mode=compile_mode, dynamic=False)  # type: ignore[assignment]
         state.metrics["compile"] = compile_mode
+        if compile_cache is not None and compile_cache.exists():
+            torch.compiler.load_cache_artifacts(compile_cache.read_bytes())
+            print(f"{STAGE} compile cache loaded: {compile_cache.stat().st_size / 2**20:.1f} MiB", flush=True)
 
     def student_x0(noise: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
@@ -228,6 +247,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             state.step += 1
             if state.step - start_step in (1, 10) or state.step % 50 == 0:  # the first: compile time; then the rate
                 print(f"{STAGE} step {state.step} t {deadline.elapsed():.1f}s", flush=True)
+            if compile_mode and compile_cache is not None and state.step - start_step == 1:  # every graph compiled
+                save_compile_cache(compile_cache)
             if state.step % 10 == 0:
                 state.log("matching", matching.item())
                 state.log("grad_norm_rms", grad.pow(2).mean().sqrt().item())
@@ -293,12 +314,15 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=GUIDANCE, help="the real score's guidance scale")
     parser.add_argument("--compile", choices=("default", "reduce-overhead"), default=None,
                         help="torch.compile the student, teacher and fake-score passes (off by default)")
+    parser.add_argument("--compile-cache", type=Path, default=None,
+                        help="torch.compile's artifacts: loaded from this file when present, saved to it after the first student step")
     args = parser.parse_args()
     print(STAGE, train(args.out, args.seconds, torch.device(args.device), batch=args.batch, lr=args.lr,
                        fake_lr=args.fake_lr, fake_steps=args.fake_steps, init_unet=args.init_unet,
                        ode_weight=args.ode_weight, bank_count=args.bank, bank_file=args.bank_file,
                        ema_decay=args.ema_decay, gan_weight=args.gan_weight, gan_d_weight=args.gan_d_weight,
-                       guidance=args.guidance, compile_mode=args.compile), flush=True)
+                       guidance=args.guidance, compile_mode=args.compile,
+                       compile_cache=args.compile_cache), flush=True)
 
 
 if __name__ == "__main__":

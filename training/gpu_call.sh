@@ -202,7 +202,7 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
     ;;
   poll)
     sleep "${2:-0}"
-    poll_logs "$E" "$TAG" 3 "probe\|Error" "${logs[@]}"
+    poll_logs "$E" "$TAG" 3 "step\|Error\|cache" "${logs[@]}"
     ;;
   finish)
     while [ ! -f "$E/DONE" ]; do sleep 5; done
