@@ -208,6 +208,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
     while deadline.left() > eval_reserve:
         iteration += 1
+        if compile_mode == "reduce-overhead":  # a new iteration: CUDA graphs may reuse the last one's output memory
+            torch.compiler.cudagraph_mark_step_begin()
         student_turn = iteration % fake_steps == 0
         if bank is not None:
             pick = torch.randint(0, len(bank[0]), (batch,), generator=gen, device=device)
