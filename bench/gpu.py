@@ -78,6 +78,7 @@ class Variant:
     vae_accel: str = "off"  # "off" | "graphs" | "compile" (pipelines.accel.BucketedDecoder)
     overlap: bool = False  # decode thread on its own CUDA stream
     pipeline: bool = False  # settings.decode_pipeline: wait for a decode only after the next pass is queued
+    cudnn_benchmark: bool = False  # settings.cudnn_benchmark, for this variant only
     output_format: str = "png"  # of the in-process runs
     http: tuple[str, ...] = ()  # response kinds: "json-png", "json-jpeg", "bytes-jpeg"
     poisson: bool = False  # Poisson arrivals at 80% of the saturated rate, first response kind
@@ -121,6 +122,9 @@ COMPILED_VARIANTS = (  # --compile-engine: a torch.compile'd UNet (about a minut
             http=("bytes-jpeg",), est_s=300),
     Variant("darkroom-compiled-fast-vaecompile", compiled_unet=True, interval=FAST_INTERVAL, vae_accel="compile",
             output_format="jpeg", est_s=300),
+    # cuDNN's autotuner on top: SD-Turbo's GPU time is ~88% the decoder's convolutions (run 8)
+    Variant("darkroom-compiled-vaecompile-cudnn", compiled_unet=True, vae_accel="compile", cudnn_benchmark=True,
+            output_format="jpeg", http=("bytes-jpeg",), est_s=300),
 )
 DEVICE = "cuda"  # --tiny runs the whole script on the CPU with shrunk models
 DTYPE = torch.float16
@@ -307,6 +311,7 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
     records: list[dict] = []
     notes: list[dict] = []
     reset_peak()
+    torch.backends.cudnn.benchmark = variant.cudnn_benchmark  # process-wide: reset below, so no other run inherits it
     model = darkroom_model(arch, case, variant.graphs, variant.compiled_unet, vae_accel=variant.vae_accel)
     settings = engine_settings(case, overlap=variant.overlap, pipeline=variant.pipeline)
     engine = Engine([model], settings)  # type: ignore[list-item]
@@ -337,7 +342,8 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
         encode_s = float(np.median([r.timings.get("encode_s", 0.0) for r in results]))
         levers = {"graphs": variant.graphs, "compiled_unet": variant.compiled_unet, "vae_accel": variant.vae_accel,
                   "decode_overlap": variant.overlap,
-                  "decode_pipeline": variant.pipeline, "guidance_interval": variant.interval}
+                  "decode_pipeline": variant.pipeline, "guidance_interval": variant.interval,
+                  "cudnn_benchmark": variant.cudnn_benchmark}
         for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
             records.append({"case": case.name, "system": variant.label, "mode": mode, "exact": exact,
                             "images_per_s": round(rate, 3), "latency_s": round(lat, 4),
@@ -376,6 +382,7 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
             notes.append({"case": case.name, "system": variant.label, "http_load": load})
     finally:
         engine.stop()
+        torch.backends.cudnn.benchmark = False
         from pipelines.accel import BucketedDecoder
 
         if isinstance(arch.vae.decoder, BucketedDecoder):  # the wrapper sits on the shared module: undo it

@@ -32,6 +32,11 @@
 #                                           #   started a second warm-up over the warmed engine, and load.py did not wait)
 #        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh sd15_fast_vae   # ~500 s: SD1.5 compiled + interval with the decoder compiled and
 #                                           #   JPEG on the GPU, then without them (run 8's budget guard skipped the first when it ran second)
+#      Prepared after run 10 (not run yet): SD-Turbo's HTTP rate is steady at 82-84 img/s with the compiled decoder
+#      ~88% of its GPU time, so cuDNN's convolution autotuner (settings.cudnn_benchmark) on top, beside the same
+#      variant without it, in one call:
+#        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh turbo_cudnn     # ~600 s with an empty cache: SD-Turbo diffusers,
+#                                           #   darkroom-compiled-vaecompile, then the same with -cudnn, HTTP raw JPEG each
 #      If sdxl (or sdxl_fast) is cut during the compiled warm-up (its log has no "darkroom-compiled  batch1"
 #      line), run the same sub-command again: each bucket shape whose compile finished is in the cache.
 #      The machine stays warm between calls: runs/site (wheels, installed once) and runs/inductor
@@ -88,6 +93,8 @@ turbo_compiled) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-vae
                        --extra-concurrency 128) ;;
 turbo_compiled_http) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-compiled-vaecompile --http-kinds bytes-jpeg
                             --extra-concurrency 128) ;;
+turbo_cudnn) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-compiled-vaecompile,darkroom-compiled-vaecompile-cudnn
+                     --http-kinds bytes-jpeg) ;;
 sd15_fast_vae)  ARGS+=(--tasks sd15 --compile-engine --variants darkroom-compiled-fast-vaecompile,darkroom-compiled-fast --no-http
                        --fast-interval "$FAST_INTERVAL") ;;
 *) echo "unknown sub-command $CMD" >&2; exit 2 ;;

@@ -336,6 +336,16 @@ def enable_fp8_linears(module: torch.nn.Module, mode: str = "dynamic") -> int:
     return len(converted)
 
 
+def enable_cudnn_benchmark(on: bool) -> bool:
+    """cuDNN's autotuner for convolutions (process-wide: torch.backends.cudnn.benchmark): each new input shape is
+    timed once over cuDNN's algorithms at its first pass, which the warm-up's pass of every batch bucket covers.
+    True when switched on; off CUDA (or not asked) it stays as it is."""
+    if not on or not torch.cuda.is_available():
+        return False
+    torch.backends.cudnn.benchmark = True
+    return True
+
+
 def enable_fp8_unet(model: object, mode: str) -> int:
     """fp8 linears in a CUDA model's UNet (enable_fp8_linears); 0 for "off" or off CUDA.
 

@@ -109,10 +109,12 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
     from pipelines.accel import (
         enable_compile,
         enable_cuda_graphs,
+        enable_cudnn_benchmark,
         enable_fp8_unet,
         enable_vae_decoder_accel,
     )
 
+    enable_cudnn_benchmark(settings.cudnn_benchmark)
     for model in models:  # each a no-op off CUDA or without a UNet; fp8, then compile, graphs around it
         enable_fp8_unet(model, settings.unet_fp8)
         if settings.compile_unet:

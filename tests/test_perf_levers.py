@@ -128,3 +128,16 @@ def test_time_call_repeats_short_calls_until_min_seconds() -> None:
     calls.clear()
     time_call(short, warmup=0, repeats=2, min_seconds=10.0, max_repeats=5)
     assert len(calls) == 5
+
+
+def test_cudnn_benchmark_is_off_by_default_and_a_no_op_off_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.accel import enable_cudnn_benchmark
+    from server.settings import Settings
+
+    assert Settings().cudnn_benchmark is False
+    monkeypatch.setenv("DARKROOM_CUDNN_BENCHMARK", "1")
+    assert Settings().cudnn_benchmark is True
+    before = torch.backends.cudnn.benchmark
+    assert enable_cudnn_benchmark(False) is False and torch.backends.cudnn.benchmark == before
+    if not torch.cuda.is_available():
+        assert enable_cudnn_benchmark(True) is False and torch.backends.cudnn.benchmark == before
