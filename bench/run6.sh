@@ -33,8 +33,8 @@
 #        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh sd15_fast_vae   # ~500 s: SD1.5 compiled + interval with the decoder compiled and
 #                                           #   JPEG on the GPU, then without them (run 8's budget guard skipped the first when it ran second)
 #      Prepared after run 10 (not run yet): SD-Turbo's HTTP rate is steady at 82-84 img/s with the compiled decoder
-#      ~88% of its GPU time, so cuDNN's convolution autotuner (settings.cudnn_benchmark) on top, beside the same
-#      variant without it, in one call:
+#      most of its GPU time (8.9 of ~10.1 ms per image), so cuDNN's convolution autotuner (settings.cudnn_benchmark)
+#      on top, beside the same variant without it, in one call:
 #        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh turbo_cudnn     # ~600 s with an empty cache: SD-Turbo diffusers,
 #                                           #   darkroom-compiled-vaecompile, then the same with -cudnn, HTTP raw JPEG each
 #      If sdxl (or sdxl_fast) is cut during the compiled warm-up (its log has no "darkroom-compiled  batch1"

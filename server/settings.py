@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     # workstation is ready in seconds (a no-op off CUDA)
     compile_unet: bool = False
     # cuDNN's convolution autotuner (torch.backends.cudnn.benchmark, process-wide; CUDA only): each
-    # shape is timed once at its first pass, during the warm-up. Exact (the same convolutions, another
-    # algorithm). Off until measured: bench/run6.sh turbo_cudnn times it beside the same variant without it
+    # shape is timed once at its first pass, during the warm-up. Exact within fp16 rounding (the same
+    # convolutions, maybe another algorithm). Off until measured: bench/run6.sh turbo_cudnn times it
+    # beside the same variant without it
     cudnn_benchmark: bool = False
     # fp8 linears in the UNet (torchao; Hopper GPUs): "off", "weight" (fp8 weights, bf16 matmul) or
     # "dynamic" (fp8 weights and activations; needs dtype bfloat16). Changes the output: "fast" mode
