@@ -31,7 +31,7 @@ UNet's x0 at t = 999 from pure noise.
 
     python -m training.distill_dmd --out RUN --seconds S [--device cuda] [--batch B] [--lr LR]
         [--fake-lr LR] [--fake-steps K] [--init-unet DIR] [--ode-weight W --bank N --bank-file F]
-        [--gan-weight G --gan-d-weight D] [--guidance W]
+        [--gan-weight G --gan-d-weight D] [--guidance W] [--compile MODE [--compile-cache FILE]]
 """
 
 from __future__ import annotations
