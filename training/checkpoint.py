@@ -106,16 +106,20 @@ def plot_losses(state: StageState, path: Path, title: str) -> None:
 
 
 class Deadline:
-    """A wall-clock budget in seconds from construction."""
+    """A wall-clock budget in seconds from construction. With a stop_file, the budget ends when that file appears
+    (a run ended early from outside still saves and evaluates as at its deadline)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, stop_file: Path | None = None) -> None:
         self.start = time.monotonic()
         self.seconds = seconds
+        self.stop_file = stop_file
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
     def left(self) -> float:
+        if self.stop_file is not None and self.stop_file.exists():
+            self.seconds, self.stop_file = self.elapsed(), None
         return self.seconds - self.elapsed()
 
     def passed(self) -> bool:

@@ -137,7 +137,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     of the student, teacher and fake-score passes (the loop is launch-bound on the card: small kernels); compile_cache:
     a file of torch.compile's artifacts (torch.compiler.save_cache_artifacts), loaded when present and written after
     the first student step (every graph compiled by then), so a later call on a fresh machine can skip most of the compilation."""
-    deadline = Deadline(seconds)
+    deadline = Deadline(seconds, out / "STOP")  # `touch RUN/STOP` ends the training early
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
     directory = out / STAGE

@@ -168,7 +168,8 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
   # runs/wN_runNX.
   #   prepare WHEEL_DIR: the wheels -> runs/site (kept between calls on a warm machine: the next upload can carry weights)
   #   launch WAIT_S: import of the shipped weights into each run, the pipeline started, a poll after WAIT_S
-  #   poll WAIT_S; finish: per run, the one-step export, students_eval (teacher + student), state and loss curve, packed
+  #   poll WAIT_S; stop X... [WAIT_S]: end runs X early (distill_dmd's RUN/STOP), then a poll
+  #   finish: per run, the one-step export, students_eval (teacher + student), state and loss curve, packed
   # PROFILE_RUN=X PROFILE_AT=S: py-spy samples run X for 30 s from S s into the pipeline (E/pyspy_X.txt, folded stacks)
   local x logs=()
   [ "$1" != launch ] && [ -f "$E/runs.txt" ] && RUNS=$(cat "$E/runs.txt")  # launch's RUNS, whatever the later calls' env
@@ -203,6 +204,11 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
   poll)
     sleep "${2:-0}"
     poll_logs "$E" "$TAG" 3 "step\|Error\|cache" "${logs[@]}"
+    ;;
+  stop)  # X... [WAIT_S]: end runs X early (their deadline; each still saves and evaluates), then poll after WAIT_S
+    shift
+    while [ $# -gt 0 ] && [[ $1 =~ ^[a-z]$ ]]; do touch "runs/run$N$1/STOP"; log "run $1: STOP"; shift; done
+    student_runs poll "${1:-0}"
     ;;
   finish)
     while [ ! -f "$E/DONE" ]; do sleep 5; done

@@ -69,3 +69,16 @@ def test_loss_curve_smoothing_keeps_a_short_run() -> None:
     steps, values = smoothed(long)
     assert len(steps) == 1000 - 50 + 1 and steps[0] == 49 and torch.all(values == 1.0)
     assert len(smoothed([(0, 2.0)])[0]) == 1  # a single log plots as itself
+
+
+def test_deadline_ends_when_its_stop_file_appears(tmp_path) -> None:
+    from training.checkpoint import Deadline
+
+    stop = tmp_path / "STOP"
+    deadline = Deadline(3600.0, stop)
+    assert deadline.left() > 3500 and not deadline.passed()
+    stop.touch()
+    assert deadline.passed() and deadline.left() <= 0
+    stop.unlink()  # the budget stays ended once seen
+    assert deadline.passed()
+    assert Deadline(3600.0).left() > 3500
