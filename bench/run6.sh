@@ -37,6 +37,10 @@
 #      on top, beside the same variant without it, in one call:
 #        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh turbo_cudnn     # ~600 s with an empty cache: SD-Turbo diffusers,
 #                                           #   darkroom-compiled-vaecompile, then the same with -cudnn, HTTP raw JPEG each
+#      Ran twice as run 11 (2026-11-27, NVIDIA H200, one machine: BUDGET_S=540, then 400 with the caches warm): the
+#      budget guard skipped -cudnn both times (a 300 s estimate; warm-up 431 s cold, 75 s warm), so the results are
+#      the plain variant's, bench/results/gpu_NVIDIA_H200_run11_turbo_compiled_http_{a,b}.json. The guard now takes
+#      a warm compile's measured time; with the caches warm, BUDGET_S=540 fits both variants (~120 s each).
 #      If sdxl (or sdxl_fast) is cut during the compiled warm-up (its log has no "darkroom-compiled  batch1"
 #      line), run the same sub-command again: each bucket shape whose compile finished is in the cache.
 #      The machine stays warm between calls: runs/site (wheels, installed once) and runs/inductor

@@ -141,3 +141,15 @@ def test_cudnn_benchmark_is_off_by_default_and_a_no_op_off_cuda(monkeypatch: pyt
     assert enable_cudnn_benchmark(False) is False and torch.backends.cudnn.benchmark == before
     if not torch.cuda.is_available():
         assert enable_cudnn_benchmark(True) is False and torch.backends.cudnn.benchmark == before
+
+
+def test_bench_budget_estimate_drops_to_a_warm_compile_of_the_same_graphs() -> None:
+    from bench.gpu import COMPILED_VARIANTS, variant_estimate_s
+
+    by_label = {v.label: v for v in COMPILED_VARIANTS}
+    plain, cudnn = by_label["darkroom-compiled-vaecompile"], by_label["darkroom-compiled-vaecompile-cudnn"]
+    assert variant_estimate_s(cudnn, {}) == cudnn.est_s  # nothing ran yet: the rough cost
+    took = {plain.graphs_key: 120.0}  # the same graphs ran in 120 s (caches warm from an earlier call)
+    assert variant_estimate_s(cudnn, took) == 120.0
+    assert variant_estimate_s(cudnn, {plain.graphs_key: 475.0}) == cudnn.est_s  # a cold compile: no more than est_s
+    assert variant_estimate_s(by_label["darkroom-compiled"], took) == by_label["darkroom-compiled"].est_s  # other graphs
