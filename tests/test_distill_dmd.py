@@ -60,7 +60,7 @@ def test_a_short_run_with_the_gan_term_trains_every_part(tmp_path: Path) -> None
     """The loop end to end on CPU (the cached caption embeddings, the explicit mid-block features, the
     classifier): student and fake-score steps are taken and every part's weights are written."""
     from training.checkpoint import load_state
-    from training.distill_dmd import STAGE, train
+    from training.distill_dmd import CRITIC_DIR, STAGE, train
     from training.export import import_weights
 
     import_weights(ROOT / "weights", tmp_path)
@@ -76,3 +76,35 @@ def test_a_short_run_with_the_gan_term_trains_every_part(tmp_path: Path) -> None
     assert fake.keys() == teacher.keys() and all(torch.isfinite(v).all() for v in fake.values())
     # the fake score learnt from the student's samples: it moved away from the teacher it started as
     assert max((fake[k] - teacher[k]).abs().max().item() for k in fake) > 1e-4
+    critic = tmp_path / STAGE / CRITIC_DIR  # the fp16 copy a later call carries
+    assert load_file(str(critic / "fake_score.safetensors"))["conv_in.weight"].dtype == torch.float16
+    assert (critic / "classifier.safetensors").exists()
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled_turbo" / "unet" / "config.json").exists(), reason="no shipped student")
+def test_a_fresh_run_starts_from_another_runs_critic(tmp_path: Path) -> None:
+    """--init-critic: a fresh run's fake score and classifier are the given folder's, not the teacher and a new classifier."""
+    from safetensors.torch import save_file
+
+    from training.checkpoint import load_state
+    from training.distill_dmd import STAGE, train
+    from training.export import import_weights
+
+    teacher = UNet2DConditionModel.from_pretrained(ROOT / "weights" / "bundled" / "unet").float()
+    critic = tmp_path / "critic"
+    critic.mkdir()
+    fake = {k: (v + 0.01).half() for k, v in teacher.state_dict().items()}  # a critic unlike the teacher
+    save_file(fake, str(critic / "fake_score.safetensors"))
+    classifier = {k: torch.full_like(v, 0.5).half() for k, v in MidFeatureClassifier().state_dict().items()}
+    save_file(classifier, str(critic / "classifier.safetensors"))
+    run = tmp_path / "run"
+    import_weights(ROOT / "weights", run)
+    with pytest.raises(FileNotFoundError, match="init-critic"):
+        train(run, 0.0, torch.device("cpu"), init_critic=tmp_path / "nowhere")
+    train(run, 0.0, torch.device("cpu"), batch=2, init_unet=ROOT / "weights" / "bundled_turbo" / "unet",
+          gan_weight=0.05, eval_count=2, pool_size=16, init_critic=critic)  # no time to train: the loaded critic is saved back
+    saved = load_file(str(run / STAGE / "fake_score.safetensors"))
+    assert all(torch.equal(saved[k], fake[k].float()) for k in fake)
+    saved = load_file(str(run / STAGE / "classifier.safetensors"))
+    assert all(torch.equal(saved[k], classifier[k].float()) for k in classifier)
+    assert load_state(run / STAGE).metrics["init_critic"] == str(critic)

@@ -31,7 +31,7 @@ UNet's x0 at t = 999 from pure noise.
 
     python -m training.distill_dmd --out RUN --seconds S [--device cuda] [--batch B] [--lr LR]
         [--fake-lr LR] [--fake-steps K] [--init-unet DIR] [--ode-weight W --bank N --bank-file F]
-        [--gan-weight G --gan-d-weight D] [--guidance W] [--compile MODE [--compile-cache FILE]]
+        [--gan-weight G --gan-d-weight D] [--guidance W] [--compile MODE [--compile-cache FILE]] [--init-critic DIR]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ GUIDANCE = 4.0
 FAKE_STEPS = 5  # fake-score updates per student update
 T_MIN, T_MAX = 20, 980  # timesteps of the score comparison (DMD: 0.02 T .. 0.98 T)
 EMA_DECAY = 0.998
+CRITIC_DIR = "critic_fp16"  # the fake score and classifier in fp16 (~18 MB): what a later call carries to continue a run
 PROBE_EVERY_S = 120.0  # in-run probe of the EMA student's one-step accuracy (captions unlike the final eval's)
 
 
@@ -128,7 +129,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           ode_weight: float = 0.0, bank_count: int | None = None, bank_file: Path | None = None,
           pool_size: int = 60_000, eval_count: int = 256, ema_decay: float = EMA_DECAY,
           probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1,
-          guidance: float = GUIDANCE, compile_mode: str | None = None, compile_cache: Path | None = None) -> dict[str, float]:
+          guidance: float = GUIDANCE, compile_mode: str | None = None, compile_cache: Path | None = None,
+          init_critic: Path | None = None) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     Every probe_every_s the EMA student is scored on 64 seen captions (training.one_step.PROBE_SEED, not the
@@ -136,7 +138,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     final evaluation beside the last EMA and raw weights. compile_mode ("default", "reduce-overhead"): torch.compile
     of the student, teacher and fake-score passes (the loop is launch-bound on the card: small kernels); compile_cache:
     a file of torch.compile's artifacts (torch.compiler.save_cache_artifacts), loaded when present and written after
-    the first student step (every graph compiled by then), so a later call on a fresh machine can skip most of the compilation."""
+    the first student step (every graph compiled by then), so a later call on a fresh machine can skip most of the compilation.
+    init_critic: a folder of another run's fake score and classifier (CRITIC_DIR, written at the end of every run in fp16)
+    that a fresh run starts from instead of the teacher, so a run continued in a later call keeps its critic."""
     deadline = Deadline(seconds, out / "STOP")  # `touch RUN/STOP` ends the training early
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
@@ -149,10 +153,16 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     run = OneStepStudent(teacher.unet, directory, state, ema_decay, init_unet, fallback=out / "lcm" / "ema_student.safetensors")
     student = run.student
     fake = copy.deepcopy(teacher.unet).train().requires_grad_(True)
-    load_weights(fake, directory / "fake_score.safetensors")
-    gan = gan_weight > 0
     classifier = MidFeatureClassifier().to(device).train()
-    load_weights(classifier, directory / "classifier.safetensors")
+    critic = directory  # a resumed run's own critic; else init_critic's; else the teacher and a fresh classifier
+    if not (directory / "fake_score.safetensors").exists() and init_critic is not None:
+        if not (init_critic / "fake_score.safetensors").exists():
+            raise FileNotFoundError(f"--init-critic {init_critic}: no fake_score.safetensors there")
+        critic = init_critic
+        state.metrics["init_critic"] = str(init_critic)
+    load_weights(fake, critic / "fake_score.safetensors")
+    load_weights(classifier, critic / "classifier.safetensors")
+    gan = gan_weight > 0
     opt_g = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
     opt_f = torch.optim.AdamW([*fake.parameters(), *classifier.parameters()], lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
     state.metrics.update({"lr": lr, "fake_lr": fake_lr, "fake_steps": fake_steps, "ode_weight": ode_weight,
@@ -286,7 +296,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                 state.log("classifier_accuracy", 0.5 * ((logit_real > 0).float().mean() + (logit_fake < 0).float().mean()).item())
 
         if deadline.elapsed() >= next_probe:
-            next_probe += probe_every_s
+            next_probe = deadline.elapsed() + probe_every_s  # not +=: a long compile would queue probes back to back
             probe = run.probe(state, teacher, vae, scaling, judge, device)
             print(f"{STAGE} step {state.step} t {deadline.elapsed():.0f}s probe {probe:.3f} "
                   f"matching {matching.item():.4f} fake {loss_f.item():.4f}", flush=True)
@@ -294,8 +304,10 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     state.elapsed_s += deadline.elapsed()
     state.metrics["steps_this_run"] = state.step - start_step
     save_weights(fake, directory / "fake_score.safetensors")
+    save_weights(fake, directory / CRITIC_DIR / "fake_score.safetensors", torch.float16)  # to carry to a later call
     if gan:
         save_weights(classifier, directory / "classifier.safetensors")
+        save_weights(classifier, directory / CRITIC_DIR / "classifier.safetensors", torch.float16)
     metrics = run.finish(state, teacher, vae, scaling, judge, eval_count if cuda else 4, device)
     save_state(directory, state, "DMD: distribution matching, fake-score denoising")
     return metrics
@@ -316,6 +328,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=GUIDANCE, help="the real score's guidance scale")
     parser.add_argument("--compile", choices=("default", "reduce-overhead"), default=None,
                         help="torch.compile the student, teacher and fake-score passes (off by default)")
+    parser.add_argument("--init-critic", type=Path, default=None,
+                        help=f"a fresh run's fake score and classifier from this folder (another run's dmd/{CRITIC_DIR})")
     parser.add_argument("--compile-cache", type=Path, default=None,
                         help="torch.compile's artifacts: loaded from this file when present, saved to it after the first student step")
     args = parser.parse_args()
@@ -324,7 +338,7 @@ def main() -> None:
                        ode_weight=args.ode_weight, bank_count=args.bank, bank_file=args.bank_file,
                        ema_decay=args.ema_decay, gan_weight=args.gan_weight, gan_d_weight=args.gan_d_weight,
                        guidance=args.guidance, compile_mode=args.compile,
-                       compile_cache=args.compile_cache), flush=True)
+                       compile_cache=args.compile_cache, init_critic=args.init_critic), flush=True)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         if state.step % 10 == 0:
             state.log("refined_regression", loss.item())
         if deadline.elapsed() >= next_probe:
-            next_probe += probe_every_s
+            next_probe = deadline.elapsed() + probe_every_s
             probe = run.probe(state, teacher, vae, scaling, judge, device)
             print(f"{STAGE} step {state.step} t {deadline.elapsed():.0f}s probe {probe:.3f} loss {loss.item():.4f}", flush=True)
 

@@ -164,12 +164,13 @@ unet_call() {  # MODE [WAIT_S]: teacher-only UNet runs (calls 10, 11), alone on 
 
 student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (call 18 on). The recipe sets N and SCRIPT
   # (call_settings N ...), RUNS (run letters) and defines `run_stage X` (the stage: dmd, refine) and `run_command X` (the
-  # stage's module and its recipe arguments besides --out/--seconds/--device/--batch); run X is runs/runNX, exported to
-  # runs/wN_runNX.
+  # stage's module and its recipe arguments besides --out/--seconds/--device/--batch), and may define `run_batch X` (run X's
+  # batch; default BATCH); run X is runs/runNX, exported to runs/wN_runNX.
   #   prepare WHEEL_DIR: the wheels -> runs/site (kept between calls on a warm machine: the next upload can carry weights)
   #   launch WAIT_S: import of the shipped weights into each run, the pipeline started, a poll after WAIT_S
   #   poll WAIT_S; stop X... [WAIT_S]: end runs X early (distill_dmd's RUN/STOP), then a poll
-  #   finish: per run, the one-step export, students_eval (teacher + student), state and loss curve, packed
+  #   finish: per run, the one-step export, students_eval (teacher + student), state and loss curve; the first run's
+  #   critic (distill_dmd's critic_fp16, if any) as E/critic_runNX; all packed
   # PROFILE_RUN=X PROFILE_AT=S: py-spy samples run X for 30 s from S s into the pipeline (E/pyspy_X.txt, folded stacks)
   local x logs=()
   [ "$1" != launch ] && [ -f "$E/runs.txt" ] && RUNS=$(cat "$E/runs.txt")  # launch's RUNS, whatever the later calls' env
@@ -185,10 +186,12 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
     ;;
   pipeline)
     local t0; t0=$(date +%s)
+    local batch
     for x in $RUNS; do
-      log "$x for $TRAIN_S s: $(run_command "$x")"
+      batch=$BATCH; declare -F run_batch > /dev/null && batch=$(run_batch "$x")  # the recipe's per-run batch, if it sets one
+      log "$x for $TRAIN_S s at batch $batch: $(run_command "$x")"
       # shellcheck disable=SC2046
-      $PY -m $(run_command "$x") --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$BATCH" \
+      $PY -m $(run_command "$x") --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$batch" \
         > "$E/logs/$(run_stage "$x")_$x.log" 2>&1 &
       echo $! > "$E/pid_run$N$x"
     done
@@ -219,6 +222,8 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
       export_and_eval "runs/run$N$x" "runs/w${N}_run$N$x" "$E" "run$N$x" "$s"
       cp "runs/run$N$x/$s/state.json" "$E/state_run$N${x}_$s.json"; cp "runs/run$N$x/$s/loss.png" "$E/loss_run$N${x}_$s.png"
     done
+    x=${RUNS%% *}; s=$(run_stage "$x")  # the first run's critic (fp16, ~18 MB; DMD only): a later call continues it
+    [ -d "runs/run$N$x/$s/critic_fp16" ] && cp -r "runs/run$N$x/$s/critic_fp16" "$E/critic_run$N$x"
     pack "$E" "$(basename "$E")"; log done
     ;;
   *) echo "unknown mode $1" >&2; return 2 ;;

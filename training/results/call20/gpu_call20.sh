@@ -1,5 +1,6 @@
 #!/bin/bash
-# Call 20 (GPU, issue 6; prepared, not yet run): the DMD loop compiled. Calls 18-19 showed DMD from this student
+# Call 20 (GPU, issue 6; run on an NVIDIA H200 on 2026-11-27 with TRAIN_S=700, run b stopped at 505 s: record.md):
+# the DMD loop compiled. Calls 18-19 showed DMD from this student
 # stopped moving under every single-knob change (training/results/call19/record.md); DMD2's remaining difference
 # is tens of thousands of steps, and the loop is launch-bound alone (0.8 steps/s eager, card 29-51% busy, call 17).
 # distill_dmd --compile (the student, teacher and fake-score passes; the classifier's mid-block features are an
