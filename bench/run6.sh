@@ -40,7 +40,9 @@
 #      Ran twice as run 11 (2026-11-27, NVIDIA H200, one machine: BUDGET_S=540, then 400 with the caches warm): the
 #      budget guard skipped -cudnn both times (a 300 s estimate; warm-up 431 s cold, 75 s warm), so the results are
 #      the plain variant's, bench/results/gpu_NVIDIA_H200_run11_turbo_compiled_http_{a,b}.json. The guard now takes
-#      a warm compile's measured time; with the caches warm, BUDGET_S=540 fits both variants (~120 s each).
+#      a warm compile's measured time; with the caches warm, BUDGET_S=540 fits both variants (~120 s each). On a
+#      fresh machine the plain variant's first warm-up alone takes ~430 s, so run the sub-command twice on the
+#      same machine: the first call warms the caches (and repeats run 11a), the second times both (~250 s).
 #      If sdxl (or sdxl_fast) is cut during the compiled warm-up (its log has no "darkroom-compiled  batch1"
 #      line), run the same sub-command again: each bucket shape whose compile finished is in the cache.
 #      The machine stays warm between calls: runs/site (wheels, installed once) and runs/inductor
