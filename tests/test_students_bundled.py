@@ -108,3 +108,22 @@ async def test_engine_serves_the_student(students: dict[str, object], model_id: 
     assert defaults.status_code == 200, defaults.text
     metadata = defaults.json()["metadata"]
     assert metadata["sampler"] == model.family.default_sampler and metadata["steps"] == model.family.default_steps  # type: ignore[attr-defined]
+
+
+def test_students_eval_table_shows_each_gpu_latency_stage_every_row_has() -> None:
+    """training.students_eval's README table: the CUDA graphs and as-served columns appear only when every row
+    was measured that way (CPU runs have neither)."""
+    from training.students_eval import markdown
+
+    split = {"acc_caption": 0.9, "acc_colour": 1.0, "acc_shape": 0.9, "acc_size": 0.9, "acc_position": 0.9, "fid_judge": 0.2}
+    row = {"name": "teacher", "seen": split, "heldout": split, "accuracy_vs_teacher": 1.0, "latency_batch1_s": 0.5,
+           "latency_batched_s": 0.25, "speedup_batch1": 1.0}
+    cpu = markdown({"card": "cpu", "latency_batch": 16, "rows": [row]})
+    assert "graphs" not in cpu and "served" not in cpu
+    gpu_row = {**row, "latency_batch1_graphs_s": 0.08, "speedup_batch1_graphs": 1.0,
+               "latency_batch1_served_s": 0.07, "speedup_batch1_served": 1.0}
+    gpu = markdown({"card": "NVIDIA H200", "latency_batch": 256, "rows": [gpu_row, {**gpu_row, "name": "one-step"}]}).splitlines()
+    assert gpu[0].endswith("batch 1, UNet CUDA graphs (speed-up) | batch 1 as served (+ decoder lever) (speed-up) |")
+    assert gpu[1].count("|") == gpu[0].count("|") and gpu[2].endswith("| 80.0 ms (1.0x) | 70.0 ms (1.0x) |")
+    partial = markdown({"card": "NVIDIA H200", "latency_batch": 256, "rows": [gpu_row, row]})
+    assert "graphs" not in partial and "served" not in partial

@@ -13,7 +13,9 @@ encoder, sampler, UNet, VAE decoder; eager), after warm-up, as the median of rep
 torch.cuda.synchronize around each on CUDA: "batch 1" is one prompt per call, "batched" is
 `--latency-batch` prompts per call divided by that count. On CUDA batch 1 is measured again with
 the UNet replayed as CUDA graphs (pipelines.accel, the engine's default there): at batch 1 the
-fixed costs (text encoder, VAE decoder, launches) bound the students' speed-up.
+fixed costs (text encoder, VAE decoder, launches) bound the students' speed-up. Then once more "as
+served": also with the engine's default decoder lever (settings.vae_accel "auto": the decoder
+compiled for models of few default steps, so for the students and not the 25-step teacher).
 --latency-only skips the judge (students_latency.json only), e.g. for CPU figures.
 
 Writes DIR/students_eval.json, DIR/students_eval.md and DIR/students_grid.png (rows: 8 seen
@@ -79,10 +81,12 @@ def markdown(result: dict[str, object]) -> str:
     """The README table: one line per row, seen and held-out accuracy, FID, latency."""
     header = (f"| model | caption acc seen | held-out | vs teacher (seen) | colour | shape | size | position | FID seen | "
               f"latency batch 1 ({result['card']}) | batched ({result['latency_batch']}) | speed-up batch 1 |")
-    graphs = all("speedup_batch1_graphs" in row for row in result["rows"])  # type: ignore[attr-defined]
+    extra = [(stage, title) for stage, title in (("graphs", "batch 1, UNet CUDA graphs"),
+                                                  ("served", "batch 1 as served (+ decoder lever)"))
+             if all(f"speedup_batch1_{stage}" in row for row in result["rows"])]  # type: ignore[attr-defined]
     lines = [
-        header + (" batch 1, UNet CUDA graphs (speed-up) |" if graphs else ""),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if graphs else ""),
+        header + "".join(f" {title} (speed-up) |" for _, title in extra),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(extra),
     ]
     for row in result["rows"]:  # type: ignore[attr-defined]
         lines.append(
@@ -91,7 +95,7 @@ def markdown(result: dict[str, object]) -> str:
             f"{row['seen'].get('acc_size', float('nan')):.3f} | {row['seen'].get('acc_position', float('nan')):.3f} | "
             f"{row['seen']['fid_judge']:.2f} | {row['latency_batch1_s'] * 1000:.1f} ms | "
             f"{row['latency_batched_s'] * 1000:.2f} ms | {row['speedup_batch1']:.1f}x |"
-            + (f" {row['latency_batch1_graphs_s'] * 1000:.1f} ms ({row['speedup_batch1_graphs']:.1f}x) |" if "speedup_batch1_graphs" in row else "")
+            + "".join(f" {row[f'latency_batch1_{stage}_s'] * 1000:.1f} ms ({row[f'speedup_batch1_{stage}']:.1f}x) |" for stage, _ in extra)
         )
     return "\n".join(lines) + "\n"
 
@@ -137,21 +141,25 @@ def main() -> None:
         print(json.dumps({k: v for k, v in row.items() if k not in ("seen", "heldout")}), flush=True)
     if not args.latency_only:
         comparison_grid(models, args.out / "students_grid.png", spec=spec)
-    if cuda:  # as the engine serves on CUDA by default: the UNet replayed as one CUDA graph per shape
-        from pipelines.accel import enable_cuda_graphs
+    if cuda:  # as the engine serves on CUDA by default: the UNet replayed as one CUDA graph per shape ("graphs"), then
+        # also the decoder lever of settings.vae_accel's default, "auto" ("served": compiled for the few-step students)
+        from pipelines.accel import enable_cuda_graphs, enable_vae_decoder_accel
 
-        for model in models.values():
-            enable_cuda_graphs(model)
-        for row in rows:
-            try:
-                row["latency_batch1_graphs_s"] = latency(models[str(row["model"])], str(row["sampler"]), int(row["steps"]),  # type: ignore[call-overload]
-                                                         float(row["guidance"]), 1, reps)  # type: ignore[arg-type]
-            except (RuntimeError, ValueError, TypeError, AssertionError) as e:  # a failed capture must not cost the other figures
-                row["graphs_error"] = f"{type(e).__name__}: {e}"
+        for stage, enable in (("graphs", enable_cuda_graphs), ("served", lambda m: enable_vae_decoder_accel(m, "auto"))):
+            for model in models.values():
+                enable(model)
+            for row in rows:
+                try:
+                    row[f"latency_batch1_{stage}_s"] = latency(models[str(row["model"])], str(row["sampler"]), int(row["steps"]),  # type: ignore[call-overload]
+                                                               float(row["guidance"]), 1, reps)  # type: ignore[arg-type]
+                except (RuntimeError, ValueError, TypeError, AssertionError) as e:  # a failed capture must not cost the other figures
+                    row[f"{stage}_error"] = f"{type(e).__name__}: {e}"
     teacher = rows[0]
     for row in rows:
-        if "latency_batch1_graphs_s" in row and "latency_batch1_graphs_s" in teacher:
-            row["speedup_batch1_graphs"] = teacher["latency_batch1_graphs_s"] / row["latency_batch1_graphs_s"]  # type: ignore[operator]
+        for stage in ("graphs", "served"):
+            key = f"latency_batch1_{stage}_s"
+            if key in row and key in teacher:
+                row[f"speedup_batch1_{stage}"] = teacher[key] / row[key]  # type: ignore[operator]
         if not args.latency_only:
             row["accuracy_vs_teacher"] = row["seen"]["acc_caption"] / max(teacher["seen"]["acc_caption"], 1e-9)  # type: ignore[index]
             row["accuracy_vs_teacher_heldout"] = row["heldout"]["acc_caption"] / max(teacher["heldout"]["acc_caption"], 1e-9)  # type: ignore[index]
@@ -163,7 +171,8 @@ def main() -> None:
         "latency_batch": lat_batch, "latency_reps": reps, "dtype": str(dtype).removeprefix("torch."),
         "latency_note": ("median seconds per image through the serving path (eval.generate: text encoder, sampler, UNet, "
                          "VAE decoder), eager; on CUDA torch.cuda.synchronize around each call, and batch 1 again with "
-                         "the UNet as CUDA graphs (the engine's CUDA default)"),
+                         "the UNet as CUDA graphs (the engine's CUDA default), then also with the engine's default "
+                         "decoder lever (vae_accel auto: the decoder compiled for few-step models)"),
         "rows": rows,
     }
     if args.latency_only:
