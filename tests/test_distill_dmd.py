@@ -67,9 +67,10 @@ def test_a_short_run_with_the_gan_term_trains_every_part(tmp_path: Path) -> None
     # one fake-score update per student update (the recipe's 5 would need 10 iterations for 2 student steps, which a
     # busy CI core may not reach in the budget; the fake score and classifier still update every iteration)
     metrics = train(tmp_path, 20.0, torch.device("cpu"), batch=2, init_unet=ROOT / "weights" / "bundled_turbo" / "unet",
-                    gan_weight=0.05, guidance=6.0, eval_count=2, pool_size=16, fake_steps=1)
+                    gan_weight=0.05, guidance=6.0, eval_count=2, pool_size=16, fake_steps=1, three_object_weight=2.0)
     state = load_state(tmp_path / STAGE)
     assert state.step >= 2 and state.metrics["guidance"] == 6.0 and "compile" not in state.metrics
+    assert state.metrics["three_object_weight"] == 2.0
     assert metrics["export"] in ("ema_student", "student", "best_ema_student")
     for name in ("fake_score", "classifier", "ema_student", "student"):
         assert (tmp_path / STAGE / f"{name}.safetensors").exists(), name
@@ -110,3 +111,18 @@ def test_a_fresh_run_starts_from_another_runs_critic(tmp_path: Path) -> None:
     saved = load_file(str(run / STAGE / "classifier.safetensors"))
     assert all(torch.equal(saved[k], classifier[k].float()) for k in classifier)
     assert load_state(run / STAGE).metrics["init_critic"] == str(critic)
+
+
+def test_three_object_captions_can_be_drawn_more_often() -> None:
+    from training.data import sample_scenes
+    from training.distill_dmd import caption_draw_weights
+
+    scenes = sample_scenes(3, 600, "train")
+    three = torch.tensor([len(s.caption.objects) == 3 for s in scenes])
+    assert 0.1 < three.float().mean() < 0.5  # the grammar draws all three counts
+    assert torch.equal(caption_draw_weights(scenes, 1.0), torch.ones(600))
+    weights = caption_draw_weights(scenes, 2.0)
+    assert torch.equal(weights[three], torch.full((int(three.sum()),), 2.0)) and torch.all(weights[~three] == 1.0)
+    rows = torch.multinomial(weights, 20_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    share, base = three[rows].float().mean().item(), three.float().mean().item()
+    assert abs(share - 2 * base / (1 + base)) < 0.02  # odds doubled

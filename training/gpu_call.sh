@@ -164,8 +164,8 @@ unet_call() {  # MODE [WAIT_S]: teacher-only UNet runs (calls 10, 11), alone on 
 
 student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (call 18 on). The recipe sets N and SCRIPT
   # (call_settings N ...), RUNS (run letters) and defines `run_stage X` (the stage: dmd, refine) and `run_command X` (the
-  # stage's module and its recipe arguments besides --out/--seconds/--device/--batch), and may define `run_batch X` (run X's
-  # batch; default BATCH); run X is runs/runNX, exported to runs/wN_runNX.
+  # stage's module and its recipe arguments besides --out/--seconds/--device/--batch); run X is runs/runNX, exported to
+  # runs/wN_runNX.
   #   prepare WHEEL_DIR: the wheels -> runs/site (kept between calls on a warm machine: the next upload can carry weights)
   #   launch WAIT_S: import of the shipped weights into each run, the pipeline started, a poll after WAIT_S
   #   poll WAIT_S; stop X... [WAIT_S]: end runs X early (distill_dmd's RUN/STOP), then a poll
@@ -186,12 +186,10 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
     ;;
   pipeline)
     local t0; t0=$(date +%s)
-    local batch
     for x in $RUNS; do
-      batch=$BATCH; declare -F run_batch > /dev/null && batch=$(run_batch "$x")  # the recipe's per-run batch, if it sets one
-      log "$x for $TRAIN_S s at batch $batch: $(run_command "$x")"
+      log "$x for $TRAIN_S s: $(run_command "$x")"
       # shellcheck disable=SC2046
-      $PY -m $(run_command "$x") --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$batch" \
+      $PY -m $(run_command "$x") --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$BATCH" \
         > "$E/logs/$(run_stage "$x")_$x.log" 2>&1 &
       echo $! > "$E/pid_run$N$x"
     done

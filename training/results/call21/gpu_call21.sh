@@ -1,17 +1,22 @@
 #!/bin/bash
-# Call 21 (GPU, issue 6; prepared, not yet run): the compiled DMD loop alone on the card for the whole budget.
+# Call 21 (GPU, issue 6; prepared, not yet run): the compiled DMD loop for the whole budget, two ways.
 # Call 20 (record.md there) made the loop 3.5x faster with torch.compile's CUDA graphs (2.8 student steps/s alone
-# against 0.8 eager) but ran only 775 steps after ~350 s of compilation, within noise of its start; each call so
-# far also restarted the fake score and the classifier from the teacher. This call:
-#   a: call 20's run a continued (w = 6, lr 2e-5, fake lr 1e-4, GAN 0.05, batch 512, --compile reduce-overhead),
-#      starting from call 20's compile cache (runs/cc20gz, ~39 MB gzipped: most of the ~350 s compilation), so
-#      ~1,200 s of training at ~2.8 steps/s (~3,400 steps); it returns its critic (fake score + classifier in fp16,
-#      E/critic_run21a) so that call 22 continues generator and critic together (distill_dmd --init-critic)
-#   b (RUNS="a b" only): the same at batch 128, for steps against batch (its graphs compile afresh)
+# against 0.8 eager) and its 775 steps gave the student now shipped (0.707 / 0.676 on 512 + 512 CPU captions, 0.78x
+# of the teacher); each call so far restarted the fake score and the classifier from the teacher. Where it fails:
+# captions of three objects, 0.378 whole-caption agreement against the teacher's 0.806 (one object 0.897 vs 0.959,
+# two 0.707 vs 0.893; training/results/analysis/position_breakdown_turbo_call20.md). This call, both runs from the
+# shipped student with call 20's recipe (w = 6, lr 2e-5, fake lr 1e-4, GAN 0.05, batch 512, --compile
+# reduce-overhead) and call 20's compile cache (runs/cc20gz, ~39 MB gzipped: most of the ~350 s compilation; the
+# caption draw is outside the compiled graphs, so both runs use it):
+#   a: the same captions as before: more steps (~1,200 s at ~1.4 steps/s each beside b, ~1,700 steps)
+#   b: captions of three objects drawn twice as often (--three-object-weight 2)
+# finish returns run a's critic (fake score + classifier in fp16, E/critic_run21a) so that call 22 continues
+# generator and critic together (distill_dmd --init-critic). RUNS=a runs a alone (~2.8 steps/s).
 # Carried, all ignored:
 #   runs/whl18     the wheels (.whl_t + py-spy)
 #   runs/cc20gz    compile_cache_a.bin.gz: call 20's run-a cache, as returned (cat the parts)
-#   runs/init21    unet/: call 20's run-a export (its best EMA; e20.tar weights_run20a/bundled_turbo/unet)
+#   runs/init21    unet/: call 20's run-a export (its best EMA; e20.tar weights_run20a/bundled_turbo/unet; the same
+#                  weights as weights/bundled_turbo/unet since it was installed)
 #   runs/critic21  (call 22 on) fake_score.safetensors + classifier.safetensors: the last call's E/critic_runNa;
 #                  18 MB fits neither beside the cache (prepare) nor beside the default tree (launch): a second
 #                  `prepare runs/whl18` call with the code-only tree carries it (the machine keeps carried files)
@@ -25,26 +30,31 @@
 #   bash training/results/call21/gpu_call21.sh cache                  # only if run a compiled afresh: its new cache
 # Checked on this machine's CPU (DEVICE=cpu BATCH=4 CAPTIONS=4 TRAIN_S=150, `prepare runs/none`, launch, finish):
 # call 20's GPU cache unpacks (md5 5ed30312...) and loads (245.8 MiB); the run ends at its deadline, and the
-# pack (36.8 MB in 3 parts) holds critic_run21a/ beside the student.
-# Env: as call_settings (TRAIN_S 1200, CAPTIONS 128 here), RUNS ("a"), INIT, CRITIC (runs/critic21).
+# pack (36.8 MB in 3 parts with run a alone) holds critic_run21a/ beside the student. Again with both runs
+# (RUNS="a b"): both load the cache and reach a student step, b with --three-object-weight 2; the pack is 54.8 MB
+# in 4 parts (b's student, not its critic), within a reply's 64 MB.
+# Env: as call_settings (TRAIN_S 1200, CAPTIONS 128 here), RUNS ("a b"), INIT, CRITIC (runs/critic21).
 set -u -o pipefail
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
 SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}
 call_settings 21 1200
-RUNS=${RUNS:-a}; INIT=${INIT:-runs/init21/unet}; CRITIC=${CRITIC:-runs/critic21}
+RUNS=${RUNS:-a b}; INIT=${INIT:-runs/init21/unet}; CRITIC=${CRITIC:-runs/critic21}
 CC_GZ=runs/cc20gz/compile_cache_a.bin.gz; CC_IN=runs/cc21; CC_OUT=runs/cc21_out
 run_stage() { echo dmd; }
-run_batch() { case $1 in b) echo 128 ;; *) echo "$BATCH" ;; esac; }
 run_command() {
   local args="training.distill_dmd --init-unet $INIT --guidance 6 --lr 2e-5 --fake-lr 1e-4 --gan-weight 0.05"
   [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
+  [ "$1" = b ] && args+=" --three-object-weight 2"
   echo "$args --compile reduce-overhead --compile-cache $CC_OUT/compile_cache_$1.bin"
 }
 case ${1:-} in
 prepare)  # the wheels, then call 20's cache unpacked where the pipeline looks for it
   student_runs "$@" || exit $?
-  if [ -f "$CC_GZ" ]; then mkdir -p "$CC_IN"; gunzip -c "$CC_GZ" > "$CC_IN/compile_cache_a.bin"; md5sum "$CC_IN"/*.bin; fi
+  if [ -f "$CC_GZ" ]; then  # one cache for both runs: same graphs (the caption draw is outside them)
+    mkdir -p "$CC_IN"; gunzip -c "$CC_GZ" > "$CC_IN/compile_cache_a.bin"; cp "$CC_IN/compile_cache_a.bin" "$CC_IN/compile_cache_b.bin"
+    md5sum "$CC_IN"/*.bin
+  fi
   ls -l "$CRITIC" 2> /dev/null || log "no critic carried: run a starts its critic from the teacher"
   exit 0
   ;;
