@@ -32,7 +32,7 @@ UNet's x0 at t = 999 from pure noise.
     python -m training.distill_dmd --out RUN --seconds S [--device cuda] [--batch B] [--lr LR]
         [--fake-lr LR] [--fake-steps K] [--init-unet DIR] [--ode-weight W --bank N --bank-file F]
         [--gan-weight G --gan-d-weight D] [--guidance W] [--compile MODE [--compile-cache FILE]] [--init-critic DIR]
-        [--three-object-weight W]
+        [--three-object-weight W] [--classifier-features mid|multi]
 """
 
 from __future__ import annotations
@@ -92,6 +92,26 @@ class MidFeatureClassifier(nn.Module):
         return self.out(self.body(feature.float()).mean(dim=(2, 3))).squeeze(1)
 
 
+class MultiScaleClassifier(nn.Module):
+    """Real/fake logit (B,) from the fake score UNet's features at three scales: after its first two down blocks
+    (16x16 and 8x8 for the bundled UNet's 16x16 latents) and its mid block (4x4). The mid block alone sees an
+    object in about one 4x4 cell and pools the map to one value; the finer maps give per-location logits where
+    one object's shape spans several cells (averaged over locations, then scales)."""
+
+    def __init__(self, channels: tuple[int, ...] = (UNET_CONFIG["block_out_channels"][0], UNET_CONFIG["block_out_channels"][1],  # type: ignore[index]
+                                                    UNET_CONFIG["block_out_channels"][-1])) -> None:  # type: ignore[index]
+        super().__init__()
+        self.heads = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(32, c), nn.SiLU(), nn.Conv2d(c, 1, 1)) for c in channels
+        ])
+
+    def forward(self, features: tuple[Tensor, ...]) -> Tensor:
+        return torch.stack([head(f.float()).mean(dim=(1, 2, 3)) for head, f in zip(self.heads, features)]).mean(0)
+
+
+CLASSIFIERS: dict[str, type[nn.Module]] = {"mid": MidFeatureClassifier, "multi": MultiScaleClassifier}
+
+
 def save_compile_cache(path: Path) -> None:
     """torch.compile's artifacts of this process so far (inductor's graphs and kernels) -> path."""
     artifacts = torch.compiler.save_cache_artifacts()
@@ -104,10 +124,11 @@ def save_compile_cache(path: Path) -> None:
 
 
 def unet_with_mid(unet: UNet2DConditionModel, sample: Tensor, timestep: Tensor, text: Tensor,
-                  mid_only: bool = False) -> tuple[Tensor | None, Tensor]:
+                  mid_only: bool = False, scales: bool = False) -> tuple[Tensor | None, Tensor | tuple[Tensor, ...]]:
     """(eps, mid-block output) of one UNet pass, the classifier's features as an explicit output (a forward
     hook's side effect does not survive torch.compile). mid_only stops after the mid block (eps None): the
-    classifier's terms never read the up path, so their gradients are the full pass's. The bundled UNet's
+    classifier's terms never read the up path, so their gradients are the full pass's. scales: the features are
+    (first down block's output, second's, mid block's), MultiScaleClassifier's input. The bundled UNet's
     blocks all take text (cross-attention); timestep: (B,) or a scalar."""
     emb = unet.time_embedding(unet.time_proj(timestep.expand(sample.shape[0])).to(sample.dtype))
     h = unet.conv_in(sample)
@@ -115,7 +136,9 @@ def unet_with_mid(unet: UNet2DConditionModel, sample: Tensor, timestep: Tensor, 
     for block in unet.down_blocks:
         h, states = block(h, emb, encoder_hidden_states=text)
         skips += states
-    mid = h = unet.mid_block(h, emb, encoder_hidden_states=text)
+    h = unet.mid_block(h, emb, encoder_hidden_states=text)
+    # skips: conv_in's output, then per down block its resnet outputs and its downsampler's
+    mid: Tensor | tuple[Tensor, ...] = (skips[1], skips[3], h) if scales else h
     if mid_only:
         return None, mid
     for block in unet.up_blocks:
@@ -136,7 +159,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           pool_size: int = 60_000, eval_count: int = 256, ema_decay: float = EMA_DECAY,
           probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1,
           guidance: float = GUIDANCE, compile_mode: str | None = None, compile_cache: Path | None = None,
-          init_critic: Path | None = None, three_object_weight: float = 1.0) -> dict[str, float]:
+          init_critic: Path | None = None, three_object_weight: float = 1.0,
+          classifier_features: str = "mid") -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     Every probe_every_s the EMA student is scored on 64 seen captions (training.one_step.PROBE_SEED, not the
@@ -148,7 +172,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     init_critic: a folder of another run's fake score and classifier (CRITIC_DIR, written at the end of every run in fp16)
     that a fresh run starts from instead of the teacher, so a run continued in a later call keeps its critic.
     three_object_weight: how much more often captions of three objects are drawn than the others (the one-step student's
-    weakest: 0.38 whole-caption agreement against the teacher's 0.81, training/results/analysis/)."""
+    weakest: 0.38 whole-caption agreement against the teacher's 0.81, training/results/analysis/).
+    classifier_features: the GAN classifier's input, "mid" (DMD2's: the fake score's mid block) or "multi"
+    (MultiScaleClassifier: also the 16x16 and 8x8 down-block maps, where a small object's shape is visible)."""
     deadline = Deadline(seconds, out / "STOP")  # `touch RUN/STOP` ends the training early
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
@@ -161,7 +187,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     run = OneStepStudent(teacher.unet, directory, state, ema_decay, init_unet, fallback=out / "lcm" / "ema_student.safetensors")
     student = run.student
     fake = copy.deepcopy(teacher.unet).train().requires_grad_(True)
-    classifier = MidFeatureClassifier().to(device).train()
+    classifier = CLASSIFIERS[classifier_features]().to(device).train()
+    scales = classifier_features == "multi"
     critic = directory  # a resumed run's own critic; else init_critic's; else the teacher and a fresh classifier
     if not (directory / "fake_score.safetensors").exists() and init_critic is not None:
         if not (init_critic / "fake_score.safetensors").exists():
@@ -175,6 +202,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     opt_f = torch.optim.AdamW([*fake.parameters(), *classifier.parameters()], lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
     state.metrics.update({"lr": lr, "fake_lr": fake_lr, "fake_steps": fake_steps, "ode_weight": ode_weight,
                           "guidance": guidance, "ema_decay": ema_decay, "three_object_weight": three_object_weight,
+                          "classifier_features": classifier_features,
                           "gan_weight": gan_weight, "gan_d_weight": gan_d_weight})
     gen = torch.Generator(device=device).manual_seed(9000 + state.step)
 
@@ -206,8 +234,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             images = render(pool.index(rows), gen)  # type: ignore[attr-defined]
             return (vae.encode(images * 2 - 1).latent_dist.mean.float() * scaling).contiguous()
 
-    def fake_pass(sample: Tensor, timestep: Tensor, text: Tensor, mid_only: bool = False) -> tuple[Tensor | None, Tensor]:
-        return unet_with_mid(fake, sample, timestep, text, mid_only)
+    def fake_pass(sample: Tensor, timestep: Tensor, text: Tensor, mid_only: bool = False) -> tuple[Tensor | None, Tensor | tuple[Tensor, ...]]:
+        return unet_with_mid(fake, sample, timestep, text, mid_only, scales)
 
     student_call, teacher_call = student, teacher.unet
     if compile_mode:
@@ -342,6 +370,8 @@ def main() -> None:
                         help=f"a fresh run's fake score and classifier from this folder (another run's dmd/{CRITIC_DIR})")
     parser.add_argument("--three-object-weight", type=float, default=1.0,
                         help="captions of three objects drawn this many times as often as the others (1: uniform)")
+    parser.add_argument("--classifier-features", choices=tuple(CLASSIFIERS), default="mid",
+                        help="the GAN classifier's input: the fake score's mid block, or also its 16x16 and 8x8 down-block maps")
     parser.add_argument("--compile-cache", type=Path, default=None,
                         help="torch.compile's artifacts: loaded from this file when present, saved to it after the first student step")
     args = parser.parse_args()
@@ -351,7 +381,8 @@ def main() -> None:
                        ema_decay=args.ema_decay, gan_weight=args.gan_weight, gan_d_weight=args.gan_d_weight,
                        guidance=args.guidance, compile_mode=args.compile,
                        compile_cache=args.compile_cache, init_critic=args.init_critic,
-                       three_object_weight=args.three_object_weight), flush=True)
+                       three_object_weight=args.three_object_weight,
+                       classifier_features=args.classifier_features), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ The grammar states a relation directly ("a red circle left of a blue square") or
 square to the right of a red circle": the same layout, the objects named in the other order). For
 generated images of seen captions (a served model, DDIM 25, w = 4 by default) and for real renders
 of the same captions, this prints the position agreement (training.judge.score_caption) per
-single-object position word, per relation x phrasing, and the whole-caption accuracy per object
-count, as a Markdown table.
+single-object position word, per relation x phrasing, and the whole-caption and per-attribute
+(count, shape, colour, size) agreement per object count, as a Markdown table.
 
 Then a linear probe of the text encoder (the model's own, frozen): for horizontal relations between
 two objects of different colours, from the encoder's output at each object's colour token, is the
@@ -46,12 +46,15 @@ def phrasing(caption: Caption) -> str:
 
 
 def breakdown(judge: torch.nn.Module, images: torch.Tensor, captions: list[Caption]) -> dict[str, list[bool]]:
-    """Group key -> per-caption outcomes (position agreement; whole caption per object count)."""
+    """Group key -> per-caption outcomes (position agreement; whole caption and each attribute per object count)."""
     groups: dict[str, list[bool]] = defaultdict(list)
     detected, _ = detect(judge, images)
     for objs, caption in zip(detected, captions):
         score = score_caption(objs, caption)
         groups[f"caption, {len(caption.objects)} object(s)"].append(bool(score["caption"]))
+        for attribute in ("count", "shape", "colour", "size"):  # which part fails as objects are added
+            if score[attribute] is not None:
+                groups[f"{attribute}, {len(caption.objects)} object(s)"].append(bool(score[attribute]))
         if caption.position is not None:
             groups[f"position '{caption.position}'"].append(bool(score["position"]))
         if caption.relation is not None:
