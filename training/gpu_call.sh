@@ -169,8 +169,8 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
   #   prepare WHEEL_DIR: the wheels -> runs/site (kept between calls on a warm machine: the next upload can carry weights)
   #   launch WAIT_S: import of the shipped weights into each run, the pipeline started, a poll after WAIT_S
   #   poll WAIT_S; stop X... [WAIT_S]: end runs X early (distill_dmd's RUN/STOP), then a poll
-  #   finish: per run, the one-step export, students_eval (teacher + student), state and loss curve; the first run's
-  #   critic (distill_dmd's critic_fp16, if any) as E/critic_runNX; all packed
+  #   finish: per run, the one-step export, students_eval (teacher + student), state and loss curve; run CRITIC_RUN's
+  #   (default: the first run's) critic (distill_dmd's critic_fp16, if any) as E/critic_runNX; all packed
   # PROFILE_RUN=X PROFILE_AT=S: py-spy samples run X for 30 s from S s into the pipeline (E/pyspy_X.txt, folded stacks)
   local x logs=()
   [ "$1" != launch ] && [ -f "$E/runs.txt" ] && RUNS=$(cat "$E/runs.txt")  # launch's RUNS, whatever the later calls' env
@@ -220,7 +220,7 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
       export_and_eval "runs/run$N$x" "runs/w${N}_run$N$x" "$E" "run$N$x" "$s"
       cp "runs/run$N$x/$s/state.json" "$E/state_run$N${x}_$s.json"; cp "runs/run$N$x/$s/loss.png" "$E/loss_run$N${x}_$s.png"
     done
-    x=${RUNS%% *}; s=$(run_stage "$x")  # the first run's critic (fp16, ~18 MB; DMD only): a later call continues it
+    x=${CRITIC_RUN:-${RUNS%% *}}; s=$(run_stage "$x")  # one run's critic (fp16, ~18 MB; DMD only) for a later call
     [ -d "runs/run$N$x/$s/critic_fp16" ] && cp -r "runs/run$N$x/$s/critic_fp16" "$E/critic_run$N$x"
     pack "$E" "$(basename "$E")"; log done
     ;;

@@ -29,7 +29,8 @@
 #   bash tools/device_tree.sh unslim; bash tools/device_tree.sh slim  # (within the 30 s idle release)
 #   CAPTIONS=128 bash training/results/call21/gpu_call21.sh launch 45 # carry runs/init21
 #   bash training/results/call21/gpu_call21.sh poll WAIT_S            # chained within the 30 s idle release
-#   bash training/results/call21/gpu_call21.sh finish                 # ~37 MB: the pack with run a's critic
+#   bash training/results/call21/gpu_call21.sh finish                 # ~55 MB: the pack with run a's critic
+#                                                                     # (CRITIC_RUN=b: b's, if its probes lead)
 #   bash training/results/call21/gpu_call21.sh cache                  # only if run a compiled afresh: its new cache
 # Checked on this machine's CPU (DEVICE=cpu BATCH=4 CAPTIONS=4 TRAIN_S=150, `prepare runs/none`, launch, finish):
 # call 20's GPU cache unpacks (md5 5ed30312...) and loads (245.8 MiB); the run ends at its deadline, and the
