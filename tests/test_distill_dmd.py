@@ -145,3 +145,20 @@ def test_three_object_captions_can_be_drawn_more_often() -> None:
     rows = torch.multinomial(weights, 20_000, replacement=True, generator=torch.Generator().manual_seed(0))
     share, base = three[rows].float().mean().item(), three.float().mean().item()
     assert abs(share - 2 * base / (1 + base)) < 0.02  # odds doubled
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled_turbo" / "unet" / "config.json").exists(), reason="no shipped student")
+def test_gan_probe_trains_each_classifier_kind_on_the_same_samples(tmp_path: Path) -> None:
+    from training.export import import_weights
+    from training.gan_probe import T_BANDS, Samples, probe
+
+    import_weights(ROOT / "weights", tmp_path)
+    student = ROOT / "weights" / "bundled_turbo" / "unet"
+    first = Samples(tmp_path, student, seed=1).batch(3)
+    again = Samples(tmp_path, student, seed=1).batch(3)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # both kinds read the same sequence of samples
+    real, fake, t, text = first
+    assert real.shape == fake.shape == (3, 4, 16, 16) and t.shape == (3,) and text.shape[0] == 3
+    for kind in ("mid", "multi"):
+        result = probe(Samples(tmp_path, student, seed=1), kind, steps=2, batch=2, eval_batches=1)
+        assert 0.0 <= result["accuracy"] <= 1.0 and len(result) == 1 + len(T_BANDS)

@@ -5,14 +5,15 @@
 # of the teacher); each call so far restarted the fake score and the classifier from the teacher. Where it fails:
 # captions of three objects, 0.378 whole-caption agreement against the teacher's 0.806 (one object 0.897 vs 0.959,
 # two 0.707 vs 0.893), and there shapes (0.429) and sizes (0.396) while counts (0.857) and colours (0.735) hold
-# better (training/results/analysis/position_breakdown_turbo_call20.md). The GAN classifier sees only the fake
-# score's 4x4 mid-block map, pooled to one value. This call, the runs from the shipped student with call 20's
-# recipe (w = 6, lr 2e-5, fake lr 1e-4, GAN 0.05, batch 512, --compile reduce-overhead) and call 20's compile cache
-# (runs/cc20gz, ~39 MB gzipped: most of the ~350 s compilation):
+# better (training/results/analysis/position_breakdown_turbo_call20.md). This call, the runs from the shipped
+# student with call 20's recipe (w = 6, lr 2e-5, fake lr 1e-4, GAN 0.05, batch 512, --compile reduce-overhead) and
+# call 20's compile cache (runs/cc20gz, ~39 MB gzipped: most of the ~350 s compilation):
 #   a: the same as call 20: more steps (~1,200 s at ~1.4 steps/s each beside b, ~1,700 steps)
-#   b: the classifier also on the fake score's 16x16 and 8x8 down-block maps (--classifier-features multi); its
-#      fake-score graphs differ from the cache's, so they compile afresh (~350 s, a has the card meanwhile)
-#   c (RUNS="a c"): captions of three objects drawn twice as often (--three-object-weight 2; same graphs as a)
+#   b: captions of three objects drawn twice as often (--three-object-weight 2; the same graphs as a)
+#   c (RUNS="a c"): the GAN classifier also on the fake score's 16x16 and 8x8 down-block maps (--classifier-features
+#      multi); its fake-score graphs compile afresh (~350 s). Not the default: trained alone on frozen features on
+#      CPU it told real from the student's samples no better than the mid-block one (0.607 vs 0.645 after 300
+#      steps of 32; training/results/analysis/gan_probe_call20_student.json)
 # finish returns run a's critic (fake score + classifier in fp16, E/critic_run21a) so that call 22 continues
 # generator and critic together (distill_dmd --init-critic). RUNS=a runs a alone (~2.8 steps/s).
 # Carried, all ignored:
@@ -34,12 +35,12 @@
 #   bash training/results/call21/gpu_call21.sh cache                  # only if run a compiled afresh: its new cache
 # Checked on this machine's CPU (DEVICE=cpu BATCH=4 CAPTIONS=4 TRAIN_S=150, `prepare runs/none`, launch, finish):
 # call 20's GPU cache unpacks (md5 5ed30312...) and loads (245.8 MiB); the run ends at its deadline, and the
-# pack (36.8 MB in 3 parts with run a alone) holds critic_run21a/ beside the student. Again with two runs
-# (then b was today's c, --three-object-weight 2): both load the cache and reach a student step; the pack is
-# 54.8 MB in 4 parts (the second run's student, not its critic), within a reply's 64 MB. Once more with b as
-# above (TRAIN_S=200): a reached its first student step at 34 s from this machine's warm inductor cache, after
-# the classifier change to distill_dmd (its graphs unchanged); b compiled its multi-scale fake-score graphs and
-# took its first step at 181 s; pack 54.8 MB in 4 parts.
+# pack (36.8 MB in 3 parts with run a alone) holds critic_run21a/ beside the student. Again with a and b: both
+# load the cache and reach a student step; the pack is 54.8 MB in 4 parts (the second run's student, not its
+# critic), within a reply's 64 MB. Once more with a and the multi-scale run (then lettered b; TRAIN_S=200): a
+# reached its first student step at 34 s from this machine's warm inductor cache, after the classifier change to
+# distill_dmd (its graphs unchanged); the multi-scale run compiled its fake-score graphs and took its first step
+# at 181 s; pack 54.8 MB in 4 parts.
 # Env: as call_settings (TRAIN_S 1200, CAPTIONS 128 here), RUNS ("a b"), INIT, CRITIC (runs/critic21).
 set -u -o pipefail
 # shellcheck source=training/gpu_call.sh
@@ -52,14 +53,14 @@ run_stage() { echo dmd; }
 run_command() {
   local args="training.distill_dmd --init-unet $INIT --guidance 6 --lr 2e-5 --fake-lr 1e-4 --gan-weight 0.05"
   [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
-  [ "$1" = b ] && args+=" --classifier-features multi"
-  [ "$1" = c ] && args+=" --three-object-weight 2"
+  [ "$1" = b ] && args+=" --three-object-weight 2"
+  [ "$1" = c ] && args+=" --classifier-features multi"
   echo "$args --compile reduce-overhead --compile-cache $CC_OUT/compile_cache_$1.bin"
 }
 case ${1:-} in
 prepare)  # the wheels, then call 20's cache unpacked where the pipeline looks for it
   student_runs "$@" || exit $?
-  if [ -f "$CC_GZ" ]; then  # one cache for every run: b's student and teacher graphs are a's too, c's all of them
+  if [ -f "$CC_GZ" ]; then  # one cache for every run: b's graphs are a's, c's student and teacher graphs too
     mkdir -p "$CC_IN"; gunzip -c "$CC_GZ" > "$CC_IN/compile_cache_a.bin"
     for x in b c; do cp "$CC_IN/compile_cache_a.bin" "$CC_IN/compile_cache_$x.bin"; done
     md5sum "$CC_IN"/*.bin

@@ -1,0 +1,119 @@
+"""How well can DMD2's GAN classifier tell real renders from the one-step student's samples, by what it reads?
+
+The classifier of training.distill_dmd reads the fake score UNet's features of a noised sample. In the GPU runs
+the mid-block classifier ("mid") separated real from fake at only 0.65-0.73, so its term carried little signal.
+This trains each classifier kind alone for --steps steps of --batch real + --batch fake samples, on frozen features
+(the teacher's UNet, as the fake score is at the start of a run; the shipped one-step student's samples as the fake
+side; real = VAE latents of fresh renders of the same captions, both noised at the same random t), and reports
+its accuracy on fresh held-out batches, overall and by noise level. CPU, fp32.
+
+    python -m training.gan_probe [--steps 300] [--batch 32] [--kinds mid multi] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+
+from training.analysis import ROOT
+from training.data import render, sample_scenes, scenes_to_batch, tokenize
+from training.diffusion import add_noise, alphas_cumprod
+from training.distill_add import x0_from_eps
+from training.distill_dmd import CLASSIFIERS, unet_with_mid
+from training.distill_lcm import teacher_scaling
+from training.export import import_weights
+from training.text_unet import load_frozen_teacher, load_frozen_vae
+
+T_BANDS = ((0, 250), (250, 500), (500, 750), (750, 1000))
+
+
+class Samples:
+    """Noised real and student latents with their captions' embeddings, for one classifier to read."""
+
+    def __init__(self, run: Path, student: Path, seed: int) -> None:
+        self.teacher = load_frozen_teacher(run, torch.device("cpu"))
+        self.vae = load_frozen_vae(run, torch.device("cpu"))
+        self.scaling = teacher_scaling(run)
+        self.student = UNet2DConditionModel.from_pretrained(student).float().eval().requires_grad_(False)
+        self.alpha_bar = alphas_cumprod(torch.device("cpu"))
+        self.gen = torch.Generator().manual_seed(seed)
+        self.seed = seed
+
+    @torch.no_grad()
+    def batch(self, size: int, t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noised real, noised fake, t, caption embeddings) for `size` fresh captions."""
+        self.seed += 1
+        scenes = sample_scenes(self.seed, size, "train")
+        text = self.teacher.text_encoder(tokenize([s.caption.text for s in scenes])).last_hidden_state
+        images = render(scenes_to_batch(scenes), self.gen)
+        real = self.vae.encode(images * 2 - 1).latent_dist.mean * self.scaling
+        noise = torch.randn(real.shape, generator=self.gen)
+        top = torch.full((size,), 999, dtype=torch.long)
+        fake = x0_from_eps(noise, self.student(noise, top, encoder_hidden_states=text).sample, top, self.alpha_bar)
+        t = torch.randint(0, 1000, (size,), generator=self.gen) if t is None else t
+        noised = [add_noise(x, torch.randn(x.shape, generator=self.gen), t, self.alpha_bar) for x in (real, fake)]
+        return noised[0], noised[1], t, text
+
+
+def probe(samples: Samples, kind: str, steps: int, batch: int, eval_batches: int = 8) -> dict[str, float]:
+    """Train a `kind` classifier alone on frozen teacher-UNet features; held-out accuracy overall and per t band."""
+    torch.manual_seed(0)
+    classifier = CLASSIFIERS[kind]()
+    scales = kind == "multi"
+    unet = samples.teacher.unet.requires_grad_(False)
+    opt = torch.optim.AdamW(classifier.parameters(), lr=1e-4)
+
+    def logits(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            _, feature = unet_with_mid(unet, x, t, text, mid_only=True, scales=scales)
+        return classifier(feature)
+
+    for _ in range(steps):
+        real, fake, t, text = samples.batch(batch)
+        loss = F.softplus(-logits(real, t, text)).mean() + F.softplus(logits(fake, t, text)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    right: list[torch.Tensor] = []
+    times: list[torch.Tensor] = []
+    with torch.no_grad():
+        for _ in range(eval_batches):
+            real, fake, t, text = samples.batch(batch)
+            right += [logits(real, t, text) > 0, logits(fake, t, text) < 0]
+            times += [t, t]
+    hits, t_all = torch.cat(right).float(), torch.cat(times)
+    result = {"accuracy": hits.mean().item()}
+    for lo, hi in T_BANDS:
+        band = (t_all >= lo) & (t_all < hi)
+        result[f"t {lo}-{hi}"] = hits[band].mean().item() if band.any() else float("nan")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--kinds", nargs="+", choices=tuple(CLASSIFIERS), default=list(CLASSIFIERS))
+    parser.add_argument("--student", type=Path, default=ROOT / "weights" / "bundled_turbo" / "unet")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        import_weights(ROOT / "weights", run)
+        result = {"steps": args.steps, "batch": args.batch, "student": str(args.student), "device": "cpu"}
+        for kind in args.kinds:
+            result[kind] = probe(Samples(run, args.student, seed=4000), kind, args.steps, args.batch)
+            print(kind, json.dumps(result[kind]), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
