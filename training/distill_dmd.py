@@ -208,7 +208,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
     scenes = sample_scenes(300 + state.step, pool_size if cuda else 64, "train")
     tokens = tokenize([s.caption.text for s in scenes]).to(device)
-    draw = caption_draw_weights(scenes, three_object_weight).to(device)
+    draw = caption_draw_weights(scenes, three_object_weight).to(device) if three_object_weight != 1.0 else None
     empty = tokenize([EMPTY_PROMPT]).to(device)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):  # the frozen encoder, once
         text_pool = torch.cat([teacher.text_encoder(chunk).last_hidden_state for chunk in tokens.split(1024)])
@@ -262,7 +262,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             pick = torch.randint(0, len(bank[0]), (batch,), generator=gen, device=device)
             rows, noise = bank[0][pick], bank[1][pick].float()
         else:
-            rows = (torch.randint(0, len(tokens), (batch,), generator=gen, device=device) if three_object_weight == 1.0
+            rows = (torch.randint(0, len(tokens), (batch,), generator=gen, device=device) if draw is None
                     else torch.multinomial(draw, batch, replacement=True, generator=gen))
             noise = torch.randn((batch, 4, 16, 16), generator=gen, device=device)
         text = text_pool[rows]

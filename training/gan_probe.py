@@ -28,7 +28,7 @@ from training.distill_add import x0_from_eps
 from training.distill_dmd import CLASSIFIERS, unet_with_mid
 from training.distill_lcm import teacher_scaling
 from training.export import import_weights
-from training.text_unet import load_frozen_teacher, load_frozen_vae
+from training.text_unet import encode_latents, load_frozen_teacher, load_frozen_vae
 
 T_BANDS = ((0, 250), (250, 500), (500, 750), (750, 1000))
 
@@ -52,7 +52,7 @@ class Samples:
         scenes = sample_scenes(self.seed, size, "train")
         text = self.teacher.text_encoder(tokenize([s.caption.text for s in scenes])).last_hidden_state
         images = render(scenes_to_batch(scenes), self.gen)
-        real = self.vae.encode(images * 2 - 1).latent_dist.mean * self.scaling
+        real = encode_latents(self.vae, images, self.scaling, None)  # the posterior mean, as distill_dmd's real side
         noise = torch.randn(real.shape, generator=self.gen)
         top = torch.full((size,), 999, dtype=torch.long)
         fake = x0_from_eps(noise, self.student(noise, top, encoder_hidden_states=text).sample, top, self.alpha_bar)
@@ -66,7 +66,7 @@ def probe(samples: Samples, kind: str, steps: int, batch: int, eval_batches: int
     torch.manual_seed(0)
     classifier = CLASSIFIERS[kind]()
     scales = kind == "multi"
-    unet = samples.teacher.unet.requires_grad_(False)
+    unet = samples.teacher.unet  # frozen (load_frozen_teacher)
     opt = torch.optim.AdamW(classifier.parameters(), lr=1e-4)
 
     def logits(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
