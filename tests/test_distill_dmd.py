@@ -162,3 +162,24 @@ def test_gan_probe_trains_each_classifier_kind_on_the_same_samples(tmp_path: Pat
     for kind in ("mid", "multi"):
         result = probe(Samples(tmp_path, student, seed=1), kind, steps=2, batch=2, eval_batches=1)
         assert 0.0 <= result["accuracy"] <= 1.0 and len(result) == 1 + len(T_BANDS)
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled_turbo" / "unet" / "config.json").exists(), reason="no shipped student")
+def test_the_critic_warms_up_before_the_student_moves(tmp_path: Path) -> None:
+    """--critic-warmup: the fake score and classifier train on the student's samples while the student stays as loaded."""
+    from training.checkpoint import load_state
+    from training.distill_dmd import STAGE, train
+    from training.export import import_weights
+
+    import_weights(ROOT / "weights", tmp_path)
+    init = ROOT / "weights" / "bundled_turbo" / "unet"
+    train(tmp_path, 8.0, torch.device("cpu"), batch=2, init_unet=init, gan_weight=0.05, eval_count=2, pool_size=16,
+          fake_steps=1, critic_warmup=10**6)  # longer than the run: no student update at all
+    state = load_state(tmp_path / STAGE)
+    assert state.step == 0 and state.metrics["critic_warmup"] == 10**6
+    loaded = UNet2DConditionModel.from_pretrained(init).float().state_dict()
+    student = load_file(str(tmp_path / STAGE / "student.safetensors"))
+    assert all(torch.equal(student[k], loaded[k]) for k in loaded)
+    fake = load_file(str(tmp_path / STAGE / "fake_score.safetensors"))
+    teacher = UNet2DConditionModel.from_pretrained(ROOT / "weights" / "bundled" / "unet").float().state_dict()
+    assert max((fake[k] - teacher[k]).abs().max().item() for k in fake) > 1e-4  # the critic did train

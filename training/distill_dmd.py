@@ -160,7 +160,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           probe_every_s: float = PROBE_EVERY_S, gan_weight: float = 0.0, gan_d_weight: float = 0.1,
           guidance: float = GUIDANCE, compile_mode: str | None = None, compile_cache: Path | None = None,
           init_critic: Path | None = None, three_object_weight: float = 1.0,
-          classifier_features: str = "mid") -> dict[str, float]:
+          classifier_features: str = "mid", critic_warmup: int = 0) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     Every probe_every_s the EMA student is scored on 64 seen captions (training.one_step.PROBE_SEED, not the
@@ -174,7 +174,11 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     three_object_weight: how much more often captions of three objects are drawn than the others (the one-step student's
     weakest: 0.38 whole-caption agreement against the teacher's 0.81, training/results/analysis/).
     classifier_features: the GAN classifier's input, "mid" (DMD2's: the fake score's mid block) or "multi"
-    (MultiScaleClassifier: also the 16x16 and 8x8 down-block maps, where a small object's shape is visible)."""
+    (MultiScaleClassifier: also the 16x16 and 8x8 down-block maps, where a small object's shape is visible).
+    critic_warmup: this many fake-score (and classifier) updates on the student's samples before the first student
+    update. A critic restarted from the teacher scores the teacher's distribution, not the student's, so the first
+    student updates follow little but the guidance term (call 20: the probe fell 0.812 -> 0.688 and took ~580 steps
+    to come back); the warm-up lets the critic catch up with the student first."""
     deadline = Deadline(seconds, out / "STOP")  # `touch RUN/STOP` ends the training early
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
@@ -202,7 +206,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     opt_f = torch.optim.AdamW([*fake.parameters(), *classifier.parameters()], lr=fake_lr, betas=(0.9, 0.999), weight_decay=0.0)
     state.metrics.update({"lr": lr, "fake_lr": fake_lr, "fake_steps": fake_steps, "ode_weight": ode_weight,
                           "guidance": guidance, "ema_decay": ema_decay, "three_object_weight": three_object_weight,
-                          "classifier_features": classifier_features,
+                          "classifier_features": classifier_features, "critic_warmup": critic_warmup,
                           "gan_weight": gan_weight, "gan_d_weight": gan_d_weight})
     gen = torch.Generator(device=device).manual_seed(9000 + state.step)
 
@@ -257,7 +261,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         iteration += 1
         if compile_mode == "reduce-overhead":  # a new iteration: CUDA graphs may reuse the last one's output memory
             torch.compiler.cudagraph_mark_step_begin()
-        student_turn = iteration % fake_steps == 0
+        student_turn = iteration > critic_warmup and (iteration - critic_warmup) % fake_steps == 0
+        if iteration == critic_warmup + 1 and critic_warmup:
+            print(f"{STAGE} critic warm-up: {critic_warmup} updates in {deadline.elapsed():.1f}s", flush=True)
         if bank is not None:
             pick = torch.randint(0, len(bank[0]), (batch,), generator=gen, device=device)
             rows, noise = bank[0][pick], bank[1][pick].float()
@@ -372,6 +378,8 @@ def main() -> None:
                         help="captions of three objects drawn this many times as often as the others (1: uniform)")
     parser.add_argument("--classifier-features", choices=tuple(CLASSIFIERS), default="mid",
                         help="the GAN classifier's input: the fake score's mid block, or also its 16x16 and 8x8 down-block maps")
+    parser.add_argument("--critic-warmup", type=int, default=0,
+                        help="fake-score and classifier updates on the student's samples before its first update")
     parser.add_argument("--compile-cache", type=Path, default=None,
                         help="torch.compile's artifacts: loaded from this file when present, saved to it after the first student step")
     args = parser.parse_args()
@@ -382,7 +390,7 @@ def main() -> None:
                        guidance=args.guidance, compile_mode=args.compile,
                        compile_cache=args.compile_cache, init_critic=args.init_critic,
                        three_object_weight=args.three_object_weight,
-                       classifier_features=args.classifier_features), flush=True)
+                       classifier_features=args.classifier_features, critic_warmup=args.critic_warmup), flush=True)
 
 
 if __name__ == "__main__":

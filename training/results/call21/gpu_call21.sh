@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 21 (GPU, issue 6; prepared, not yet run): the compiled DMD loop for the whole budget, two ways.
+# Call 21 (GPU, issue 6): the compiled DMD loop for the whole budget, two ways, each after a critic warm-up.
 # Call 20 (record.md there) made the loop 3.5x faster with torch.compile's CUDA graphs (2.8 student steps/s alone
 # against 0.8 eager) and its 775 steps gave the student now shipped (0.707 / 0.676 on 512 + 512 CPU captions, 0.78x
 # of the teacher); each call so far restarted the fake score and the classifier from the teacher. Where it fails:
@@ -8,7 +8,12 @@
 # better (training/results/analysis/position_breakdown_turbo_call20.md). This call, the runs from the shipped
 # student with call 20's recipe (w = 6, lr 2e-5, fake lr 1e-4, GAN 0.05, batch 512, --compile reduce-overhead) and
 # call 20's compile cache (runs/cc20gz, ~39 MB gzipped: most of the ~350 s compilation):
-#   a: the same as call 20: more steps (~1,200 s at ~1.4 steps/s each beside b, ~1,700 steps)
+# Both runs first train the fake score and classifier alone for WARMUP (500) updates on the shipped student's
+# samples (distill_dmd --critic-warmup): restarted from the teacher, the critic scores the teacher's distribution,
+# and in call 20 the probe fell 0.812 -> 0.688 in run a's first steps and took ~580 steps to come back.
+# This session's checkout had lost the ignored runs/ (the cache and the wheels): the runs compile afresh (~350 s of
+# TRAIN_S) and the wheels are runs/whl (diffusers 0.42.1, importlib_metadata, open_clip, pydantic, fastapi, ...).
+#   a: the same as call 20: more steps
 #   b: captions of three objects drawn twice as often (--three-object-weight 2; the same graphs as a)
 #   c (RUNS="a c"): the GAN classifier also on the fake score's 16x16 and 8x8 down-block maps (--classifier-features
 #      multi); its fake-score graphs compile afresh (~350 s). Not the default: trained alone on frozen features on
@@ -53,6 +58,7 @@ run_stage() { echo dmd; }
 run_command() {
   local args="training.distill_dmd --init-unet $INIT --guidance 6 --lr 2e-5 --fake-lr 1e-4 --gan-weight 0.05"
   [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
+  args+=" --critic-warmup ${WARMUP:-500}"
   [ "$1" = b ] && args+=" --three-object-weight 2"
   [ "$1" = c ] && args+=" --classifier-features multi"
   echo "$args --compile reduce-overhead --compile-cache $CC_OUT/compile_cache_$1.bin"
