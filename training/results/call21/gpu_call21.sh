@@ -46,12 +46,16 @@
 # reached its first student step at 34 s from this machine's warm inductor cache, after the classifier change to
 # distill_dmd (its graphs unchanged); the multi-scale run compiled its fake-score graphs and took its first step
 # at 181 s; pack 54.8 MB in 4 parts.
-# Env: as call_settings (TRAIN_S 1200, CAPTIONS 128 here), RUNS ("a b"), INIT, CRITIC (runs/critic21).
+# Call 22 is this recipe again on a second machine of the same session (CALL=22: runs/e22, runs/run22X): run b's
+# student (runs/init22) alone with run a's returned critic (runs/critic22), RUNS=b, so the three-object weighting
+# goes on; record.md says what was run.
+# Env: as call_settings (TRAIN_S 1200, CAPTIONS 128 here), CALL (21), RUNS ("a b"), INIT, CRITIC (runs/critic21),
+# WARMUP (500).
 set -u -o pipefail
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
 SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}
-call_settings 21 1200
+call_settings "${CALL:-21}" 1200
 RUNS=${RUNS:-a b}; INIT=${INIT:-runs/init21/unet}; CRITIC=${CRITIC:-runs/critic21}
 CC_GZ=runs/cc20gz/compile_cache_a.bin.gz; CC_IN=runs/cc21; CC_OUT=runs/cc21_out
 run_stage() { echo dmd; }
