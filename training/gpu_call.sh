@@ -173,6 +173,9 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
   #   (default: the first run's) critic (distill_dmd's critic_fp16, if any) as E/critic_runNX; all packed
   # PROFILE_RUN=X PROFILE_AT=S: py-spy samples run X for 30 s from S s into the pipeline (E/pyspy_X.txt, folded stacks)
   local x logs=()
+  case $1 in poll | stop | finish)  # a later call's env must name the launched call: else finish would wait forever
+    [ -f "$E/runs.txt" ] || { echo "no runs launched in $E: give the same call settings (CALL, N) as at launch" >&2; return 1; } ;;
+  esac
   [ "$1" != launch ] && [ -f "$E/runs.txt" ] && RUNS=$(cat "$E/runs.txt")  # launch's RUNS, whatever the later calls' env
   for x in $RUNS; do logs+=("$(run_stage "$x")_$x"); done
   case $1 in
