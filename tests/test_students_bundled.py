@@ -139,6 +139,19 @@ def test_paired_compare_counts_differences_per_caption() -> None:
     assert abs(result["paired_se"] - torch.tensor([0.0, 1.0, 0.0, 1.0]).std().item() / 2) < 1e-9
 
 
+def test_paired_compare_splits_by_object_count() -> None:
+    from training.data import sample_scenes
+    from training.paired_compare import by_objects
+
+    captions = [s.caption for s in sample_scenes(3, 60, "train")]
+    counts = torch.tensor([len(c.objects) for c in captions])
+    candidate, baseline = (counts == 3).float(), torch.zeros(60)  # the candidate is right on exactly the three-object captions
+    rows = by_objects(candidate, baseline, captions)
+    assert sorted(rows) == ["1", "2", "3"] and sum(r["captions"] for r in rows.values()) == 60
+    assert rows["3"]["diff"] == 1.0 and rows["3"]["candidate_only"] == int((counts == 3).sum())
+    assert rows["1"]["diff"] == rows["2"]["diff"] == 0.0
+
+
 def test_paired_compare_of_a_unet_with_itself_finds_no_difference(students: dict[str, object], judge) -> None:  # type: ignore[no-untyped-def]
     """The same captions and seeds for both sides: the shipped one-step student against its own UNet folder agrees
     caption by caption."""

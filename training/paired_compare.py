@@ -53,6 +53,12 @@ def paired(candidate: Tensor, baseline: Tensor) -> dict[str, float]:
             "candidate_only": int((diff > 0).sum()), "baseline_only": int((diff < 0).sum())}
 
 
+def by_objects(candidate: Tensor, baseline: Tensor, captions: list[Caption]) -> dict[str, dict[str, float]]:
+    """paired() over the captions of each object count ("1", "2", "3"): where a candidate gains or loses."""
+    counts = torch.tensor([len(c.objects) for c in captions])
+    return {str(n): paired(candidate[counts == n], baseline[counts == n]) for n in sorted(set(counts.tolist()))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled-turbo")
@@ -72,16 +78,21 @@ def main() -> None:
     models = {"candidate": load_model(args.model, "cpu", args.unet), "baseline": load_model(args.model, "cpu", args.baseline)}
     result: dict[str, object] = {"model": args.model, "candidate": str(args.unet), "baseline": str(args.baseline or "shipped"),
                                  "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
-    both = {}
+    both, objects = {}, []
     for split, seed in (("seen", args.seed), ("heldout", args.seed + 1)):
         captions = [s.caption for s in sample_scenes(seed, args.captions, "train" if split == "seen" else "heldout")]
         with torch.no_grad():
             scores = {name: agreement(m, judge, captions, args.sampler, args.steps, args.guidance) for name, m in models.items()}
         both[split] = scores
+        objects += captions
         result[split] = paired(scores["candidate"], scores["baseline"])
         print(split, json.dumps(result[split]), flush=True)
     result["both"] = paired(torch.cat([both[s]["candidate"] for s in both]), torch.cat([both[s]["baseline"] for s in both]))
     print("both", json.dumps(result["both"]), flush=True)
+    result["both_by_objects"] = by_objects(torch.cat([both[s]["candidate"] for s in both]),
+                                           torch.cat([both[s]["baseline"] for s in both]), objects)
+    for n, row in result["both_by_objects"].items():  # type: ignore[union-attr]
+        print(f"both, {n} object(s)", json.dumps(row), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
