@@ -13,7 +13,8 @@
 #        bash tools/device_tree.sh size      # ~0.6 MB (+ untracked files), then the carry below
 #      and `bash tools/device_tree.sh unslim` after the calls (commit only with explicit paths while slim).
 #   2. carry: [".whl", ".whl_e"]   (.whl: diffusers, fastapi, starlette, pydantic, uvicorn, open_clip,
-#      ftfy, ...; .whl_e: py-spy 0.4.3 for the server profile; torchao/xformers there are not installed)
+#      ftfy, ...; .whl_e: py-spy 0.4.3 for the server profile; torchao/xformers there are not installed).
+#      A new checkout has neither: `bash tools/device_wheels.sh .whl; bash tools/device_wheels.sh .whl_e py-spy==0.4.3`
 #   3. One device call each, in this order (expected seconds on an H200):
 #        bash bench/run6.sh turbo_http   # ~200 s: SD-Turbo diffusers batch 1/8/32; engine eager and with the
 #                                        #   compiled VAE decoder (~35 s compile); HTTP raw JPEG bytes, GPU-encoded,

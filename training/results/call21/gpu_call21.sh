@@ -12,7 +12,7 @@
 # samples (distill_dmd --critic-warmup): restarted from the teacher, the critic scores the teacher's distribution,
 # and in call 20 the probe fell 0.812 -> 0.688 in run a's first steps and took ~580 steps to come back.
 # This session's checkout had lost the ignored runs/ (the cache and the wheels): the runs compile afresh (~350 s of
-# TRAIN_S) and the wheels are runs/whl (diffusers 0.42.1, importlib_metadata, open_clip, pydantic, fastapi, ...).
+# TRAIN_S) and the wheels are runs/whl (`bash tools/device_wheels.sh runs/whl`: diffusers 0.42.1, open_clip, ...).
 #   a: the same as call 20: more steps
 #   b: captions of three objects drawn twice as often (--three-object-weight 2; the same graphs as a)
 #   c (RUNS="a c"): the GAN classifier also on the fake score's 16x16 and 8x8 down-block maps (--classifier-features
