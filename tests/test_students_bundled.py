@@ -164,3 +164,26 @@ def test_paired_compare_of_a_unet_with_itself_finds_no_difference(students: dict
     swapped = load_model("bundled-turbo", "cpu", ROOT / "weights" / "bundled_turbo" / "unet")
     result = paired(agreement(swapped, judge, captions, "turbo", 1, 1.0), own)
     assert result["captions"] == 6 and result["diff"] == 0.0 and result["candidate_only"] == result["baseline_only"] == 0
+
+
+def test_soup_is_the_weighted_mean_of_the_unets(tmp_path: Path) -> None:
+    from diffusers import UNet2DConditionModel
+
+    from training.models import build_unet
+    from training.soup import soup
+
+    torch.manual_seed(0)
+    folders = []
+    for i in range(2):
+        unet = build_unet()
+        for p in unet.parameters():
+            p.data = torch.randn_like(p)
+        unet.save_pretrained(tmp_path / f"u{i}")
+        folders.append(tmp_path / f"u{i}")
+    a, b = (UNet2DConditionModel.from_pretrained(f).state_dict() for f in folders)
+    mixed = soup(folders, [3.0, 1.0]).state_dict()
+    assert all(torch.allclose(mixed[k], 0.75 * a[k] + 0.25 * b[k], atol=1e-6) for k in a)
+    same = soup([folders[0], folders[0]]).state_dict()
+    assert all(torch.allclose(same[k], a[k]) for k in a)
+    with pytest.raises(ValueError, match="weight"):
+        soup(folders, [1.0])
