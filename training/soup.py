@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=None)
     args = parser.parse_args()
     soup(args.unets, args.weights).half().save_pretrained(args.out, max_shard_size=MAX_SHARD, safe_serialization=True)
+    config = json.loads((args.out / "config.json").read_text())
+    config.pop("_name_or_path", None)  # the first source folder's path: not part of the shipped files
+    (args.out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     print(f"soup of {len(args.unets)} -> {args.out}")
 
 
