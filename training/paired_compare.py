@@ -78,19 +78,19 @@ def main() -> None:
     models = {"candidate": load_model(args.model, "cpu", args.unet), "baseline": load_model(args.model, "cpu", args.baseline)}
     result: dict[str, object] = {"model": args.model, "candidate": str(args.unet), "baseline": str(args.baseline or "shipped"),
                                  "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
-    both, objects = {}, []
+    both, every_caption = {}, []
     for split, seed in (("seen", args.seed), ("heldout", args.seed + 1)):
         captions = [s.caption for s in sample_scenes(seed, args.captions, "train" if split == "seen" else "heldout")]
         with torch.no_grad():
             scores = {name: agreement(m, judge, captions, args.sampler, args.steps, args.guidance) for name, m in models.items()}
         both[split] = scores
-        objects += captions
+        every_caption += captions
         result[split] = paired(scores["candidate"], scores["baseline"])
         print(split, json.dumps(result[split]), flush=True)
-    result["both"] = paired(torch.cat([both[s]["candidate"] for s in both]), torch.cat([both[s]["baseline"] for s in both]))
+    candidate, baseline = (torch.cat([both[s][name] for s in both]) for name in ("candidate", "baseline"))
+    result["both"] = paired(candidate, baseline)
     print("both", json.dumps(result["both"]), flush=True)
-    result["both_by_objects"] = by_objects(torch.cat([both[s]["candidate"] for s in both]),
-                                           torch.cat([both[s]["baseline"] for s in both]), objects)
+    result["both_by_objects"] = by_objects(candidate, baseline, every_caption)
     for n, row in result["both_by_objects"].items():  # type: ignore[union-attr]
         print(f"both, {n} object(s)", json.dumps(row), flush=True)
     if args.out:
