@@ -82,6 +82,8 @@ def distribution_matching(x: Tensor, real_x0: Tensor, fake_x0: Tensor) -> tuple[
 class MidFeatureClassifier(nn.Module):
     """Real/fake logit (B,) from the fake score UNet's mid-block output (B, C, 4, 4) (DMD2's classifier)."""
 
+    scales = False  # its input: unet_with_mid(..., scales=False), the mid block's output alone
+
     def __init__(self, channels: int = UNET_CONFIG["block_out_channels"][-1]) -> None:  # type: ignore[index]
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(32, channels), nn.SiLU(),
@@ -97,6 +99,8 @@ class MultiScaleClassifier(nn.Module):
     (16x16 and 8x8 for the bundled UNet's 16x16 latents) and its mid block (4x4). The mid block alone sees an
     object in about one 4x4 cell and pools the map to one value; the finer maps give per-location logits where
     one object's shape spans several cells (averaged over locations, then scales)."""
+
+    scales = True  # its input: unet_with_mid(..., scales=True)
 
     def __init__(self, channels: tuple[int, ...] = (UNET_CONFIG["block_out_channels"][0], UNET_CONFIG["block_out_channels"][1],  # type: ignore[index]
                                                     UNET_CONFIG["block_out_channels"][-1])) -> None:  # type: ignore[index]
@@ -192,7 +196,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     student = run.student
     fake = copy.deepcopy(teacher.unet).train().requires_grad_(True)
     classifier = CLASSIFIERS[classifier_features]().to(device).train()
-    scales = classifier_features == "multi"
+    scales = classifier.scales  # what the classifier reads: the mid block, or also the down-block maps
     critic = directory  # a resumed run's own critic; else init_critic's; else the teacher and a fresh classifier
     if not (directory / "fake_score.safetensors").exists() and init_critic is not None:
         if not (init_critic / "fake_score.safetensors").exists():

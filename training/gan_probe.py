@@ -65,7 +65,7 @@ def probe(samples: Samples, kind: str, steps: int, batch: int, eval_batches: int
     """Train a `kind` classifier alone on frozen teacher-UNet features; held-out accuracy overall and per t band."""
     torch.manual_seed(0)
     classifier = CLASSIFIERS[kind]()
-    scales = kind == "multi"
+    scales = classifier.scales  # what the classifier reads: the mid block, or also the down-block maps
     unet = samples.teacher.unet  # frozen (load_frozen_teacher)
     opt = torch.optim.AdamW(classifier.parameters(), lr=1e-4)
 

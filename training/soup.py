@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from diffusers import UNet2DConditionModel
 
 from training.export import MAX_SHARD
@@ -29,12 +28,11 @@ def soup(folders: list[Path], weights: list[float] | None = None) -> UNet2DCondi
     if any({k: v for k, v in c.items() if not k.startswith("_")} != {k: v for k, v in configs[0].items() if not k.startswith("_")}
            for c in configs):
         raise ValueError("the UNets' configs differ: only one architecture can be averaged")
-    unet = UNet2DConditionModel.from_pretrained(folders[0]).float()
-    total = {k: torch.zeros_like(v) for k, v in unet.state_dict().items()}
-    for folder, weight in zip(folders, weights):
-        state = UNet2DConditionModel.from_pretrained(folder).float().state_dict()
-        for k in total:
-            total[k] += weight * state[k]
+    unet = UNet2DConditionModel.from_pretrained(folders[0]).float()  # the first UNet holds the mean
+    total = {k: weights[0] * v for k, v in unet.state_dict().items()}
+    for folder, weight in zip(folders[1:], weights[1:]):
+        for k, v in UNet2DConditionModel.from_pretrained(folder).float().state_dict().items():
+            total[k] += weight * v
     unet.load_state_dict({k: v / sum(weights) for k, v in total.items()})
     return unet
 

@@ -35,6 +35,9 @@ import torch
 from server.commands.eval import Config, evaluate, generate, load_judge
 from training.data import sample_scenes
 
+# batch-1 latency again on CUDA, per stage (row keys latency_batch1_STAGE_s, speedup_batch1_STAGE) -> its column title
+CUDA_STAGES = {"graphs": "batch 1, UNet CUDA graphs", "served": "batch 1 as served (+ decoder lever)"}
+
 # (manifest id, sampler, steps, guidance w, row name)
 ROWS: tuple[tuple[str, str, int, float, str], ...] = (
     ("bundled", "ddim", 25, 4.0, "teacher DDIM 25, w=4"),
@@ -81,8 +84,7 @@ def markdown(result: dict[str, object]) -> str:
     """The README table: one line per row, seen and held-out accuracy, FID, latency."""
     header = (f"| model | caption acc seen | held-out | vs teacher (seen) | colour | shape | size | position | FID seen | "
               f"latency batch 1 ({result['card']}) | batched ({result['latency_batch']}) | speed-up batch 1 |")
-    extra = [(stage, title) for stage, title in (("graphs", "batch 1, UNet CUDA graphs"),
-                                                  ("served", "batch 1 as served (+ decoder lever)"))
+    extra = [(stage, title) for stage, title in CUDA_STAGES.items()
              if all(f"speedup_batch1_{stage}" in row for row in result["rows"])]  # type: ignore[attr-defined]
     lines = [
         header + "".join(f" {title} (speed-up) |" for _, title in extra),
@@ -145,7 +147,8 @@ def main() -> None:
         # also the decoder lever of settings.vae_accel's default, "auto" ("served": compiled for the few-step students)
         from pipelines.accel import enable_cuda_graphs, enable_vae_decoder_accel
 
-        for stage, enable in (("graphs", enable_cuda_graphs), ("served", lambda m: enable_vae_decoder_accel(m, "auto"))):
+        levers = {"graphs": enable_cuda_graphs, "served": lambda m: enable_vae_decoder_accel(m, "auto")}  # CUDA_STAGES' order
+        for stage, enable in levers.items():
             for model in models.values():
                 enable(model)
             for row in rows:
@@ -156,7 +159,7 @@ def main() -> None:
                     row[f"{stage}_error"] = f"{type(e).__name__}: {e}"
     teacher = rows[0]
     for row in rows:
-        for stage in ("graphs", "served"):
+        for stage in CUDA_STAGES:
             key = f"latency_batch1_{stage}_s"
             if key in row and key in teacher:
                 row[f"speedup_batch1_{stage}"] = teacher[key] / row[key]  # type: ignore[operator]
