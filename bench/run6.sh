@@ -44,6 +44,9 @@
 #      a warm compile's measured time; with the caches warm, BUDGET_S=540 fits both variants (~120 s each). On a
 #      fresh machine the plain variant's first warm-up alone takes ~430 s, so run the sub-command twice on the
 #      same machine: the first call warms the caches (and repeats run 11a), the second times both (~250 s).
+#      Ran so as run 12 (2026-11-27, NVIDIA H200): the second call (157 s) timed both; the autotuner lost (in-process
+#      86.0 -> 85.4 img/s, HTTP 82.2 -> 58.2), bench/results/gpu_NVIDIA_H200_run12_turbo_cudnn.json. The first
+#      call's HTTP run failed on a wheel missing then (opentelemetry), so its JSON is not kept (run12_*_first.log).
 #      If sdxl (or sdxl_fast) is cut during the compiled warm-up (its log has no "darkroom-compiled  batch1"
 #      line), run the same sub-command again: each bucket shape whose compile finished is in the cache.
 #      The machine stays warm between calls: runs/site (wheels, installed once) and runs/inductor
