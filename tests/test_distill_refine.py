@@ -75,3 +75,14 @@ def test_a_short_run_exports_a_servable_one_step_student(tmp_path: Path) -> None
     student = load_from_manifest("bundled-turbo", weights / "manifest.yaml", weights, device="cpu", dtype=torch.float32)
     images = generate(student, ["a small red circle left of a blue square"], "turbo", 1, 1.0, seed=0)
     assert images.shape == (1, 3, 64, 64) and torch.isfinite(images).all()
+    # --checkpoint: the named weights of the stage instead of its evaluation's choice (each EMA for a soup)
+    from safetensors.torch import load_file
+
+    for checkpoint in ("student", "ema_student"):
+        export_turbo(run, tmp_path / checkpoint, STAGE, ROOT / "weights_manifest.yaml", checkpoint=checkpoint)
+        shipped = {}
+        for shard in sorted((tmp_path / checkpoint / "bundled_turbo" / "unet").glob("*.safetensors")):
+            shipped.update(load_file(shard))
+        trained = load_file(run / STAGE / f"{checkpoint}.safetensors")
+        assert shipped.keys() == trained.keys()
+        assert all(torch.equal(shipped[k], trained[k].half()) for k in trained)

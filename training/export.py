@@ -108,21 +108,22 @@ def export(run: Path, weights: Path, tokenizer: bool = True) -> dict[str, int]:
     return sizes
 
 
-def export_student(run: Path, weights: Path, stage: str) -> int:
+def export_student(run: Path, weights: Path, stage: str, checkpoint: str | None = None) -> int:
     """weights/bundled_lcm (stage "lcm") or weights/bundled_turbo (a ONE_STEP_STAGES stage): the student's UNet
     (fp16) and its scheduler config; text encoder, VAE and tokenizer are relative symlinks into
     weights/bundled. The LCM student ships its EMA target with an LCMScheduler config (the serving
     path then applies the consistency boundary); the ADD student ships whichever of its raw and EMA
     weights the stage's own evaluation named (metrics "export"), and so does the DMD student
     (training.distill_dmd, the same one-step map), with the teacher's DDIM config in
-    trailing spacing (the one-step sampler evaluates t = 999 and takes the UNet's x0)."""
+    trailing spacing (the one-step sampler evaluates t = 999 and takes the UNet's x0). `checkpoint`
+    (a one-step stage's "ema_student", "student" or "best_ema_student") overrides that choice."""
     if stage == "lcm":
         from training.distill_lcm import LCM_SCHEDULER_CONFIG
 
         folder, checkpoint, scheduler = LCM, "ema_student", dict(LCM_SCHEDULER_CONFIG)
     elif stage in ONE_STEP_STAGES:
         folder, scheduler = TURBO, {**SCHEDULER_CONFIG, "timestep_spacing": "trailing"}
-        checkpoint = str(load_state(run / stage).metrics.get("export", "ema_student"))
+        checkpoint = checkpoint or str(load_state(run / stage).metrics.get("export", "ema_student"))
     else:
         raise ValueError(f"stage must be 'lcm' or one of {ONE_STEP_STAGES}, got {stage!r}")
     target = weights / folder

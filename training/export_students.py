@@ -3,6 +3,7 @@
     python -m training.export_students RUN WEIGHTS_DIR
     python -m training.export_students --install OUT/weights weights   # students of a GPU call -> the repo
     python -m training.export_students RUN WEIGHTS_DIR --turbo-only dmd  # teacher + one-step student of stage dmd
+    python -m training.export_students RUN WEIGHTS_DIR --turbo-only dmd --checkpoint ema_student  # its final EMA
     python -m training.export_students RUN WEIGHTS_DIR --teacher-only    # teacher + judge (a teacher-only run)
 
 Writes WEIGHTS_DIR/bundled (the teacher, as training.export does), judge/, bundled_lcm/ (LCM
@@ -85,14 +86,16 @@ def export_all(run: Path, weights: Path, manifest: Path = ROOT / "weights_manife
     return sizes
 
 
-def export_turbo(run: Path, weights: Path, stage: str | None, manifest: Path = ROOT / "weights_manifest.yaml") -> dict[str, int]:
+def export_turbo(run: Path, weights: Path, stage: str | None, manifest: Path = ROOT / "weights_manifest.yaml",
+                 checkpoint: str | None = None) -> dict[str, int]:
     """The teacher, judge and (unless `stage` is None) the one-step student of `stage` ("add" or
     "dmd") from `run` into `weights`, plus weights/manifest.yaml with the exported entries re-hashed:
-    what a GPU call that trained only the one-step student, or only the teacher, evaluates."""
+    what a GPU call that trained only the one-step student, or only the teacher, evaluates.
+    `checkpoint` names the student's weights instead of the stage's own choice (export_student)."""
     sizes = export(run, weights)
     ids = ["bundled"]
     if stage is not None:
-        sizes[TURBO] = export_student(run, weights, stage)
+        sizes[TURBO] = export_student(run, weights, stage, checkpoint)
         ids.append("bundled-turbo")
     text = manifest.read_text()
     for model_id in ids:
@@ -135,11 +138,15 @@ def main() -> None:
     parser.add_argument("--turbo-only", choices=ONE_STEP_STAGES, default=None,
                         help="export the teacher and only the one-step student, from this stage of RUN")
     parser.add_argument("--teacher-only", action="store_true", help="export the teacher and judge alone (a teacher-only run)")
+    parser.add_argument("--checkpoint", choices=("ema_student", "student", "best_ema_student"), default=None,
+                        help="with --turbo-only: these weights of the stage instead of the ones its evaluation chose")
     args = parser.parse_args()
+    if args.checkpoint and not args.turbo_only:
+        parser.error("--checkpoint needs --turbo-only")
     if args.teacher_only:
         print(export_turbo(args.run, args.weights, None, args.manifest))
     elif args.turbo_only:
-        print(export_turbo(args.run, args.weights, args.turbo_only, args.manifest))
+        print(export_turbo(args.run, args.weights, args.turbo_only, args.manifest, args.checkpoint))
     elif args.install:
         install(args.run, args.weights, args.manifest)
     else:

@@ -21,7 +21,9 @@ stage_student_part2() { mkdir -p "$1"; cp $TURBO_UNET/config.json $TURBO_UNET/*.
 stage_student_part1() { [ -f $TURBO_UNET/diffusion_pytorch_model-00001-of-00002.safetensors ] && cp $TURBO_UNET/*00001-of-00002.safetensors "$1"/; }
 
 export_and_eval() {  # RUN W E NAME [STAGE]: RUN's teacher + its one-step student of STAGE (dmd; "none": the teacher alone) -> W;
-  # students_eval -> E/students_NAME; the student's files -> E/weights_NAME
+  # students_eval -> E/students_NAME; the student's files -> E/weights_NAME; where the run exported other weights than
+  # its final EMA (its start, or an earlier EMA, scored best in its own evaluation), that EMA too -> E/weights_NAME_ema
+  # (UNet only, 18 MB: an ingredient for training.soup; call 23 lost run b's this way)
   local run=$1 w=$2 e=$3 name=$4 stage=${5:-dmd} only models=bundled-turbo
   only=(--turbo-only "$stage")
   [ "$stage" = none ] && only=(--teacher-only) && models=bundled
@@ -33,6 +35,10 @@ export_and_eval() {  # RUN W E NAME [STAGE]: RUN's teacher + its one-step studen
   [ "$stage" = none ] && return 0
   mkdir -p "$e/weights_$name/bundled_turbo"
   cp -r "$w"/bundled_turbo/unet "$w"/bundled_turbo/scheduler "$w"/bundled_turbo/model_index.json "$e/weights_$name/bundled_turbo/"
+  grep -q '"export": "ema_student"' "$run/$stage/state.json" && return 0
+  $PY -m training.export_students "$run" "${w}_ema" "${only[@]}" --checkpoint ema_student > "$e/logs/export_${name}_ema.log" 2>&1 \
+    || { tail -n 20 "$e/logs/export_${name}_ema.log"; return 0; }
+  mkdir -p "$e/weights_${name}_ema/bundled_turbo"; cp -r "${w}_ema"/bundled_turbo/unet "$e/weights_${name}_ema/bundled_turbo/"
 }
 
 import_runs() {  # E RUN COPY...: the card -> E/card.txt; the shipped weights imported into RUN (E/logs/import.log); RUN copied to each COPY
