@@ -173,6 +173,58 @@ class CudaGraphUNet(torch.nn.Module):
         )
 
 
+class CudaGraphTextModel(torch.nn.Module):
+    """Replays one captured CUDA graph per token-id shape of a transformers text model, called as the
+    CLIP encoders call it (pipelines.text): `model(ids)` or `model(ids, output_hidden_states=True)`.
+
+    A one-step model's text encoder is a large share of its batch-1 time: the bundled student on an
+    H200 spends ~3.4-4.1 ms of its ~6-9 ms in eager text encoding (launches and Python, not
+    arithmetic; training/results/call23/record.md). Replaying the same kernels on the same shape is
+    exact. Calls with other arguments (T5's attention mask) and CPU tensors run eagerly; a shape
+    whose capture fails runs eagerly from then on.
+    """
+
+    def __init__(self, model: torch.nn.Module, warmup_calls: int = 2) -> None:
+        super().__init__()
+        self.model = model
+        self.warmup_calls = warmup_calls
+        self._graphs: dict[tuple[Any, ...], tuple[torch.cuda.CUDAGraph, Tensor, Any]] = {}
+        self._eager: set[tuple[Any, ...]] = set()
+        self._pool: Any = None
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def captured_signatures(self) -> list[tuple[Any, ...]]:
+        return list(self._graphs)
+
+    def forward(self, input_ids: Tensor, output_hidden_states: bool = False, **kwargs: Any) -> Any:
+        key = (tuple(input_ids.shape), bool(output_hidden_states))
+        if kwargs or not input_ids.is_cuda or key in self._eager or torch.cuda.is_current_stream_capturing():
+            return self.model(input_ids, output_hidden_states=output_hidden_states, **kwargs)
+        call = self._graphs.get(key)
+        if call is None:
+            static_ids = input_ids.clone()
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            try:
+                graph, output = capture_graph(lambda: self.model(static_ids, output_hidden_states=output_hidden_states),
+                                              self._pool, self.warmup_calls)
+            except RuntimeError:  # not capturable (a host sync inside the model): eager for this shape
+                self._eager.add(key)
+                return self.model(input_ids, output_hidden_states=output_hidden_states)
+            call = self._graphs[key] = (graph, static_ids, output)
+        graph, static_ids, output = call
+        static_ids.copy_(input_ids)
+        graph.replay()
+        # the pool is shared: the next replay may overwrite the static outputs
+        fields = {name: tuple(t.clone() for t in value) if isinstance(value, tuple) else value.clone()
+                  for name, value in output.items()}
+        return type(output)(**fields)
+
+
 class BucketedDecoder(torch.nn.Module):
     """A VAE `Decoder` run per batch bucket as a CUDA graph ("graphs") or compiled ("compile").
 
@@ -299,6 +351,23 @@ def enable_cuda_graphs(model: object) -> bool:
         return False
     model.denoiser.unet = CudaGraphUNet(unet)  # type: ignore[attr-defined]
     return True
+
+
+def enable_text_encoder_graphs(model: object) -> int:
+    """Wrap the transformers text models of a CUDA model's text encoder (pipelines.text's `model`, and
+    SDXL's `model_2`) in CudaGraphTextModel in place; how many were wrapped (0 off CUDA or without one)."""
+    encoder = getattr(model, "text_encoder", None)
+    wrapped = 0
+    for name in ("model", "model_2"):
+        module = getattr(encoder, name, None)
+        if not isinstance(module, torch.nn.Module) or isinstance(module, CudaGraphTextModel):
+            continue
+        parameter = next(module.parameters(), None)
+        if parameter is None or parameter.device.type != "cuda":
+            continue
+        setattr(encoder, name, CudaGraphTextModel(module))
+        wrapped += 1
+    return wrapped
 
 
 def enable_fp8_linears(module: torch.nn.Module, mode: str = "dynamic") -> int:

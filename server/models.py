@@ -111,6 +111,7 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
         enable_cuda_graphs,
         enable_cudnn_benchmark,
         enable_fp8_unet,
+        enable_text_encoder_graphs,
         enable_vae_decoder_accel,
     )
 
@@ -121,5 +122,7 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
             enable_compile(model)
         if settings.cuda_graphs:
             enable_cuda_graphs(model)
+        if settings.text_encoder_graphs:
+            enable_text_encoder_graphs(model)
         enable_vae_decoder_accel(model, settings.vae_accel, compiled_unet=settings.compile_unet)
     return models, notice

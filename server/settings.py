@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # replay one CUDA graph per UNet bucket (pipelines.accel); CUDA only. Exact; halves batch-1
     # latency of SD1.5 on an H200 (bench/results/gpu_NVIDIA_H200_run2.json)
     cuda_graphs: bool = True
+    # replay one CUDA graph per token-id shape of the CLIP text encoders (pipelines.accel.CudaGraphTextModel);
+    # CUDA only, exact (the same kernels). The eager encoder is launch-bound: half of the bundled one-step
+    # student's batch-1 time on an H200 (training/results/call23/record.md)
+    text_encoder_graphs: bool = True
     # torch.compile the UNet (default mode, static shapes): 1.35x saturated SD1.5 and 1.16x SDXL on
     # an H200 (bench/results/gpu_NVIDIA_H200_run7_*.json) for minutes of compilation (one per bucket
     # shape, done by warm_up below). On in docker-compose.yml; off here, so `darkroom serve` on a

@@ -15,7 +15,8 @@ torch.cuda.synchronize around each on CUDA: "batch 1" is one prompt per call, "b
 the UNet replayed as CUDA graphs (pipelines.accel, the engine's default there): at batch 1 the
 fixed costs (text encoder, VAE decoder, launches) bound the students' speed-up. Then once more "as
 served": also with the engine's default decoder lever (settings.vae_accel "auto": the decoder
-compiled for models of few default steps, so for the students and not the 25-step teacher).
+compiled for models of few default steps, so for the students and not the 25-step teacher). Last
+("text"), also the CLIP text encoder replayed as CUDA graphs (settings.text_encoder_graphs).
 --latency-only skips the judge (students_latency.json only), e.g. for CPU figures.
 
 Writes DIR/students_eval.json, DIR/students_eval.md and DIR/students_grid.png (rows: 8 seen
@@ -36,7 +37,8 @@ from server.commands.eval import Config, evaluate, generate, load_judge
 from training.data import sample_scenes
 
 # batch-1 latency again on CUDA, per stage (row keys latency_batch1_STAGE_s, speedup_batch1_STAGE) -> its column title
-CUDA_STAGES = {"graphs": "batch 1, UNet CUDA graphs", "served": "batch 1 as served (+ decoder lever)"}
+CUDA_STAGES = {"graphs": "batch 1, UNet CUDA graphs", "served": "batch 1 as served (+ decoder lever)",
+               "text": "batch 1, + text encoder graphs"}
 
 # (manifest id, sampler, steps, guidance w, row name)
 ROWS: tuple[tuple[str, str, int, float, str], ...] = (
@@ -144,10 +146,12 @@ def main() -> None:
     if not args.latency_only:
         comparison_grid(models, args.out / "students_grid.png", spec=spec)
     if cuda:  # as the engine serves on CUDA by default: the UNet replayed as one CUDA graph per shape ("graphs"), then
-        # also the decoder lever of settings.vae_accel's default, "auto" ("served": compiled for the few-step students)
-        from pipelines.accel import enable_cuda_graphs, enable_vae_decoder_accel
+        # also the decoder lever of settings.vae_accel's default, "auto" ("served": compiled for the few-step students),
+        # then also the text encoder's graphs ("text")
+        from pipelines.accel import enable_cuda_graphs, enable_text_encoder_graphs, enable_vae_decoder_accel
 
-        levers = {"graphs": enable_cuda_graphs, "served": lambda m: enable_vae_decoder_accel(m, "auto")}  # CUDA_STAGES' order
+        levers = {"graphs": enable_cuda_graphs, "served": lambda m: enable_vae_decoder_accel(m, "auto"),  # CUDA_STAGES' order
+                  "text": enable_text_encoder_graphs}
         for stage, enable in levers.items():
             for model in models.values():
                 enable(model)

@@ -1,0 +1,81 @@
+"""GPU smoke of the text encoder graphs through the server (call 23): `darkroom serve` on the bundled teacher with
+CUDA graphs and the warm-up on (no compile), then the same request twice and a batch of concurrent ones.
+
+    python training/results/call23/serve_smoke.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+PORT = 8124
+
+
+def call(path: str, body: dict | None = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Accept": "image/png"} if data else {}  # raw PNG bytes
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def pixels(png: bytes) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))).int()
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DARKROOM_DEVICE": os.environ.get("SMOKE_DEVICE", "cuda"), "DARKROOM_PORT": str(PORT), "DARKROOM_WARM_UP": "true"}
+    started = time.perf_counter()
+    with open(out / "serve.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-c", "from server.cli import main; main()", "serve"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    result: dict[str, object] = {}
+    try:
+        while time.perf_counter() - started < 180 and server.poll() is None:
+            if call("/readyz")[0] == 200:
+                result["ready_s"] = round(time.perf_counter() - started, 1)
+                break
+            time.sleep(1.0)
+        body = {"prompt": "a small red circle left of a big blue square", "seed": 7, "steps": 10}
+        first, again = call("/generate", body), call("/generate", body)
+        result["same_request_twice"] = [first[0], again[0], first[1] == again[1]]
+        if result["same_request_twice"][:2] != [200, 200]:  # type: ignore[index]
+            raise SystemExit(f"the server did not answer with images: {json.dumps(result)} (serve.log)")
+        prompts = [f"{n} green triangles" for n in ("one", "two", "three")]
+        alone = {p: pixels(call("/generate", {"prompt": p, "seed": 7, "steps": 10})[1]) for p in prompts}
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda p: call("/generate", {"prompt": p, "seed": 7, "steps": 10}), prompts * 4))
+        result["concurrent_status"] = sorted({a[0] for a in answers})
+        # the same prompt and seed, alone and batched with neighbours: max |difference| in 0-255 and pixels differing
+        diffs = [(alone[p] - pixels(png)).abs() for p, (_, png) in zip(prompts * 4, answers)]
+        result["batched_vs_alone"] = {"max": int(max(d.max() for d in diffs)), "pixels": [int((d > 0).sum()) for d in diffs]}
+        result["bad_input"] = call("/generate", {"prompt": "x", "steps": 0})[0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    (out / "serve_smoke.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
