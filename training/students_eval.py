@@ -148,7 +148,11 @@ def main() -> None:
     if cuda:  # as the engine serves on CUDA by default: the UNet replayed as one CUDA graph per shape ("graphs"), then
         # also the decoder lever of settings.vae_accel's default, "auto" ("served": compiled for the few-step students),
         # then also the text encoder's graphs ("text")
-        from pipelines.accel import enable_cuda_graphs, enable_text_encoder_graphs, enable_vae_decoder_accel
+        from pipelines.accel import (
+            enable_cuda_graphs,
+            enable_text_encoder_graphs,
+            enable_vae_decoder_accel,
+        )
 
         levers = {"graphs": enable_cuda_graphs, "served": lambda m: enable_vae_decoder_accel(m, "auto"),  # CUDA_STAGES' order
                   "text": enable_text_encoder_graphs}
