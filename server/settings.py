@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     dtype: str = "auto"  # "auto" (fp16 on CUDA, fp32 on CPU) | "float16" | "bfloat16" | "float32"
 
     # Engine
-    max_batch: int = Field(default=8, ge=1, le=256)  # latent rows (images) per forward pass
+    # latent rows (images) per forward pass. Passes of different sizes round differently (real kernels), so a
+    # batched image can differ from the same request alone by 1/255 in a few pixels; 1: bit-exact whatever the load
+    max_batch: int = Field(default=8, ge=1, le=256)
     max_active: int | None = Field(default=None, ge=1)  # requests denoising at once; None: max_batch
     max_queue: int = Field(default=64, ge=0)  # requests waiting to start; beyond this: 503
     max_batch_pixels: int = Field(default=8 * 1024 * 1024, ge=1)  # width*height summed over a pass's images (before CFG doubles rows)
