@@ -79,6 +79,8 @@ class Variant:
     overlap: bool = False  # decode thread on its own CUDA stream
     pipeline: bool = False  # settings.decode_pipeline: wait for a decode only after the next pass is queued
     cudnn_benchmark: bool = False  # settings.cudnn_benchmark, for this variant only
+    text_graphs: bool = False  # settings.text_encoder_graphs (the server's default on CUDA since call 23; off here
+    # so the rows stay comparable with runs 1-12): the CLIP text encoder replayed as CUDA graphs
     output_format: str = "png"  # of the in-process runs
     http: tuple[str, ...] = ()  # response kinds: "json-png", "json-jpeg", "bytes-jpeg"
     poisson: bool = False  # Poisson arrivals at 80% of the saturated rate, first response kind
@@ -130,6 +132,10 @@ COMPILED_VARIANTS = (  # --compile-engine: a torch.compile'd UNet (about a minut
     # cuDNN's autotuner on top: the compiled decoder is most of SD-Turbo's GPU time (8.9 of ~10.1 ms per image)
     Variant("darkroom-compiled-vaecompile-cudnn", compiled_unet=True, vae_accel="compile", cudnn_benchmark=True,
             output_format="jpeg", http=("bytes-jpeg",), est_s=300),
+    # the text encoder's CUDA graphs on top (the server's default): 7.82 -> 3.48 ms at batch 1 for the bundled
+    # one-step student on an H200 (training/results/call23/record.md); SD-Turbo's OpenCLIP encoder is 23 layers
+    Variant("darkroom-compiled-vaecompile-text", compiled_unet=True, vae_accel="compile", text_graphs=True,
+            output_format="jpeg", http=("bytes-jpeg",), est_s=300),
 )
 DEVICE = "cuda"  # --tiny runs the whole script on the CPU with shrunk models
 DTYPE = torch.float16
@@ -141,9 +147,14 @@ MIN_TIMED_S = 5.0
 
 def darkroom_model(
     arch: Architecture, case: Case, graphs: bool, compiled: bool = False, dtype: torch.dtype | None = None,
-    vae_accel: str = "off",
+    vae_accel: str = "off", text_graphs: bool = False,
 ) -> object:
-    from pipelines.accel import enable_compile, enable_cuda_graphs, enable_vae_decoder_accel
+    from pipelines.accel import (
+        enable_compile,
+        enable_cuda_graphs,
+        enable_text_encoder_graphs,
+        enable_vae_decoder_accel,
+    )
     from pipelines.models import assemble
 
     components = {"unet": arch.unet, "vae": arch.vae, "text_encoder": arch.text_encoder}
@@ -158,6 +169,8 @@ def darkroom_model(
         enable_compile(model)
     if graphs:
         enable_cuda_graphs(model)
+    if text_graphs:
+        enable_text_encoder_graphs(model)
     enable_vae_decoder_accel(model, vae_accel)
     return model
 
@@ -323,7 +336,8 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
     notes: list[dict] = []
     reset_peak()
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark  # process-wide: reset below, so no other run inherits it
-    model = darkroom_model(arch, case, variant.graphs, variant.compiled_unet, vae_accel=variant.vae_accel)
+    model = darkroom_model(arch, case, variant.graphs, variant.compiled_unet, vae_accel=variant.vae_accel,
+                           text_graphs=variant.text_graphs)
     settings = engine_settings(case, overlap=variant.overlap, pipeline=variant.pipeline)
     engine = Engine([model], settings)  # type: ignore[list-item]
     engine.start()
@@ -354,7 +368,7 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
         levers = {"graphs": variant.graphs, "compiled_unet": variant.compiled_unet, "vae_accel": variant.vae_accel,
                   "decode_overlap": variant.overlap,
                   "decode_pipeline": variant.pipeline, "guidance_interval": variant.interval,
-                  "cudnn_benchmark": variant.cudnn_benchmark}
+                  "cudnn_benchmark": variant.cudnn_benchmark, "text_encoder_graphs": variant.text_graphs}
         for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
             records.append({"case": case.name, "system": variant.label, "mode": mode, "exact": exact,
                             "images_per_s": round(rate, 3), "latency_s": round(lat, 4),

@@ -44,6 +44,9 @@
 #      a warm compile's measured time; with the caches warm, BUDGET_S=540 fits both variants (~120 s each). On a
 #      fresh machine the plain variant's first warm-up alone takes ~430 s, so run the sub-command twice on the
 #      same machine: the first call warms the caches (and repeats run 11a), the second times both (~250 s).
+#      Prepared in call 23's session (not run yet): the text encoder's CUDA graphs (settings.text_encoder_graphs,
+#      the server's default since then) beside the same variant without them, like turbo_cudnn (twice on one machine):
+#        BUDGET_S=540 TIMEOUT_S=590 bash bench/run6.sh turbo_text
 #      Ran so as run 12 (2026-11-27, NVIDIA H200): the second call (157 s) timed both; the autotuner lost (in-process
 #      86.0 -> 85.4 img/s, HTTP 82.2 -> 58.2), bench/results/gpu_NVIDIA_H200_run12_turbo_cudnn.json. The first
 #      call's HTTP run failed on a wheel missing then (opentelemetry), so its JSON is not kept (run12_*_first.log).
@@ -69,7 +72,7 @@
 #   sdxl 422 s, sdxl_fast 253 s, sd15_fast 336 s); results renamed bench/results/gpu_NVIDIA_H200_run7_<cmd>.json.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|turbo_compiled|turbo_compiled_http|sd15_fast_vae|tiny}
+CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|turbo_compiled|turbo_compiled_http|turbo_cudnn|turbo_text|sd15_fast_vae|tiny}
 OUT=${OUT:-runs/run6_out}; BUDGET_S=${BUDGET_S:-500}; TIMEOUT_S=${TIMEOUT_S:-560}
 FAST_INTERVAL=${FAST_INTERVAL:-1.3,4.3}; PY=${PYTHON:-python3}; TINY=${TINY:-0}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD TOKENIZERS_PARALLELISM=false
@@ -105,6 +108,8 @@ turbo_compiled_http) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroo
                             --extra-concurrency 128) ;;
 turbo_cudnn) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-compiled-vaecompile,darkroom-compiled-vaecompile-cudnn
                      --http-kinds bytes-jpeg) ;;
+turbo_text) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-compiled-vaecompile,darkroom-compiled-vaecompile-text
+                   --http-kinds bytes-jpeg) ;;
 sd15_fast_vae)  ARGS+=(--tasks sd15 --compile-engine --variants darkroom-compiled-fast-vaecompile,darkroom-compiled-fast --no-http
                        --fast-interval "$FAST_INTERVAL") ;;
 *) echo "unknown sub-command $CMD" >&2; exit 2 ;;
