@@ -35,7 +35,10 @@ export_and_eval() {  # RUN W E NAME [STAGE]: RUN's teacher + its one-step studen
   [ "$stage" = none ] && return 0
   mkdir -p "$e/weights_$name/bundled_turbo"
   cp -r "$w"/bundled_turbo/unet "$w"/bundled_turbo/scheduler "$w"/bundled_turbo/model_index.json "$e/weights_$name/bundled_turbo/"
-  grep -q '"export": "ema_student"' "$run/$stage/state.json" && return 0
+  local chosen  # the stage's own choice, as export_student reads it (ema_student when the state names none)
+  chosen=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["metrics"].get("export", "ema_student"))' \
+    "$run/$stage/state.json")
+  [ "$chosen" = ema_student ] && return 0
   $PY -m training.export_students "$run" "${w}_ema" "${only[@]}" --checkpoint ema_student > "$e/logs/export_${name}_ema.log" 2>&1 \
     || { tail -n 20 "$e/logs/export_${name}_ema.log"; return 0; }
   mkdir -p "$e/weights_${name}_ema/bundled_turbo"; cp -r "${w}_ema"/bundled_turbo/unet "$e/weights_${name}_ema/bundled_turbo/"

@@ -49,10 +49,10 @@
 # Call 22 is this recipe again on a second machine of the same session (CALL=22: runs/e22, runs/run22X): run b's
 # student (runs/init22) alone with run a's returned critic (runs/critic22), RUNS=b, so the three-object weighting
 # goes on; record.md says what was run.
+# Call 21 ran 2026-11-27 (record.md): a and b, TRAIN_S=1300 (stopped at 1,056 s), 1,056 / 1,097 steps; paired against the
+# shipped student on 1,536 CPU captions +0.023 / +0.016 (+- 0.012), not installed. Call 22 was lost (record.md).
 # Call 23 (CALL=23, CRITIC=runs/critic22: run 21a's returned critic; runs/init21 = the call-21 mean): a and b again,
 # TRAIN_S=1350, stopped at 1,250 s; training/results/call23/record.md.
-# Ran 2026-11-27 (record.md): a and b, TRAIN_S=1300 (stopped at 1,056 s), 1,056 / 1,097 steps; paired against the
-# shipped student on 1,536 CPU captions +0.023 / +0.016 (+- 0.012), not installed. Call 22 was lost (record.md).
 # Env: as call_settings (TRAIN_S 1200, CAPTIONS 128 here), CALL (21), RUNS ("a b"), INIT, CRITIC (runs/critic21),
 # WARMUP (500).
 set -u -o pipefail
