@@ -260,7 +260,8 @@ class BucketedDecoder(torch.nn.Module):
 
     def forward(self, sample: Tensor, latent_embeds: Tensor | None = None) -> Tensor:
         if not sample.is_cuda or latent_embeds is not None or torch.cuda.is_current_stream_capturing():
-            return self.decoder(sample, latent_embeds)
+            # a tiny decoder (AutoencoderTiny's) takes the latents alone
+            return self.decoder(sample) if latent_embeds is None else self.decoder(sample, latent_embeds)
         rows = sample.shape[0]
         if self._compiled is not None:
             if rows == 1:
@@ -305,20 +306,24 @@ def vae_accel_for(model: object, mode: str, compiled_unet: bool = False) -> str:
 
 
 def enable_vae_decoder_accel(model: object, mode: str, compiled_unet: bool = False) -> bool:
-    """Wrap a CUDA model's VAE decoder in BucketedDecoder (vae_accel_for's mode); "off" or off CUDA: False.
+    """Wrap a CUDA model's VAE decoder, and its tiny decoder if it has one, in BucketedDecoder (vae_accel_for's
+    mode); "off" or off CUDA: False.
 
     Models whose VAE decodes in an fp32 copy (SDXL's force_upcast) keep that copy eager.
     """
     mode = vae_accel_for(model, mode, compiled_unet)
-    autoencoder = getattr(getattr(model, "vae", None), "vae", None)  # pipelines.vae.KLAutoencoder.vae
     device = getattr(model, "device", None)
-    if mode == "off" or autoencoder is None or device is None or torch.device(device).type != "cuda":
+    if mode == "off" or device is None or torch.device(device).type != "cuda":
         return False
-    decoder = getattr(autoencoder, "decoder", None)
-    if decoder is None or isinstance(decoder, BucketedDecoder):
-        return False
-    autoencoder.decoder = BucketedDecoder(decoder, mode)
-    return True
+    wrapped = False
+    for name in ("vae", "tiny_vae"):  # pipelines.vae.KLAutoencoder / TinyAutoencoder, each holding .vae
+        autoencoder = getattr(getattr(model, name, None), "vae", None)
+        decoder = getattr(autoencoder, "decoder", None)
+        if decoder is None or isinstance(decoder, BucketedDecoder):
+            continue
+        autoencoder.decoder = BucketedDecoder(decoder, mode)  # type: ignore[union-attr]
+        wrapped = True
+    return wrapped
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:

@@ -22,7 +22,7 @@ WEIGHTS_ROOT_ENV = "DARKROOM_WEIGHTS_ROOT"
 
 Family = Literal["sd1", "sd2", "sdxl", "dit", "pixart", "bundled"]
 Format = Literal["diffusers", "single_file"]
-Kind = Literal["pipeline", "controlnet", "classifier"]
+Kind = Literal["pipeline", "controlnet", "classifier", "tiny_vae"]
 # What a classifier entry's heads predict, i.e. how a prompt becomes its labels:
 # "shapes_world_pairs" - 48 binary heads, one per (shape, colour) pair of the bundled model's
 # shapes world (training.data), labelled from the prompt parsed with that world's caption grammar.
@@ -117,8 +117,9 @@ class Limits(_Strict):
 
 
 class ModelEntry(_Strict):
-    """One servable model (kind pipeline), adapter (kind controlnet) or noisy-latent classifier
-    for classifier guidance (kind classifier: one .safetensors file, format single_file)."""
+    """One servable model (kind pipeline), adapter (kind controlnet), noisy-latent classifier
+    for classifier guidance (kind classifier: one .safetensors file, format single_file) or tiny
+    decoder for fast mode (kind tiny_vae: an AutoencoderTiny folder on the model's scaled latents)."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     family: Family
@@ -138,6 +139,8 @@ class ModelEntry(_Strict):
     controlnets: list[str] = Field(default_factory=list)  # ids of kind-controlnet entries
     # pipeline entries: id of the kind-classifier entry served for classifier guidance
     classifier: str | None = None
+    # pipeline entries: id of the kind-tiny_vae entry served for requests with "decoder": "tiny"
+    tiny_vae: str | None = None
     labels: ClassifierLabels | None = None  # classifier entries: what their heads predict
     description: str = ""
 
@@ -169,6 +172,10 @@ class ModelEntry(_Strict):
             raise ValueError("controlnets: a controlnet entry cannot itself attach controlnets")
         if self.kind != "pipeline" and self.classifier is not None:
             raise ValueError(f"classifier: only a pipeline entry attaches a classifier, this is a {self.kind}")
+        if self.kind != "pipeline" and self.tiny_vae is not None:
+            raise ValueError(f"tiny_vae: only a pipeline entry attaches a tiny decoder, this is a {self.kind}")
+        if self.kind == "tiny_vae" and (self.format != "diffusers" or self.controlnets):
+            raise ValueError("format: a tiny_vae entry is one diffusers component folder (format diffusers, no controlnets)")
         if self.kind == "classifier":
             if self.labels is None:
                 raise ValueError("labels: a classifier entry must say what its heads predict (shapes_world_pairs)")
@@ -248,6 +255,15 @@ class Manifest(_Strict):
                         f"models[{entry.id}].classifier: {entry.classifier!r} is for family "
                         f"{classifier.family}, the model is {entry.family}"
                     )
+            if entry.tiny_vae is not None:
+                tiny = by_id.get(entry.tiny_vae)
+                if tiny is None or tiny.kind != "tiny_vae":
+                    raise ValueError(f"models[{entry.id}].tiny_vae: {entry.tiny_vae!r} is not a tiny_vae entry")
+                if tiny.family != entry.family:
+                    raise ValueError(
+                        f"models[{entry.id}].tiny_vae: {entry.tiny_vae!r} is for family {tiny.family}, "
+                        f"the model is {entry.family}"
+                    )
         return self
 
     def get(self, model_id: str | None = None) -> ModelEntry:
@@ -260,7 +276,7 @@ class Manifest(_Strict):
         raise KeyError(f"unknown model {wanted!r}; the manifest has: {known}")
 
     def pipelines(self) -> list[ModelEntry]:
-        """Entries a request can name as its model (not adapters or classifiers)."""
+        """Entries a request can name as its model (not adapters, classifiers or tiny decoders)."""
         return [e for e in self.models if e.kind == "pipeline"]
 
 

@@ -102,4 +102,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     controlnets: dict[str, object] = field(default_factory=dict)  # name -> ControlNet wrapper
+    # fast mode: a distilled tiny decoder on the same latents (pipelines.vae.TinyAutoencoder), for requests
+    # that ask for "decoder": "tiny"; None when the manifest attaches none
+    tiny_vae: LatentAutoencoder | None = None
     description: str = ""  # shown by /v1/models; says "tiny random" where that is what it is

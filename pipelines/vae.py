@@ -80,3 +80,44 @@ class KLAutoencoder:
             eps = torch.randn(dist.mean.shape, generator=generator, device=generator.device, dtype=torch.float32)
             z = dist.mean + dist.std * eps.to(device, dist.mean.dtype)
         return ((z.float() - self.shift_factor) * self.scaling_factor)
+
+
+class TinyAutoencoder:
+    """A distilled tiny autoencoder (diffusers' AutoencoderTiny, the TAESD layout) on the same scaled
+    latents as the model's KL autoencoder: a fast, approximate decoder for fast mode.
+
+    It reads the scaled latents directly (its own scaling factor is 1), as TAESD / TAESDXL do for
+    the SD and SDXL latents; its decoder ends in [-1, 1] without a clamp. Its encode is deterministic.
+    Every convolution runs at <= 64 channels, so at 512x512 it costs ~1/20 of the KL decoder's
+    arithmetic; the image differs from the KL decoder's (its quality cost is measured, see README).
+    """
+
+    def __init__(self, vae: torch.nn.Module) -> None:
+        config = vae.config
+        self.scaling_factor = 1.0
+        self.shift_factor = 0.0
+        self.latent_channels = int(config.latent_channels)
+        self.latent_factor = int(config.upsampling_scaling_factor) ** (len(config.decoder_block_out_channels) - 1)
+        self.upcast = False
+        self.vae = vae.eval()
+        self._fp32: torch.nn.Module | None = None
+
+    def _fp32_copy(self) -> torch.nn.Module:
+        if module_dtype(self.vae) == torch.float32:
+            return self.vae
+        if self._fp32 is None:
+            self._fp32 = copy.deepcopy(self.vae).float().eval()
+        return self._fp32
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor, *, force_fp32: bool = False) -> Tensor:
+        """(B, C, h, w) scaled latents -> (B, 3, h * f, w * f) float32 images in [0, 1]."""
+        vae = self._fp32_copy() if force_fp32 else self.vae
+        decoded = vae.decode(latents.to(module_dtype(vae)), return_dict=False)[0]  # (B, 3, H, W) in ~[-1, 1]
+        return (decoded.float() / 2 + 0.5).clamp(0, 1)
+
+    @torch.no_grad()
+    def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """(B, 3, H, W) images in [0, 1] -> scaled latents (deterministic: `generator` is not used)."""
+        device = next(self.vae.parameters()).device
+        return self.vae.encode((images * 2 - 1).to(device, module_dtype(self.vae))).latents.float()

@@ -451,7 +451,7 @@ def create_app(settings: Settings | None = None, engine: EngineProtocol | None =
                     id=c.id, family=c.family, description=c.description, text_conditioned=c.text_conditioned,
                     samplers=[SamplerInfo(name=s.name, min_steps=s.min_steps, max_steps=s.max_steps,
                                           description=s.description) for s in c.samplers],
-                    controlnets=list(c.controlnets), default_sampler=c.default_sampler,
+                    controlnets=list(c.controlnets), decoders=list(c.decoders), default_sampler=c.default_sampler,
                     default_steps=c.default_steps, default_guidance=c.default_guidance,
                     default_width=c.default_width, default_height=c.default_height,
                     latent_factor=c.latent_factor, min_side=c.min_side, max_side=c.max_side,

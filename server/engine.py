@@ -40,7 +40,7 @@ from torch import Tensor
 
 from pipelines.conditioning import Conditioning, Denoiser, GuidedConditioning
 from pipelines.guidance import cfg, classifier_guidance
-from pipelines.model import LoadedModel
+from pipelines.model import LatentAutoencoder, LoadedModel
 from pipelines.samplers import SAMPLERS, make_sampler, seeded_noise
 from pipelines.text import sdxl_time_ids
 from pipelines.text_to_image import sampling_sigmas
@@ -95,7 +95,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 # Objects passed between the stages
 
 
-ClassKey = tuple[str, tuple[int, int, int], str | None]  # (model id, latent (C, h, w), ControlNet)
+ClassKey = tuple[str, tuple[int, int, int], str | None]  # (model id, latent (C, h, w), ControlNet; decode groups: decoder)
 
 
 @dataclass(eq=False)
@@ -219,7 +219,13 @@ def model_card(model: LoadedModel, settings: Settings, samplers: tuple[SamplerCa
         max_num_images=max_rows,
         num_classes=None if model.text_encoder is not None else getattr(model.denoiser, "null_class", None),
         classifier_labels=None if (classifier := classifier_of(model)) is None else classifier.prompt_labels,
+        decoders=("full", "tiny") if model.tiny_vae is not None else ("full",),
     )
+
+
+def _decoder(model: LoadedModel, work: Work) -> LatentAutoencoder:
+    """The decoder a request asked for: the model's VAE, or its tiny decoder (fast mode; submit checked it exists)."""
+    return model.tiny_vae if work.spec.decoder == "tiny" and model.tiny_vae is not None else model.vae
 
 
 def _pixels_to_uint8_chw(images: Tensor) -> Tensor:
@@ -426,6 +432,8 @@ class Engine:
                 f"'classifier_scale' > 0 needs model '{spec.model}' to have a classifier and the prompt's labels",
                 field="classifier_scale",
             )
+        if spec.decoder != "full" and (spec.decoder != "tiny" or served.model.tiny_vae is None):
+            raise InvalidRequest(f"model '{spec.model}' has no {spec.decoder} decoder", field="decoder")
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         latent = (f.latent_channels, spec.height // f.latent_factor, spec.width // f.latent_factor)
@@ -1003,8 +1011,8 @@ class Engine:
         self._active = [w for w in self._active if not (w.pending is None and w.final_x is not None)]
         self._sync_active_count()
         groups: dict[ClassKey, list[Work]] = collections.defaultdict(list)
-        for work in done:
-            groups[(work.key[0], work.key[1], None)].append(work)
+        for work in done:  # one decode per model, latent shape and decoder
+            groups[(work.key[0], work.key[1], work.spec.decoder)].append(work)
         for group in groups.values():
             model = self._served[group[0].spec.model].model
             if self.settings.decode_overlap and torch.device(model.device).type == "cuda":
@@ -1020,7 +1028,7 @@ class Engine:
         model = self._served[works[0].spec.model].model
         started = time.perf_counter()
         try:
-            images = model.vae.decode(torch.cat([self._decoder_input(model, w) for w in works]))
+            images = _decoder(model, works[0]).decode(torch.cat([self._decoder_input(model, w) for w in works]))
             finite = torch.isfinite(images).all()
         except Exception:  # noqa: BLE001 - model code may raise anything; the inline path sorts it out
             self._decode_group(works)
@@ -1081,7 +1089,7 @@ class Engine:
         try:
             if latents is None:
                 latents = torch.cat([self._decoder_input(model, w) for w in works])
-            images = model.vae.decode(latents)  # (rows, 3, H, W) in [0, 1]
+            images = _decoder(model, works[0]).decode(latents)  # (rows, 3, H, W) in [0, 1]
         except Exception as e:  # noqa: BLE001 - model code may raise anything; contain it
             if len(works) > 1:
                 for work in works:
@@ -1165,7 +1173,7 @@ class Engine:
     def _decode_fp32(self, model: LoadedModel, work: Work) -> Tensor | None:
         """The one retry for non-finite images: decode again with an fp32 VAE (pipelines.vae)."""
         self.metrics.retries.labels("nan_output").inc()
-        vae = model.vae
+        vae = _decoder(model, work)
         try:
             latents = self._decoder_input(model, work).float()
             if "force_fp32" in inspect.signature(vae.decode).parameters:

@@ -49,6 +49,7 @@ class ModelCard:
     # models served with a noisy-latent classifier: prompt -> one label per head (ValueError when
     # the classifier cannot label the prompt); None: no classifier guidance for this model
     classifier_labels: Callable[[str], tuple[int, ...]] | None = None
+    decoders: tuple[str, ...] = ("full",)  # "tiny" too when the model has a tiny decoder (fast mode)
 
     def sampler(self, name: str) -> SamplerCard | None:
         return next((s for s in self.samplers if s.name == name), None)
@@ -79,6 +80,7 @@ class GenerationSpec:
     control_scale: float = 1.0
     classifier_scale: float = 0.0  # classifier guidance w_c; 0 = none
     classifier_labels: tuple[int, ...] | None = None  # one per classifier head; set iff classifier_scale > 0
+    decoder: str = "full"  # "full": the model's VAE; "tiny": its distilled tiny decoder (LoadedModel.tiny_vae)
     preview: bool = False
     timeout_s: float = 300.0
 

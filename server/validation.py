@@ -123,6 +123,11 @@ def resolve(req: GenerateRequest, cards: list[ModelCard], *, timeout_s: float, m
     if controlnet is not None and control is None:
         raise InvalidRequest("'controlnet' needs a 'control_image'", field="control_image")
     classifier_labels = _classifier_labels(card, req) if req.classifier_scale > 0 else None
+    if req.decoder not in card.decoders:
+        raise InvalidRequest(
+            f"model '{card.id}' has no {req.decoder} decoder; 'decoder' must be one of: {', '.join(card.decoders)}",
+            field="decoder",
+        )
     seed = req.seed if req.seed is not None else secrets.randbelow(MAX_SEED)
     return GenerationSpec(
         id=uuid.uuid4().hex,
@@ -146,6 +151,7 @@ def resolve(req: GenerateRequest, cards: list[ModelCard], *, timeout_s: float, m
         control_scale=req.control_scale,
         classifier_scale=req.classifier_scale,
         classifier_labels=classifier_labels,
+        decoder=req.decoder,
         preview=req.preview,
         timeout_s=timeout_s,
     )

@@ -51,6 +51,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "UNet2DConditionModel": _diffusers("UNet2DConditionModel"),
     "UNet2DModel": _diffusers("UNet2DModel"),
     "AutoencoderKL": _diffusers("AutoencoderKL"),
+    "AutoencoderTiny": _diffusers("AutoencoderTiny"),
     "ControlNetModel": _diffusers("ControlNetModel"),
     "DiTTransformer2DModel": _diffusers("DiTTransformer2DModel"),
     "PixArtTransformer2DModel": _diffusers("PixArtTransformer2DModel"),

@@ -109,9 +109,9 @@ def load_components(
         scheduler = dict(loaded.scheduler_config)
         components: dict[str, Any] = dict(loaded.components)
         files = [relative]
-    elif entry.kind == "controlnet":
+    elif entry.kind in ("controlnet", "tiny_vae"):  # one component folder
         module, files = load_component(root, entry.path, variant=entry.variant, device=device, dtype=dtype)
-        components, scheduler = {"controlnet": module}, {}
+        components, scheduler = {entry.kind: module}, {}
     else:
         folder = load_diffusers_folder(root, entry.path, variant=entry.variant, device=device, dtype=dtype)
         components, scheduler, files = dict(folder.components), dict(folder.scheduler_config), folder.files_read
@@ -156,7 +156,7 @@ def load_model(
     *,
     manifest: Manifest | None = None,
 ) -> LoadedModel:
-    """Load one pipeline entry (and its attached ControlNets) into a LoadedModel."""
+    """Load one pipeline entry (and its attached ControlNets and tiny decoder) into a LoadedModel."""
     from pipelines.models import assemble
 
     if entry.kind != "pipeline":
@@ -175,7 +175,7 @@ def load_model(
             log.warning("model %s: controlnet %s not loaded: %s", entry.id, control_id, exc)
             continue
         controlnets[control_id] = control.components["controlnet"]
-    return assemble(
+    model = assemble(
         family_spec(entry),
         loaded.components,
         loaded.scheduler_config,
@@ -186,6 +186,24 @@ def load_model(
         description=entry.description,
         text_directions=loaded.text_directions,
     )
+    if entry.tiny_vae is not None:
+        if manifest is None:
+            raise ValueError(f"model {entry.id!r} attaches a tiny decoder: pass the manifest")
+        try:
+            tiny = load_components(manifest.get(entry.tiny_vae), weights_root, device, resolved)
+        except MissingWeightsError as exc:  # the model still serves with its own decoder; say what is absent
+            log.warning("model %s: tiny decoder %s not loaded: %s", entry.id, entry.tiny_vae, exc)
+        else:
+            from pipelines.vae import TinyAutoencoder
+
+            decoder = TinyAutoencoder(tiny.components["tiny_vae"])
+            if (decoder.latent_channels, decoder.latent_factor) != (model.family.latent_channels, model.family.latent_factor):
+                raise WeightsError(
+                    f"{entry.tiny_vae}: a tiny decoder of {decoder.latent_channels} latent channels at {decoder.latent_factor}x "
+                    f"cannot decode model {entry.id!r} ({model.family.latent_channels} at {model.family.latent_factor}x)"
+                )
+            model.tiny_vae = decoder
+    return model
 
 
 def family_spec(entry: ModelEntry) -> FamilySpec:

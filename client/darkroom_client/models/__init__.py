@@ -3,6 +3,7 @@
 from .error_body import ErrorBody
 from .error_response import ErrorResponse
 from .generate_request import GenerateRequest
+from .generate_request_decoder import GenerateRequestDecoder
 from .generate_request_output_format import GenerateRequestOutputFormat
 from .generate_response import GenerateResponse
 from .generate_response_format import GenerateResponseFormat
@@ -13,6 +14,7 @@ from .job_created_status import JobCreatedStatus
 from .job_status import JobStatus
 from .job_status_status import JobStatusStatus
 from .model_info import ModelInfo
+from .model_info_decoders_item import ModelInfoDecodersItem
 from .models_response import ModelsResponse
 from .open_ai_image import OpenAIImage
 from .open_ai_images_request import OpenAIImagesRequest
@@ -26,6 +28,7 @@ __all__ = (
     "ErrorBody",
     "ErrorResponse",
     "GenerateRequest",
+    "GenerateRequestDecoder",
     "GenerateRequestOutputFormat",
     "GenerateResponse",
     "GenerateResponseFormat",
@@ -36,6 +39,7 @@ __all__ = (
     "JobStatus",
     "JobStatusStatus",
     "ModelInfo",
+    "ModelInfoDecodersItem",
     "ModelsResponse",
     "OpenAIImage",
     "OpenAIImagesRequest",

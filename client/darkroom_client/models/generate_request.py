@@ -5,6 +5,7 @@ from typing import Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
+from ..models.generate_request_decoder import GenerateRequestDecoder
 from ..models.generate_request_output_format import GenerateRequestOutputFormat
 from ..types import UNSET, Unset
 
@@ -23,6 +24,9 @@ class GenerateRequest:
         control_image (None | str | Unset): Base64 control image for a ControlNet.
         control_scale (float | Unset): ControlNet residual scale. Default: 1.0.
         controlnet (None | str | Unset): ControlNet name from GET /v1/models; default: the model's only one.
+        decoder (GenerateRequestDecoder | Unset): full: the model's own VAE decoder. tiny (fast mode, models listing it
+            in GET /v1/models): a distilled tiny decoder on the same latents, ~1/20 of the arithmetic at 512x512; the image
+            is close but not the same. Default: GenerateRequestDecoder.FULL.
         guidance (float | None | Unset): Classifier-free guidance scale w (1 = none).
         guidance_interval (list[float] | None | Unset): [sigma_lo, sigma_hi]: guidance only where sigma_lo <= sigma <=
             sigma_hi (Kynkaanniemi et al. 2024); outside it the uncond pass is skipped.
@@ -47,6 +51,7 @@ class GenerateRequest:
     control_image: None | str | Unset = UNSET
     control_scale: float | Unset = 1.0
     controlnet: None | str | Unset = UNSET
+    decoder: GenerateRequestDecoder | Unset = GenerateRequestDecoder.FULL
     guidance: float | None | Unset = UNSET
     guidance_interval: list[float] | None | Unset = UNSET
     height: int | None | Unset = UNSET
@@ -81,6 +86,10 @@ class GenerateRequest:
             controlnet = UNSET
         else:
             controlnet = self.controlnet
+
+        decoder: str | Unset = UNSET
+        if not isinstance(self.decoder, Unset):
+            decoder = self.decoder.value
 
         guidance: float | None | Unset
         if isinstance(self.guidance, Unset):
@@ -176,6 +185,8 @@ class GenerateRequest:
             field_dict["control_scale"] = control_scale
         if controlnet is not UNSET:
             field_dict["controlnet"] = controlnet
+        if decoder is not UNSET:
+            field_dict["decoder"] = decoder
         if guidance is not UNSET:
             field_dict["guidance"] = guidance
         if guidance_interval is not UNSET:
@@ -235,6 +246,13 @@ class GenerateRequest:
             return cast(None | str | Unset, data)
 
         controlnet = _parse_controlnet(d.pop("controlnet", UNSET))
+
+        _decoder = d.pop("decoder", UNSET)
+        decoder: GenerateRequestDecoder | Unset
+        if isinstance(_decoder, Unset):
+            decoder = UNSET
+        else:
+            decoder = GenerateRequestDecoder(_decoder)
 
         def _parse_guidance(data: object) -> float | None | Unset:
             if data is None:
@@ -366,6 +384,7 @@ class GenerateRequest:
             control_image=control_image,
             control_scale=control_scale,
             controlnet=controlnet,
+            decoder=decoder,
             guidance=guidance,
             guidance_interval=guidance_interval,
             height=height,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.model_info_decoders_item import ModelInfoDecodersItem
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class ModelInfo:
         min_side (int):
         samplers (list[SamplerInfo]):
         text_conditioned (bool):
+        decoders (list[ModelInfoDecodersItem] | Unset): What a request's 'decoder' may be for this model.
         num_classes (int | None | Unset): Class-conditional models: the prompt is a class id below this.
     """
 
@@ -54,6 +56,7 @@ class ModelInfo:
     min_side: int
     samplers: list[SamplerInfo]
     text_conditioned: bool
+    decoders: list[ModelInfoDecodersItem] | Unset = UNSET
     num_classes: int | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -93,6 +96,13 @@ class ModelInfo:
 
         text_conditioned = self.text_conditioned
 
+        decoders: list[str] | Unset = UNSET
+        if not isinstance(self.decoders, Unset):
+            decoders = []
+            for decoders_item_data in self.decoders:
+                decoders_item = decoders_item_data.value
+                decoders.append(decoders_item)
+
         num_classes: int | None | Unset
         if isinstance(self.num_classes, Unset):
             num_classes = UNSET
@@ -121,6 +131,8 @@ class ModelInfo:
                 "text_conditioned": text_conditioned,
             }
         )
+        if decoders is not UNSET:
+            field_dict["decoders"] = decoders
         if num_classes is not UNSET:
             field_dict["num_classes"] = num_classes
 
@@ -168,6 +180,15 @@ class ModelInfo:
 
         text_conditioned = d.pop("text_conditioned")
 
+        _decoders = d.pop("decoders", UNSET)
+        decoders: list[ModelInfoDecodersItem] | Unset = UNSET
+        if _decoders is not UNSET:
+            decoders = []
+            for decoders_item_data in _decoders:
+                decoders_item = ModelInfoDecodersItem(decoders_item_data)
+
+                decoders.append(decoders_item)
+
         def _parse_num_classes(data: object) -> int | None | Unset:
             if data is None:
                 return data
@@ -194,6 +215,7 @@ class ModelInfo:
             min_side=min_side,
             samplers=samplers,
             text_conditioned=text_conditioned,
+            decoders=decoders,
             num_classes=num_classes,
         )
 
