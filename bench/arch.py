@@ -63,6 +63,18 @@ def tiny_config(cfg: dict) -> dict:
     return cfg
 
 
+def build_tiny_vae(device: str = "cuda", dtype: torch.dtype = torch.float16, tiny: bool = False) -> torch.nn.Module:
+    """diffusers' AutoencoderTiny in TAESD's published layout (its defaults: 64 channels, 8x, 4 latent
+    channels; the same for SD1/SD2 and SDXL latents), random weights; tiny: 8 channels (CPU runs)."""
+    from diffusers import AutoencoderTiny
+
+    channels = (8,) * 4 if tiny else (64,) * 4
+    with torch.device(device):
+        vae = AutoencoderTiny(encoder_block_out_channels=channels, decoder_block_out_channels=channels)
+    _shrink_init(vae)
+    return vae.to(dtype=dtype).eval().requires_grad_(False)
+
+
 def build(name: str, device: str = "cuda", dtype: torch.dtype = torch.float16, tiny: bool = False) -> Architecture:
     """The named architecture with random weights on `device` in `dtype` (tiny: shrunk, for CPU runs)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel

@@ -12,8 +12,10 @@ from bench.timing import time_call
 PROMPT = "a photograph of an astronaut riding a horse on the moon, highly detailed"
 
 
-def make_pipeline(arch: Architecture, tokenizer_dir: Path, *, euler_trailing: bool = False) -> object:
-    """StableDiffusion(XL)Pipeline over the given modules: DDIM, or Euler with trailing spacing (Turbo)."""
+def make_pipeline(arch: Architecture, tokenizer_dir: Path, *, euler_trailing: bool = False,
+                  vae: torch.nn.Module | None = None) -> object:
+    """StableDiffusion(XL)Pipeline over the given modules: DDIM, or Euler with trailing spacing (Turbo);
+    `vae` in place of the architecture's (an AutoencoderTiny, as diffusers' docs swap in TAESD)."""
     from diffusers import (
         DDIMScheduler,
         EulerDiscreteScheduler,
@@ -34,14 +36,14 @@ def make_pipeline(arch: Architecture, tokenizer_dir: Path, *, euler_trailing: bo
     if arch.text_encoder_2 is not None:
         tokenizer_2 = CLIPTokenizer(str(tokenizer_dir / "vocab.json"), str(tokenizer_dir / "merges.txt"), model_max_length=77, pad_token="!")
         pipe = StableDiffusionXLPipeline(
-            vae=arch.vae, text_encoder=arch.text_encoder, text_encoder_2=arch.text_encoder_2,
+            vae=vae if vae is not None else arch.vae, text_encoder=arch.text_encoder, text_encoder_2=arch.text_encoder_2,
             tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=arch.unet, scheduler=scheduler,
         )
     else:
         if arch.config["tokenizer"]["pad_token_id"] == 0:
             tokenizer = CLIPTokenizer(str(tokenizer_dir / "vocab.json"), str(tokenizer_dir / "merges.txt"), model_max_length=77, pad_token="!")
         pipe = StableDiffusionPipeline(
-            vae=arch.vae, text_encoder=arch.text_encoder, tokenizer=tokenizer, unet=arch.unet,
+            vae=vae if vae is not None else arch.vae, text_encoder=arch.text_encoder, tokenizer=tokenizer, unet=arch.unet,
             scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )
     pipe.set_progress_bar_config(disable=True)

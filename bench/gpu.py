@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.arch import Architecture, build
+from bench.arch import Architecture, build, build_tiny_vae
 from bench.baseline import PROMPT, make_pipeline, time_pipeline
 from bench.levers import measure_levers
 from bench.timing import card_name, matmul_ceiling_tflops, sync
@@ -81,6 +81,7 @@ class Variant:
     cudnn_benchmark: bool = False  # settings.cudnn_benchmark, for this variant only
     text_graphs: bool = False  # settings.text_encoder_graphs (the server's default on CUDA since call 23; off here
     # so the rows stay comparable with runs 1-12): the CLIP text encoder replayed as CUDA graphs
+    tiny_vae: bool = False  # fast mode: requests ask for "decoder": "tiny" (a TAESD-layout AutoencoderTiny)
     output_format: str = "png"  # of the in-process runs
     http: tuple[str, ...] = ()  # response kinds: "json-png", "json-jpeg", "bytes-jpeg"
     poisson: bool = False  # Poisson arrivals at 80% of the saturated rate, first response kind
@@ -94,7 +95,7 @@ class Variant:
     @property
     def exact_mode(self) -> bool:
         """No lever that changes the arithmetic beyond fp16 rounding (compile's fusion counts as rounding)."""
-        return self.interval is None
+        return self.interval is None and not self.tiny_vae
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
@@ -106,6 +107,9 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("darkroom-vaecompile", vae_accel="compile", output_format="jpeg", http=("bytes-jpeg", "json-png"), est_s=110),
         Variant("darkroom-vaecompile-pipeline", vae_accel="compile", pipeline=True, output_format="jpeg", http=("bytes-jpeg",),
                 est_s=60),
+        # fast mode: the tiny decoder (TAESD's layout, ~1/20 of the KL decoder's arithmetic at 512x512), compiled
+        Variant("darkroom-vaecompile-tinyvae", vae_accel="compile", tiny_vae=True, output_format="jpeg",
+                http=("bytes-jpeg",), est_s=90),
     ),
     "sd15": (
         Variant("darkroom", http=("json-png",), poisson=True, est_s=60),
@@ -136,6 +140,8 @@ COMPILED_VARIANTS = (  # --compile-engine: a torch.compile'd UNet (about a minut
     # one-step student on an H200 (training/results/call23/record.md); SD-Turbo's OpenCLIP encoder is 23 layers
     Variant("darkroom-compiled-vaecompile-text", compiled_unet=True, vae_accel="compile", text_graphs=True,
             output_format="jpeg", http=("bytes-jpeg",), est_s=300),
+    Variant("darkroom-compiled-vaecompile-tinyvae", compiled_unet=True, vae_accel="compile", tiny_vae=True,
+            output_format="jpeg", http=("bytes-jpeg",), est_s=300),
 )
 DEVICE = "cuda"  # --tiny runs the whole script on the CPU with shrunk models
 DTYPE = torch.float16
@@ -147,7 +153,7 @@ MIN_TIMED_S = 5.0
 
 def darkroom_model(
     arch: Architecture, case: Case, graphs: bool, compiled: bool = False, dtype: torch.dtype | None = None,
-    vae_accel: str = "off", text_graphs: bool = False,
+    vae_accel: str = "off", text_graphs: bool = False, tiny_vae: torch.nn.Module | None = None,
 ) -> object:
     from pipelines.accel import (
         enable_compile,
@@ -171,6 +177,10 @@ def darkroom_model(
         enable_cuda_graphs(model)
     if text_graphs:
         enable_text_encoder_graphs(model)
+    if tiny_vae is not None:  # served beside the KL decoder, for requests with "decoder": "tiny"
+        from pipelines.vae import TinyAutoencoder
+
+        model.tiny_vae = TinyAutoencoder(tiny_vae)  # type: ignore[attr-defined]
     enable_vae_decoder_accel(model, vae_accel)
     return model
 
@@ -185,14 +195,15 @@ def engine_settings(case: Case, overlap: bool = False, pipeline: bool = False) -
     )
 
 
-def spec_for(case: Case, seed: int, interval: tuple[float, float] | None = None, output_format: str = "png") -> object:
+def spec_for(case: Case, seed: int, interval: tuple[float, float] | None = None, output_format: str = "png",
+             decoder: str = "full") -> object:
     from server.generation import GenerationSpec
 
     return GenerationSpec(
         id=uuid.uuid4().hex, model=case.name, prompt=PROMPT, negative_prompt="", sampler=case.sampler,
         steps=case.steps, guidance=case.guidance if case.guidance > 0 else 1.0, seed=seed,
         width=case.side, height=case.side, num_images=1, output_format=output_format, timeout_s=3600,
-        guidance_interval=interval,
+        guidance_interval=interval, decoder=decoder,
     )
 
 
@@ -236,7 +247,7 @@ RESPONSE_ARGS = {
 
 
 def http_load(engine: object, settings: object, case: Case, requests: int, kinds: tuple[str, ...],
-              open_rate: float | None, label: str = "darkroom") -> dict:
+              open_rate: float | None, label: str = "darkroom", decoder: str = "full") -> dict:
     """Load through HTTP: uvicorn in this process, bench/load.py clients in another process.
 
     A closed loop at the case's concurrency (saturated images/s) per response kind, then, when
@@ -259,7 +270,7 @@ def http_load(engine: object, settings: object, case: Case, requests: int, kinds
     common = [
         sys.executable, "-m", "bench.load", "--url", f"http://127.0.0.1:{port}", "--json",
         "--sampler", case.sampler, "--steps", str(case.steps), "--width", str(case.side), "--height", str(case.side),
-        "--guidance", str(case.guidance if case.guidance > 0 else 1.0), "--warmup", "2",
+        "--guidance", str(case.guidance if case.guidance > 0 else 1.0), "--warmup", "2", "--decoder", decoder,
     ]
     runs = {f"closed:{kind}": common + RESPONSE_ARGS[kind] + ["--mode", "closed", "--concurrency", str(case.http_concurrency),
                                                            "--requests", str(requests)] for kind in kinds}
@@ -328,7 +339,7 @@ def _free_cuda() -> None:
 
 
 def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: np.ndarray, ceiling: float,
-                  peak_diffusers: float, http: bool) -> tuple[list[dict], list[dict]]:
+                  peak_diffusers: float, http: bool, tiny_vae: torch.nn.Module | None = None) -> tuple[list[dict], list[dict]]:
     """One variant: warm-up, batch-1 latency, saturated images/s in-process, then its HTTP runs."""
     from server.engine import Engine
 
@@ -337,7 +348,8 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
     reset_peak()
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark  # process-wide: reset below, so no other run inherits it
     model = darkroom_model(arch, case, variant.graphs, variant.compiled_unet, vae_accel=variant.vae_accel,
-                           text_graphs=variant.text_graphs)
+                           text_graphs=variant.text_graphs, tiny_vae=tiny_vae if variant.tiny_vae else None)
+    decoder = "tiny" if variant.tiny_vae else "full"
     settings = engine_settings(case, overlap=variant.overlap, pipeline=variant.pipeline)
     engine = Engine([model], settings)  # type: ignore[list-item]
     engine.start()
@@ -348,18 +360,18 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
             asyncio.run(engine.warm_up())
         # warm-up: every bucket size the runs will use (captures the CUDA graphs, compiles)
         for n in sorted({case.engine_max_batch, 1, max(1, case.engine_max_batch // 2)}, reverse=True):
-            run_engine(engine, [spec_for(case, 1000 + i, interval, fmt) for i in range(n)])
+            run_engine(engine, [spec_for(case, 1000 + i, interval, fmt, decoder) for i in range(n)])
         if variant.compiled_unet:  # mixed steps reach buckets the uniform warm-up does not (compile each now)
-            run_engine(engine, [spec_for(case, 2000 + i, interval, fmt) for i in range(case.saturate_requests)])
+            run_engine(engine, [spec_for(case, 2000 + i, interval, fmt, decoder) for i in range(case.saturate_requests)])
         warmup_s = time.perf_counter() - warm_start
-        singles = [run_engine(engine, [spec_for(case, 0, interval, "png")]) for _ in range(3)]
+        singles = [run_engine(engine, [spec_for(case, 0, interval, "png", decoder)]) for _ in range(3)]
         latency = float(np.median([s for s, _ in singles]))
         image = image_pixels(singles[0][1][0].images[0])
         diff = np.abs(image - reference)
         exact = bool(diff.max() <= 16 and diff.mean() <= 1.0) and variant.exact_mode
         rounds: list[float] = []  # saturated rounds until MIN_TIMED_S of them: rate = all images / all time
         while not rounds or sum(rounds) < MIN_TIMED_S:
-            elapsed, results = run_engine(engine, [spec_for(case, i, interval, fmt) for i in range(case.saturate_requests)])
+            elapsed, results = run_engine(engine, [spec_for(case, i, interval, fmt, decoder) for i in range(case.saturate_requests)])
             rounds.append(elapsed)
         elapsed = float(np.median(rounds))
         ips = case.saturate_requests * len(rounds) / sum(rounds)
@@ -368,7 +380,8 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
         levers = {"graphs": variant.graphs, "compiled_unet": variant.compiled_unet, "vae_accel": variant.vae_accel,
                   "decode_overlap": variant.overlap,
                   "decode_pipeline": variant.pipeline, "guidance_interval": variant.interval,
-                  "cudnn_benchmark": variant.cudnn_benchmark, "text_encoder_graphs": variant.text_graphs}
+                  "cudnn_benchmark": variant.cudnn_benchmark, "text_encoder_graphs": variant.text_graphs,
+                  "decoder": decoder}
         for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
             records.append({"case": case.name, "system": variant.label, "mode": mode, "exact": exact,
                             "images_per_s": round(rate, 3), "latency_s": round(lat, 4),
@@ -387,7 +400,7 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
         kinds = tuple(k for k in variant.http if HTTP_KINDS is None or k in HTTP_KINDS)
         if http and kinds:
             rate = 0.8 * ips if variant.poisson else None
-            load = http_load(engine, settings, case, case.saturate_requests * 2, kinds, rate, variant.label)
+            load = http_load(engine, settings, case, case.saturate_requests * 2, kinds, rate, variant.label, decoder)
             for name, report in load.items():
                 loop, kind = name.split(":")
                 if "images_per_s" not in report or loop == "profiled":  # the profiled run's figures stay in notes
@@ -410,8 +423,9 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
         torch.backends.cudnn.benchmark = False
         from pipelines.accel import BucketedDecoder
 
-        if isinstance(arch.vae.decoder, BucketedDecoder):  # the wrapper sits on the shared module: undo it
-            arch.vae.decoder = arch.vae.decoder.decoder
+        for shared in (arch.vae, tiny_vae):  # the wrapper sits on the shared modules: undo it
+            if shared is not None and isinstance(shared.decoder, BucketedDecoder):
+                shared.decoder = shared.decoder.decoder
     return records, notes
 
 
@@ -459,10 +473,25 @@ def bench_case(
         notes.append({"case": case.name, "diffusers_best": best})
     flush()
 
-    # (b) + (c) Darkroom's engine, one variant per lever set, and HTTP
     variants = list(VARIANTS[case.name]) + (list(COMPILED_VARIANTS) if compile_engine else [])
     if only is not None:  # --variants: these, in its order (the budget guard skips from the end)
         variants = sorted((v for v in variants if v.label in only), key=lambda v: only.index(v.label))
+    tiny_vae = None
+    if any(v.tiny_vae for v in variants):  # fast mode's decoder, and diffusers with the same decoder swapped in
+        tiny_vae = build_tiny_vae(device=DEVICE, dtype=DTYPE, tiny=DEVICE == "cpu")
+        pipe = make_pipeline(arch, tokenizer_dir, euler_trailing=case.baseline_scheduler == "euler_trailing", vae=tiny_vae)
+        for batch in (1, case.batches[-1]):
+            seconds = time_pipeline(pipe, batch, case.steps, case.guidance, case.side, repeats=2 if batch > 1 else 3,
+                                    min_seconds=MIN_TIMED_S)
+            records.append({"case": case.name, "system": "diffusers-tinyvae", "mode": "batch1" if batch == 1 else "saturated",
+                            "batch": batch, "exact": False, "images_per_s": round(batch / seconds, 3),
+                            "latency_s": round(seconds, 4), "decoder": "tiny"})
+            print(f"  diffusers + tiny decoder batch={batch:3d} {seconds:7.3f} s  {batch / seconds:7.2f} img/s", flush=True)
+        del pipe
+        _free_cuda()
+        flush()
+
+    # (b) + (c) Darkroom's engine, one variant per lever set, and HTTP
     took_s: dict[tuple[bool, str], float] = {}
     for variant in variants:
         estimate = variant_estimate_s(variant, took_s)
@@ -472,7 +501,7 @@ def bench_case(
             continue
         try:
             start = time.monotonic()
-            got, more = bench_variant(arch, case, variant, reference, ceiling, peak_diffusers, http)
+            got, more = bench_variant(arch, case, variant, reference, ceiling, peak_diffusers, http, tiny_vae)
             took_s[variant.graphs_key] = time.monotonic() - start
             records += got
             notes += more

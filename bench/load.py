@@ -76,7 +76,7 @@ def percentile(values: list[float], q: float) -> float:
 def body_for(i: int, args: argparse.Namespace) -> dict[str, Any]:
     """The i-th request body: prompts in rotation, seed i, the run's options."""
     body: dict[str, Any] = {"prompt": PROMPTS[i % len(PROMPTS)], "seed": i, "num_images": args.num_images}
-    for key in ("steps", "width", "height", "sampler", "guidance", "model", "output_format", "quality"):
+    for key in ("steps", "width", "height", "sampler", "guidance", "model", "output_format", "quality", "decoder"):
         value = getattr(args, key)
         if value is not None:
             body[key] = value
@@ -202,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-images", type=int, default=1)
     p.add_argument("--output-format", choices=("png", "jpeg", "webp"), default=None)
     p.add_argument("--quality", type=int, default=None, help="JPEG / WebP quality")
+    p.add_argument("--decoder", choices=("full", "tiny"), default=None, help="the request's decoder (tiny: fast mode)")
     p.add_argument("--binary", action="store_true", help="ask for raw image bytes (Accept: image/<format>)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p.parse_args(argv)

@@ -72,7 +72,7 @@
 #   sdxl 422 s, sdxl_fast 253 s, sd15_fast 336 s); results renamed bench/results/gpu_NVIDIA_H200_run7_<cmd>.json.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|turbo_compiled|turbo_compiled_http|turbo_cudnn|turbo_text|sd15_fast_vae|tiny}
+CMD=${1:?usage: bash bench/run6.sh turbo_http|sd15_fast|sdxl|sdxl_fast|turbo_compiled|turbo_compiled_http|turbo_cudnn|turbo_text|turbo_tiny|sd15_fast_vae|tiny}
 OUT=${OUT:-runs/run6_out}; BUDGET_S=${BUDGET_S:-500}; TIMEOUT_S=${TIMEOUT_S:-560}
 FAST_INTERVAL=${FAST_INTERVAL:-1.3,4.3}; PY=${PYTHON:-python3}; TINY=${TINY:-0}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD TOKENIZERS_PARALLELISM=false
@@ -81,7 +81,7 @@ export TRITON_CACHE_DIR=$PWD/runs/triton
 mkdir -p "$OUT" runs
 
 if [ "$CMD" = tiny ]; then  # every sub-command on the CPU, in a row
-  for c in turbo_http sd15_fast sdxl sdxl_fast turbo_compiled turbo_compiled_http sd15_fast_vae; do TINY=1 bash "$0" $c || exit 1; done
+  for c in turbo_http sd15_fast sdxl sdxl_fast turbo_compiled turbo_compiled_http sd15_fast_vae turbo_tiny; do TINY=1 bash "$0" $c || exit 1; done
   exit 0
 fi
 
@@ -110,6 +110,8 @@ turbo_cudnn) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-compil
                      --http-kinds bytes-jpeg) ;;
 turbo_text) ARGS+=(--tasks sd_turbo --compile-engine --variants darkroom-compiled-vaecompile,darkroom-compiled-vaecompile-text
                    --http-kinds bytes-jpeg) ;;
+turbo_tiny) ARGS+=(--tasks sd_turbo --variants darkroom-vaecompile-tinyvae,darkroom-vaecompile --http-kinds bytes-jpeg
+                   --extra-concurrency 128) ;;
 sd15_fast_vae)  ARGS+=(--tasks sd15 --compile-engine --variants darkroom-compiled-fast-vaecompile,darkroom-compiled-fast --no-http
                        --fast-interval "$FAST_INTERVAL") ;;
 *) echo "unknown sub-command $CMD" >&2; exit 2 ;;
