@@ -375,6 +375,113 @@ def enable_text_encoder_graphs(model: object) -> int:
     return wrapped
 
 
+def _rows_of(value: Any, start: int, stop: int, batch: int, rows: int) -> Any:
+    """Rows [start, stop) of every batch-first tensor in `value` (nested tuples, lists, dicts), padded to `rows`
+    by repeating the last of them; anything else as it is."""
+    if isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == batch:
+        part = value[start:stop]
+        if part.shape[0] < rows:
+            part = torch.cat([part, part[-1:].expand(rows - part.shape[0], *part.shape[1:])])
+        return part
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rows_of(v, start, stop, batch, rows) for v in value)
+    if isinstance(value, dict):
+        return {k: _rows_of(v, start, stop, batch, rows) for k, v in value.items()}
+    return value
+
+
+def _first_rows(value: Any, n: int, rows: int) -> Any:
+    """The first n rows of every tensor of `rows` rows in an output (tensors, tuples, lists, dicts)."""
+    if isinstance(value, Tensor):
+        return value[:n] if value.ndim > 0 and value.shape[0] == rows else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_first_rows(v, n, rows) for v in value)
+    if isinstance(value, dict):
+        return type(value)(**{k: _first_rows(v, n, rows) for k, v in value.items()})
+    return value
+
+
+def _cat_rows(parts: list[Any]) -> Any:
+    """Concatenate per-chunk outputs along rows (the same nesting in each part)."""
+    first = parts[0]
+    if isinstance(first, Tensor):
+        return torch.cat(parts) if first.ndim > 0 else first
+    if isinstance(first, (tuple, list)):
+        return type(first)(_cat_rows([p[i] for p in parts]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return type(first)(**{k: _cat_rows([p[k] for p in parts]) for k in first})
+    return first
+
+
+def fixed_rows_call(function: Callable[..., Any], rows: int, *args: Any, **kwargs: Any) -> Any:
+    """Call a batch-first `function` on exactly `rows` rows at a time: the batch (the first argument's rows) is
+    cut into chunks of `rows`, the last padded by repeating its last row, and the outputs' real rows joined.
+
+    Convolution and small-matrix kernels pick their algorithm (and so their summation order) by the batch size,
+    so the same row rounds differently in passes of different sizes: a batched image then differs from the same
+    request alone by 1/255 in a few pixels (bundled UNet on CPU: rows of passes of 1, 2-3 and >= 4 differ by
+    ~3e-6). At one fixed shape a row's result does not depend on the other rows or on its position (checked on
+    the bundled UNet and decoder, tests/test_batch_invariance.py), so every image equals the one alone."""
+    batch = int(args[0].shape[0])
+    if batch == rows:
+        return function(*args, **kwargs)
+    parts = []
+    for start in range(0, batch, rows):
+        stop = min(start + rows, batch)
+        out = function(*_rows_of(args, start, stop, batch, rows), **_rows_of(kwargs, start, stop, batch, rows))
+        parts.append(_first_rows(out, stop - start, rows))
+    return parts[0] if len(parts) == 1 else _cat_rows(parts)
+
+
+class FixedRows(torch.nn.Module):
+    """A batch-first module (a UNet, a ControlNet) run on exactly `rows` rows per call (fixed_rows_call)."""
+
+    def __init__(self, module: torch.nn.Module, rows: int) -> None:
+        super().__init__()
+        if rows < 1:
+            raise ValueError(f"rows must be >= 1, got {rows}")
+        self.module = module
+        self.rows = rows
+
+    # The denoiser reads these off the UNet it calls.
+    @property
+    def config(self) -> Any:
+        return self.module.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.module.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return fixed_rows_call(self.module, self.rows, *args, **kwargs)
+
+
+def enable_batch_invariance(model: object, rows: int, decode_rows: int) -> int:
+    """Batch-invariant passes for a model, in place: its UNet and ControlNets run on exactly `rows` rows per call,
+    its decoders (KL and tiny) on `decode_rows` (settings.batch_invariant); how many parts were wrapped."""
+    wrapped = 0
+    denoiser = getattr(model, "denoiser", None)
+    unet = getattr(denoiser, "unet", None)
+    if isinstance(unet, torch.nn.Module) and not isinstance(unet, FixedRows):
+        denoiser.unet = FixedRows(unet, rows)  # type: ignore[union-attr]
+        wrapped += 1
+    controlnets = getattr(model, "controlnets", None) or {}
+    for name, controlnet in list(controlnets.items()):
+        if isinstance(controlnet, torch.nn.Module) and not isinstance(controlnet, FixedRows):
+            controlnets[name] = FixedRows(controlnet, rows)
+            wrapped += 1
+    for name in ("vae", "tiny_vae"):  # pipelines.vae.KLAutoencoder / TinyAutoencoder
+        autoencoder = getattr(model, name, None)
+        if autoencoder is not None and hasattr(autoencoder, "decode_rows"):
+            autoencoder.decode_rows = decode_rows
+            wrapped += 1
+    return wrapped
+
+
 def enable_fp8_linears(module: torch.nn.Module, mode: str = "dynamic") -> int:
     """Quantize a module's nn.Linear layers to float8 (e4m3) in place with torchao; the count converted.
 

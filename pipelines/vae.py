@@ -22,6 +22,15 @@ def has_nan(images: Tensor) -> Tensor:
     return ~torch.isfinite(images.flatten(1)).all(dim=1)
 
 
+def _decode(vae: torch.nn.Module, z: Tensor, rows: int | None) -> Tensor:
+    """vae.decode(z) as an image tensor; with `rows`, on exactly that many rows per call (batch-invariant)."""
+    if rows is None:
+        return vae.decode(z, return_dict=False)[0]
+    from pipelines.accel import fixed_rows_call
+
+    return fixed_rows_call(lambda chunk: vae.decode(chunk, return_dict=False)[0], rows, z)
+
+
 class KLAutoencoder:
     """AutoencoderKL with its scaling (and shift) factor, decode to [0, 1], fp32 when needed."""
 
@@ -46,6 +55,7 @@ class KLAutoencoder:
         self.upcast = force_upcast and vae.dtype == torch.float16
         self.vae = vae.eval()
         self._fp32: torch.nn.Module | None = None
+        self.decode_rows: int | None = None  # settings.batch_invariant: decode exactly this many rows per call
         if self.upcast:
             self._fp32_copy()
 
@@ -60,8 +70,8 @@ class KLAutoencoder:
     def decode(self, latents: Tensor, *, force_fp32: bool = False) -> Tensor:
         """(B, C, h, w) scaled latents -> (B, 3, h * f, w * f) float32 images in [0, 1]."""
         vae = self._fp32_copy() if (force_fp32 or self.upcast) else self.vae
-        z = latents / self.scaling_factor + self.shift_factor
-        decoded = vae.decode(z.to(module_dtype(vae)), return_dict=False)[0]  # (B, 3, H, W) in [-1, 1]
+        z = (latents / self.scaling_factor + self.shift_factor).to(module_dtype(vae))
+        decoded = _decode(vae, z, self.decode_rows)  # (B, 3, H, W) in [-1, 1]
         return (decoded.float() / 2 + 0.5).clamp(0, 1)
 
     @torch.no_grad()
@@ -101,6 +111,7 @@ class TinyAutoencoder:
         self.upcast = False
         self.vae = vae.eval()
         self._fp32: torch.nn.Module | None = None
+        self.decode_rows: int | None = None  # settings.batch_invariant: decode exactly this many rows per call
 
     def _fp32_copy(self) -> torch.nn.Module:
         if module_dtype(self.vae) == torch.float32:
@@ -113,7 +124,7 @@ class TinyAutoencoder:
     def decode(self, latents: Tensor, *, force_fp32: bool = False) -> Tensor:
         """(B, C, h, w) scaled latents -> (B, 3, h * f, w * f) float32 images in [0, 1]."""
         vae = self._fp32_copy() if force_fp32 else self.vae
-        decoded = vae.decode(latents.to(module_dtype(vae)), return_dict=False)[0]  # (B, 3, H, W) in ~[-1, 1]
+        decoded = _decode(vae, latents.to(module_dtype(vae)), self.decode_rows)  # (B, 3, H, W) in ~[-1, 1]
         return (decoded.float() / 2 + 0.5).clamp(0, 1)
 
     @torch.no_grad()

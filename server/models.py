@@ -107,6 +107,7 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
     else:
         models = [load_served_model(settings.model_copy(update={"model": model_id}))[0] for model_id in ids]
     from pipelines.accel import (
+        enable_batch_invariance,
         enable_compile,
         enable_cuda_graphs,
         enable_cudnn_benchmark,
@@ -117,6 +118,8 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
 
     enable_cudnn_benchmark(settings.cudnn_benchmark)
     for model in models:  # each a no-op off CUDA or without a UNet; fp8, then compile, graphs around it
+        if settings.batch_invariant:  # fixed pass shapes (before the CUDA levers: graphs then capture the one shape)
+            enable_batch_invariance(model, rows=2 * settings.max_batch, decode_rows=settings.max_batch)
         enable_fp8_unet(model, settings.unet_fp8)
         if settings.compile_unet:
             enable_compile(model)

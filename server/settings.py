@@ -24,8 +24,14 @@ class Settings(BaseSettings):
 
     # Engine
     # latent rows (images) per forward pass. Passes of different sizes round differently (real kernels), so a
-    # batched image can differ from the same request alone by 1/255 in a few pixels; 1: bit-exact whatever the load
+    # batched image can differ from the same request alone by 1/255 in a few pixels, unless batch_invariant
     max_batch: int = Field(default=8, ge=1, le=256)
+    # every UNet / ControlNet call on exactly 2 x max_batch rows and every decode on max_batch (padded, or cut into
+    # such chunks: pipelines.accel.fixed_rows_call), so an image is byte-identical whatever it was batched with
+    # (tests/test_batch_invariance.py). A pass of one request then costs as much as a full one: on this repo's
+    # 2-core CPU the bundled teacher alone took ~4.5x as long with max_batch 8 (throughput under load unchanged);
+    # a smaller max_batch trades throughput back for latency. Off: 1/255 in a few pixels under load (README)
+    batch_invariant: bool = False
     max_active: int | None = Field(default=None, ge=1)  # requests denoising at once; None: max_batch
     max_queue: int = Field(default=64, ge=0)  # requests waiting to start; beyond this: 503
     max_batch_pixels: int = Field(default=8 * 1024 * 1024, ge=1)  # width*height summed over a pass's images (before CFG doubles rows)
