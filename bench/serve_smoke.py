@@ -1,7 +1,10 @@
-"""GPU smoke of the text encoder graphs through the server (call 23): `darkroom serve` on the bundled teacher with
-CUDA graphs and the warm-up on (no compile), then the same request twice and a batch of concurrent ones.
+"""Smoke of the server as deployed, on a GPU (or SMOKE_DEVICE=cpu): `darkroom serve` on the manifest's default model
+with its defaults (on CUDA: UNet and text encoder CUDA graphs, the decoder lever) and the warm-up on, then:
+the same request twice (byte-identical), three prompts alone and batched with neighbours (the largest pixel
+difference), a bad input (its status), and when GET /v1/models lists a tiny decoder, "decoder": "tiny" alone and
+beside full-decoder requests (status, size, difference from the full decoder's image).
 
-    python training/results/call23/serve_smoke.py OUT_DIR
+    python -m bench.serve_smoke OUT_DIR        # writes OUT_DIR/serve_smoke.json and OUT_DIR/serve.log
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def call(path: str, body: dict | None = None) -> tuple[int, bytes]:
 
 
 def pixels(png: bytes) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))).int()
+    return torch.from_numpy(np.array(Image.open(io.BytesIO(png)).convert("RGB"))).int()
 
 
 def main() -> None:
@@ -70,6 +73,22 @@ def main() -> None:
         diffs = [(alone[p] - pixels(png)).abs() for p, (_, png) in zip(prompts * 4, answers)]
         result["batched_vs_alone"] = {"max": int(max(d.max() for d in diffs)), "pixels": [int((d > 0).sum()) for d in diffs]}
         result["bad_input"] = call("/generate", {"prompt": "x", "steps": 0})[0]
+        models = json.loads(call("/v1/models")[1] or b"{}").get("models", [{}])
+        result["decoders"] = models[0].get("decoders")
+        if "tiny" in (result["decoders"] or []):
+            tiny_body = {**body, "decoder": "tiny"}
+            status, png = call("/generate", tiny_body)
+            result["tiny_status"] = status
+            if status == 200:
+                tiny, full = pixels(png), pixels(first[1])
+                result["tiny_size"] = list(tiny.shape)
+                result["tiny_vs_full"] = {"mean": round(float((tiny - full).abs().float().mean()), 2), "max": int((tiny - full).abs().max())}
+                with concurrent.futures.ThreadPoolExecutor(8) as pool:  # tiny and full requests batched together
+                    mixed = list(pool.map(lambda d: call("/generate", {**body, "decoder": d}), ["tiny", "full"] * 4))
+                result["mixed_status"] = sorted({m[0] for m in mixed})
+                result["mixed_max_diff"] = {d: int(max((pixels(m[1]) - (tiny if d == "tiny" else full)).abs().max()
+                                                       for m, dd in zip(mixed, ["tiny", "full"] * 4) if dd == d))
+                                            for d in ("tiny", "full")}
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -155,3 +155,21 @@ async def test_tiny_and_full_requests_batched_together_decode_apart() -> None:
         assert torch.equal(together[0], alone_full) and torch.equal(together[2], alone_full)
         assert torch.equal(together[1], alone_tiny) and torch.equal(together[3], alone_tiny)
         assert sum(tiny_vae.decode_calls) == 3 and sum(full_vae.decode_calls) == 3  # never each other's rows
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the decoder levers are CUDA-only")
+@pytest.mark.parametrize("mode", ["graphs", "compile"])
+def test_the_decoder_lever_wraps_the_tiny_decoder_too_and_keeps_its_images(mode: str) -> None:
+    from pipelines.accel import BucketedDecoder, enable_vae_decoder_accel
+
+    model = known_model()
+    model.device = torch.device("cuda")
+    model.tiny_vae = TinyAutoencoder(_tiny_autoencoder(4).to("cuda", torch.float16))
+    latents = torch.randn(3, 4, 16, 16, device="cuda")
+    eager = model.tiny_vae.decode(latents)
+    assert enable_vae_decoder_accel(model, mode)
+    assert isinstance(model.tiny_vae.vae.decoder, BucketedDecoder)
+    for rows in (3, 1, 3):  # a padded bucket, a single row, a replay
+        images = model.tiny_vae.decode(latents[:rows])
+        assert images.shape == (rows, 3, 128, 128)
+        assert float((images - eager[:rows]).abs().max()) < 0.02  # fp16 rounding (compile fuses elementwise work)

@@ -7,7 +7,7 @@
 #                             bash training/results/call23/gpu_text_graphs.sh check
 # check: the CUDA tests of tests/test_text_graphs.py, batch-1 latency of the teacher and the shipped one-step
 # student with each lever added in turn (training.students_eval --latency-only: UNet graphs, + the decoder lever,
-# + text encoder graphs), and serve_smoke.py (the server on the teacher with its defaults, warm-up on).
+# + text encoder graphs), and bench/serve_smoke.py (moved there after call 23; the server on the teacher with its defaults, warm-up on).
 set -u -o pipefail
 export PYTHONPATH=$PWD/runs/site:$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-runs/out}; mkdir -p "$OUT"
@@ -30,7 +30,7 @@ import json, sys
 for row in json.load(open(sys.argv[1]))["rows"]:
     print(row["model"], {k.removeprefix("latency_"): round(v * 1e3, 2) for k, v in row.items() if k.startswith("latency_")})
 PY
-  timeout 240 python3 training/results/call23/serve_smoke.py "$OUT/serve" 2>&1 | tail -n 3
+  timeout 240 python3 -m bench.serve_smoke "$OUT/serve" 2>&1 | tail -n 3
   ;;
 *) echo "usage: $0 wheels | check" >&2; exit 2 ;;
 esac
