@@ -85,7 +85,8 @@ async def test_the_engine_with_batch_invariance_gives_the_same_bytes_alone_and_u
 
     model = load_from_manifest("bundled", ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
     settings = Settings(max_batch=8, max_active=8, max_queue=16, request_timeout_s=120.0, drain_timeout_s=10.0)  # type: ignore[call-arg]
-    assert enable_batch_invariance(model, rows=2 * settings.max_batch, decode_rows=settings.max_batch) == 3  # UNet, sketch ControlNet, VAE
+    wrapped = enable_batch_invariance(model, rows=2 * settings.max_batch, decode_rows=settings.max_batch)
+    assert wrapped == 3 + (model.tiny_vae is not None)  # UNet, sketch ControlNet, VAE (and its tiny decoder)
     app = create_app(settings, Engine([model], settings))  # type: ignore[list-item]
     bodies = [{"prompt": p, "seed": 7, "steps": 4} for p in ("a red circle", "two green triangles", "a big blue square")]
     async with app.router.lifespan_context(app):

@@ -8,7 +8,8 @@
 #     tests/test_tiny_decoder_api.py (the decoder lever around AutoencoderTiny's decoder, graphs and compile)
 #   unslim; slim with the default regex plus weights/bundled_tiny_vae; carry runs/turbo24 (the shipped bundled_turbo):
 #                             bash training/results/call24/gpu_checks.sh check
-#     students_eval --latency-only (teacher and one-step student at batch 1, each lever added in turn, last the
+#     the bundled tiny decoder trained on the card (training/tiny_decoder.py, TINY_S seconds) and its quality cost
+#     (bench/tiny_decoder_quality.py), students_eval --latency-only (teacher and one-step student at batch 1, each lever added in turn, last the
 #     decoder as CUDA graphs instead of compiled), then bench/serve_smoke.py (darkroom serve with its CUDA defaults).
 set -u -o pipefail
 export PYTHONPATH=$PWD/runs/site:$PWD PYTHONUNBUFFERED=1
@@ -24,8 +25,15 @@ wheels)
   ;;
 check)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
-  mkdir -p runs/w24 && cp -r weights/bundled runs/turbo24/bundled_turbo runs/w24/
+  # the bundled model's tiny decoder, trained here (a CPU run reached only a few hundred steps), exported fp16
+  python3 -m training.tiny_decoder --out runs/tvae --seconds "${TINY_S:-150}" --device cuda --export weights/bundled_tiny_vae \
+    > "$OUT/tiny_decoder.log" 2>&1 || tail -n 20 "$OUT/tiny_decoder.log"
+  tail -n 2 "$OUT/tiny_decoder.log"; cp -r weights/bundled_tiny_vae "$OUT/"
+  mkdir -p runs/w24 && cp -r weights/bundled weights/judge weights/bundled_tiny_vae runs/turbo24/bundled_turbo runs/w24/
   for n in text_encoder tokenizer vae; do ln -sfn "../bundled/$n" "runs/w24/bundled_turbo/$n"; done
+  DARKROOM_WEIGHTS_ROOT=runs/w24 python3 -m bench.tiny_decoder_quality --device cuda --out "$OUT/gpu_tiny_decoder_quality.json" \
+    > "$OUT/tiny_quality.log" 2>&1 || tail -n 20 "$OUT/tiny_quality.log"
+  tail -n 8 "$OUT/tiny_quality.log"
   python3 -m training.students_eval --weights runs/w24 --manifest weights_manifest.yaml --out "$OUT/latency" \
     --device cuda --models bundled-turbo --latency-only > "$OUT/latency.log" 2>&1 || tail -n 20 "$OUT/latency.log"
   python3 - "$OUT/latency/students_latency.json" <<'PY'
