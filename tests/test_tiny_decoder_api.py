@@ -81,7 +81,7 @@ def _weights_root(tmp_path: Path, stages: int) -> tuple[Path, Path]:
     return root, manifest
 
 
-@pytest.mark.skipif(not (ROOT / "weights" / "bundled" / "vae").exists(), reason="the bundled model is not in this checkout")
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled" / "model_index.json").exists(), reason="the bundled model is not in this checkout")
 def test_the_loader_attaches_the_tiny_decoder_and_it_decodes_the_models_latents(tmp_path: Path) -> None:
     root, manifest = _weights_root(tmp_path, stages=3)  # 4x, as the bundled VAE
     model = load_from_manifest("bundled", manifest_path=manifest, weights_root=root)
@@ -93,7 +93,7 @@ def test_the_loader_attaches_the_tiny_decoder_and_it_decodes_the_models_latents(
     assert model.tiny_vae.encode(images).shape == (2, 4, 16, 16)
 
 
-@pytest.mark.skipif(not (ROOT / "weights" / "bundled" / "vae").exists(), reason="the bundled model is not in this checkout")
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled" / "model_index.json").exists(), reason="the bundled model is not in this checkout")
 def test_a_tiny_decoder_of_another_latent_factor_is_refused_by_name(tmp_path: Path) -> None:
     root, manifest = _weights_root(tmp_path, stages=4)  # 8x: SD's, not the bundled model's
     with pytest.raises(WeightsError, match="bundled-tiny: a tiny decoder of 4 latent channels at 8x"):
