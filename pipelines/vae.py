@@ -98,8 +98,9 @@ class TinyAutoencoder:
 
     It reads the scaled latents directly (its own scaling factor is 1), as TAESD / TAESDXL do for
     the SD and SDXL latents; its decoder ends in [-1, 1] without a clamp. Its encode is deterministic.
-    Every convolution runs at <= 64 channels, so at 512x512 it costs ~1/20 of the KL decoder's
-    arithmetic; the image differs from the KL decoder's (its quality cost is measured, see README).
+    Every convolution runs at <= 64 channels, so at 512x512 it costs ~1/20 of the SD VAE decoder's
+    arithmetic (the bundled model's KL decoder is itself small: there both cost ~2 GFLOP per image);
+    the image differs from the KL decoder's (its quality cost is measured, see README).
     """
 
     def __init__(self, vae: torch.nn.Module) -> None:
