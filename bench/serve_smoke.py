@@ -1,6 +1,6 @@
 """Smoke of the server as deployed, on a GPU (or SMOKE_DEVICE=cpu): `darkroom serve` on the manifest's default model
 with its defaults (on CUDA: UNet and text encoder CUDA graphs, the decoder lever) and the warm-up on, then:
-the same request twice (byte-identical), three prompts alone and batched with neighbours (the largest pixel
+the same request twice (byte-identical), its round trip alone (median of 5), three prompts alone and batched with neighbours (the largest pixel
 difference), a bad input (its status), and when GET /v1/models lists a tiny decoder, "decoder": "tiny" alone and
 beside full-decoder requests (status, size, difference from the full decoder's image).
 
@@ -64,6 +64,12 @@ def main() -> None:
         result["same_request_twice"] = [first[0], again[0], first[1] == again[1]]
         if result["same_request_twice"][:2] != [200, 200]:  # type: ignore[index]
             raise SystemExit(f"the server did not answer with images: {json.dumps(result)} (serve.log)")
+        times = []
+        for _ in range(5):  # a lone request's round trip (the server idle otherwise), median of 5
+            t0 = time.perf_counter()
+            call("/generate", body)
+            times.append(time.perf_counter() - t0)
+        result["alone_s"] = round(sorted(times)[2], 4)
         prompts = [f"{n} green triangles" for n in ("one", "two", "three")]
         alone = {p: pixels(call("/generate", {"prompt": p, "seed": 7, "steps": 10})[1]) for p in prompts}
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
