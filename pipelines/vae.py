@@ -92,18 +92,19 @@ class KLAutoencoder:
         return ((z.float() - self.shift_factor) * self.scaling_factor)
 
 
-class TinyAutoencoder:
+class TinyAutoencoder(KLAutoencoder):
     """A distilled tiny autoencoder (diffusers' AutoencoderTiny, the TAESD layout) on the same scaled
     latents as the model's KL autoencoder: a fast, approximate decoder for fast mode.
 
-    It reads the scaled latents directly (its own scaling factor is 1), as TAESD / TAESDXL do for
-    the SD and SDXL latents; its decoder ends in [-1, 1] without a clamp. Its encode is deterministic.
+    It reads the scaled latents directly (its own scaling factor is 1, shift 0, so KLAutoencoder's decode
+    serves it as is), as TAESD / TAESDXL do for the SD and SDXL latents; its decoder ends in [-1, 1]
+    without a clamp. Its encode is deterministic.
     Every convolution runs at <= 64 channels, so at 512x512 it costs ~1/20 of the SD VAE decoder's
     arithmetic (the bundled model's KL decoder is itself small: there both cost ~2 GFLOP per image);
     the image differs from the KL decoder's (its quality cost is measured, see README).
     """
 
-    def __init__(self, vae: torch.nn.Module) -> None:
+    def __init__(self, vae: torch.nn.Module) -> None:  # KLAutoencoder's fields, with TAESD's values
         config = vae.config
         self.scaling_factor = 1.0
         self.shift_factor = 0.0
@@ -113,20 +114,6 @@ class TinyAutoencoder:
         self.vae = vae.eval()
         self._fp32: torch.nn.Module | None = None
         self.decode_rows: int | None = None  # settings.batch_invariant: decode exactly this many rows per call
-
-    def _fp32_copy(self) -> torch.nn.Module:
-        if module_dtype(self.vae) == torch.float32:
-            return self.vae
-        if self._fp32 is None:
-            self._fp32 = copy.deepcopy(self.vae).float().eval()
-        return self._fp32
-
-    @torch.no_grad()
-    def decode(self, latents: Tensor, *, force_fp32: bool = False) -> Tensor:
-        """(B, C, h, w) scaled latents -> (B, 3, h * f, w * f) float32 images in [0, 1]."""
-        vae = self._fp32_copy() if force_fp32 else self.vae
-        decoded = _decode(vae, latents.to(module_dtype(vae)), self.decode_rows)  # (B, 3, H, W) in ~[-1, 1]
-        return (decoded.float() / 2 + 0.5).clamp(0, 1)
 
     @torch.no_grad()
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:

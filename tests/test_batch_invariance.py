@@ -1,7 +1,8 @@
 """Batch invariance (settings.batch_invariant, pipelines.accel.fixed_rows_call): with every UNet call on one fixed
 number of rows and every decode on another, a row's result is bit-identical whatever else is in the pass and
 wherever it sits, on the bundled model's real kernels; through the engine, a request's image is byte-identical
-alone and under concurrent load with max_batch 8."""
+alone and under concurrent load with max_batch 8 (without the setting that test fails: passes of different sizes
+round differently). max_batch=1, one request's rows per pass, is exact too."""
 
 from __future__ import annotations
 
@@ -73,35 +74,61 @@ def test_a_decoded_image_is_the_same_alone_and_in_any_decode(bundled) -> None:  
             assert torch.equal(images[row], alone[i][0]), (order, i)
 
 
-@needs_bundled
-@pytest.mark.anyio
-async def test_the_engine_with_batch_invariance_gives_the_same_bytes_alone_and_under_load() -> None:
+BODIES = [{"prompt": p, "seed": 7, "steps": 4} for p in ("a red circle", "two green triangles", "a big blue square")]
+
+
+async def _pngs(settings: object, model: object, groups: list[list[dict]]) -> list[list[object]]:
+    """Each group of request bodies sent at once (a group of one is a request alone), through the app over an engine."""
     import httpx
 
-    from pipelines.loading import load_from_manifest
     from server.app import create_app
     from server.engine import Engine
-    from server.settings import Settings
 
-    model = load_from_manifest("bundled", ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
-    settings = Settings(max_batch=8, max_active=8, max_queue=16, request_timeout_s=120.0, drain_timeout_s=10.0)  # type: ignore[call-arg]
-    wrapped = enable_batch_invariance(model, rows=2 * settings.max_batch, decode_rows=settings.max_batch)
-    assert wrapped == 3 + (model.tiny_vae is not None)  # UNet, sketch ControlNet, VAE (and its tiny decoder)
-    app = create_app(settings, Engine([model], settings))  # type: ignore[list-item]
-    bodies = [{"prompt": p, "seed": 7, "steps": 4} for p in ("a red circle", "two green triangles", "a big blue square")]
+    app = create_app(settings, Engine([model], settings))  # type: ignore[arg-type, list-item]
+    answers = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://darkroom.test", timeout=120,
                                      headers={"Accept": "image/png"}) as client:
-            alone = [(await client.post("/generate", json=body)).content for body in bodies]
-            loaded = await asyncio.gather(*(client.post("/generate", json=body) for body in bodies * 3))
-            unguided = [{**body, "guidance": 1.0} for body in bodies]  # rows without an uncond pass in the same passes
-            mixed = await asyncio.gather(*(client.post("/generate", json=body) for body in bodies + unguided))
-            unguided_alone = [(await client.post("/generate", json=body)).content for body in unguided]
-    assert all(r.status_code == 200 for r in loaded + mixed), [r.text for r in loaded + mixed if r.status_code != 200]
-    assert [r.content for r in loaded] == alone * 3
-    assert [r.content for r in mixed] == alone + unguided_alone
+            for group in groups:
+                answers.append(list(await asyncio.gather(*(client.post("/generate", json=body) for body in group))))
+    failed = [r.text for group in answers for r in group if r.status_code != 200]
+    assert not failed, failed
+    return [[r.content for r in group] for group in answers]
+
+
+def _bundled_on_cpu():  # type: ignore[no-untyped-def]
+    from pipelines.loading import load_from_manifest
+
+    return load_from_manifest("bundled", ROOT / "weights_manifest.yaml", ROOT / "weights", device="cpu", dtype=torch.float32)
+
+
+@needs_bundled
+@pytest.mark.anyio
+async def test_the_engine_with_batch_invariance_gives_the_same_bytes_alone_and_under_load() -> None:
+    from server.settings import Settings
+
+    model = _bundled_on_cpu()
+    settings = Settings(max_batch=8, max_active=8, max_queue=16, request_timeout_s=120.0, drain_timeout_s=10.0)  # type: ignore[call-arg]
+    wrapped = enable_batch_invariance(model, rows=2 * settings.max_batch, decode_rows=settings.max_batch)
+    assert wrapped == 3 + (model.tiny_vae is not None)  # UNet, sketch ControlNet, VAE (and its tiny decoder)
+    unguided = [{**body, "guidance": 1.0} for body in BODIES]  # rows without an uncond pass in the same passes
+    answers = await _pngs(settings, model, [[b] for b in BODIES + unguided] + [BODIES * 3, BODIES + unguided])
+    alone, unguided_alone, loaded, mixed = [a[0] for a in answers[:3]], [a[0] for a in answers[3:6]], answers[6], answers[7]
+    assert loaded == alone * 3
+    assert mixed == alone + unguided_alone
     assert len(set(alone)) == 3  # distinct prompts, distinct images: the comparison is not vacuous
+
+
+@needs_bundled
+@pytest.mark.anyio
+async def test_max_batch_1_gives_the_same_bytes_alone_and_under_load() -> None:
+    """The other exact setting: one request's rows per pass (unbatched throughput, no padding)."""
+    from server.settings import Settings
+
+    settings = Settings(max_batch=1, max_active=8, max_queue=16, request_timeout_s=120.0, drain_timeout_s=10.0)  # type: ignore[call-arg]
+    answers = await _pngs(settings, _bundled_on_cpu(), [[b] for b in BODIES] + [BODIES * 3])
+    assert answers[3] == [a[0] for a in answers[:3]] * 3
 
 
 @needs_bundled
