@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     # every UNet / ControlNet call on exactly 2 x max_batch rows and every decode on max_batch (padded, or cut into
     # such chunks: pipelines.accel.fixed_rows_call), so an image is byte-identical whatever it was batched with
     # (tests/test_batch_invariance.py). A pass of one request then costs as much as a full one: on this repo's
-    # 2-core CPU the bundled teacher alone took ~4.5x as long with max_batch 8 (throughput under load unchanged);
-    # a smaller max_batch trades throughput back for latency. Off: 1/255 in a few pixels under load (README)
+    # 2-core CPU with max_batch 8 a lone bundled-teacher request took 3.4x as long (throughput under load unchanged),
+    # on an H200 no longer (host-bound); a smaller max_batch trades throughput back for latency. Off: 1/255 in a
+    # few pixels under load (README)
     batch_invariant: bool = False
     max_active: int | None = Field(default=None, ge=1)  # requests denoising at once; None: max_batch
     max_queue: int = Field(default=64, ge=0)  # requests waiting to start; beyond this: 503

@@ -37,6 +37,12 @@ def _transformers(name: str, config_name: str) -> Callable[[dict[str, Any]], nn.
     return build
 
 
+def _autoencoder_tiny(config: dict[str, Any]) -> nn.Module:
+    """AutoencoderTiny; its saved config repeats the decoder's channels as `block_out_channels`, which its
+    constructor does not take (diffusers warns on every load otherwise)."""
+    return _diffusers("AutoencoderTiny")({k: v for k, v in config.items() if k != "block_out_channels"})
+
+
 def _transformer_2d(config: dict[str, Any]) -> nn.Module:
     """Old hub folders name `Transformer2DModel`; its norm_type says which model it is."""
     norm_type = config.get("norm_type")
@@ -51,7 +57,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "UNet2DConditionModel": _diffusers("UNet2DConditionModel"),
     "UNet2DModel": _diffusers("UNet2DModel"),
     "AutoencoderKL": _diffusers("AutoencoderKL"),
-    "AutoencoderTiny": _diffusers("AutoencoderTiny"),
+    "AutoencoderTiny": _autoencoder_tiny,
     "ControlNetModel": _diffusers("ControlNetModel"),
     "DiTTransformer2DModel": _diffusers("DiTTransformer2DModel"),
     "PixArtTransformer2DModel": _diffusers("PixArtTransformer2DModel"),
