@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class ModelCard:
     # models served with a noisy-latent classifier: prompt -> one label per head (ValueError when
     # the classifier cannot label the prompt); None: no classifier guidance for this model
     classifier_labels: Callable[[str], tuple[int, ...]] | None = None
-    decoders: tuple[str, ...] = ("full",)  # "tiny" too when the model has a tiny decoder (fast mode)
+    decoders: tuple[Literal["full", "tiny"], ...] = ("full",)  # "tiny" too when the model has a tiny decoder (fast mode)
 
     def sampler(self, name: str) -> SamplerCard | None:
         return next((s for s in self.samplers if s.name == name), None)
