@@ -381,10 +381,12 @@ class Engine:
                                                       "control_image": _BLANK_CONTROL if controlnet else None})
                     buckets = self.warm_up_buckets(model_id, (width, height))
                     try:
-                        for n in buckets:
-                            specs = [replace(resolve(request.model_copy(update={"seed": i}), [card], timeout_s=3600.0,
-                                                     max_num_images=1), id=f"warm-up-{model_id}-{k}-{n}-{i}") for i in range(n)]
-                            await asyncio.gather(*(self.submit(spec) for spec in specs))
+                        for decoder in card.decoders:  # the tiny decoder's compiled graphs too, when it has one
+                            for n in buckets:
+                                specs = [replace(resolve(request.model_copy(update={"seed": i, "decoder": decoder}), [card],
+                                                         timeout_s=3600.0, max_num_images=1),
+                                                 id=f"warm-up-{model_id}-{k}-{decoder}-{n}-{i}") for i in range(n)]
+                                await asyncio.gather(*(self.submit(spec) for spec in specs))
                     except InvalidRequest as e:
                         log.warning("warm-up of model %s at %s skipped: %s", model_id, shape, e)
                         continue

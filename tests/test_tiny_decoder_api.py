@@ -173,3 +173,14 @@ def test_the_decoder_lever_wraps_the_tiny_decoder_too_and_keeps_its_images(mode:
         images = model.tiny_vae.decode(latents[:rows])
         assert images.shape == (rows, 3, 128, 128)
         assert float((images - eager[:rows]).abs().max()) < 0.02  # fp16 rounding (compile fuses elementwise work)
+
+
+@pytest.mark.anyio
+async def test_the_warm_up_decodes_every_bucket_through_the_tiny_decoder_too() -> None:
+    from tests.server.conftest import until
+
+    model = _model_with_tiny()
+    full_vae, tiny_vae = model.vae, model.tiny_vae
+    async with serve(model, warm_up=True, max_batch=4, pad_to_bucket=True) as s:
+        await until(lambda: s.engine.ready)
+        assert sorted(full_vae.decode_calls) == sorted(tiny_vae.decode_calls) == [1, 2, 4]  # each bucket, each decoder
