@@ -112,11 +112,17 @@ async def test_the_engine_with_batch_invariance_gives_the_same_bytes_alone_and_u
     settings = Settings(max_batch=8, max_active=8, max_queue=16, request_timeout_s=120.0, drain_timeout_s=10.0)  # type: ignore[call-arg]
     wrapped = enable_batch_invariance(model, rows=2 * settings.max_batch, decode_rows=settings.max_batch)
     assert wrapped == 3 + (model.tiny_vae is not None)  # UNet, sketch ControlNet, VAE (and its tiny decoder)
+    from server.engine import _BLANK_CONTROL
+
     unguided = [{**body, "guidance": 1.0} for body in BODIES]  # rows without an uncond pass in the same passes
-    answers = await _pngs(settings, model, [[b] for b in BODIES + unguided] + [BODIES * 3, BODIES + unguided])
-    alone, unguided_alone, loaded, mixed = [a[0] for a in answers[:3]], [a[0] for a in answers[3:6]], answers[6], answers[7]
+    controlled = [{**body, "control_image": _BLANK_CONTROL} for body in BODIES]  # through the sketch ControlNet
+    answers = await _pngs(settings, model, [[b] for b in BODIES + unguided + controlled]
+                          + [BODIES * 3, BODIES + unguided, controlled * 2])
+    alone, unguided_alone, controlled_alone = ([a[0] for a in answers[i : i + 3]] for i in (0, 3, 6))
+    loaded, mixed, controlled_loaded = answers[9], answers[10], answers[11]
     assert loaded == alone * 3
     assert mixed == alone + unguided_alone
+    assert controlled_loaded == controlled_alone * 2
     assert len(set(alone)) == 3  # distinct prompts, distinct images: the comparison is not vacuous
 
 
