@@ -51,9 +51,11 @@ def http_server() -> Iterator[tuple[str, _Served]]:
             self.end_headers()
             if served.cut_first_after is not None and len(served.ranges) == 1:
                 payload = payload[: served.cut_first_after]  # then the connection closes
+            # counted before writing: the client can finish reading (and the test assert) before this thread
+            # returns from the write
+            served.bytes_sent += len(payload)
             self.wfile.write(payload)
             self.wfile.flush()
-            served.bytes_sent += len(payload)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
