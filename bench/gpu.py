@@ -421,11 +421,9 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
     finally:
         engine.stop()
         torch.backends.cudnn.benchmark = False
-        from pipelines.accel import BucketedDecoder
+        from pipelines.accel import disable_vae_decoder_accel
 
-        for shared in (arch.vae, tiny_vae):  # the wrapper sits on the shared modules: undo it
-            if shared is not None and isinstance(shared.decoder, BucketedDecoder):
-                shared.decoder = shared.decoder.decoder
+        disable_vae_decoder_accel(model)  # the wrapper sits on the shared modules (arch.vae, tiny_vae): undo it
     return records, notes
 
 

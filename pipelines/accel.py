@@ -316,14 +316,26 @@ def enable_vae_decoder_accel(model: object, mode: str, compiled_unet: bool = Fal
     if mode == "off" or device is None or torch.device(device).type != "cuda":
         return False
     wrapped = False
-    for name in ("vae", "tiny_vae"):  # pipelines.vae.KLAutoencoder / TinyAutoencoder, each holding .vae
-        autoencoder = getattr(getattr(model, name, None), "vae", None)
-        decoder = getattr(autoencoder, "decoder", None)
+    for autoencoder in _autoencoders(model):
+        decoder = getattr(autoencoder.vae, "decoder", None)
         if decoder is None or isinstance(decoder, BucketedDecoder):
             continue
-        autoencoder.decoder = BucketedDecoder(decoder, mode)  # type: ignore[union-attr]
+        autoencoder.vae.decoder = BucketedDecoder(decoder, mode)
         wrapped = True
     return wrapped
+
+
+def disable_vae_decoder_accel(model: object) -> None:
+    """Undo enable_vae_decoder_accel in place: the model's decoders (KL and tiny) as loaded."""
+    for autoencoder in _autoencoders(model):
+        decoder = getattr(autoencoder.vae, "decoder", None)
+        if isinstance(decoder, BucketedDecoder):
+            autoencoder.vae.decoder = decoder.decoder
+
+
+def _autoencoders(model: object) -> list[Any]:
+    """The model's pipelines.vae autoencoders (its KL autoencoder, and its tiny one if it has one)."""
+    return [a for a in (getattr(model, "vae", None), getattr(model, "tiny_vae", None)) if hasattr(a, "vae")]
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
@@ -474,11 +486,9 @@ def enable_batch_invariance(model: object, rows: int, decode_rows: int) -> int:
         if isinstance(controlnet, torch.nn.Module) and not isinstance(controlnet, FixedRows):
             controlnets[name] = FixedRows(controlnet, rows)
             wrapped += 1
-    for name in ("vae", "tiny_vae"):  # pipelines.vae.KLAutoencoder / TinyAutoencoder
-        autoencoder = getattr(model, name, None)
-        if autoencoder is not None and hasattr(autoencoder, "decode_rows"):
-            autoencoder.decode_rows = decode_rows
-            wrapped += 1
+    for autoencoder in _autoencoders(model):
+        autoencoder.decode_rows = decode_rows
+        wrapped += 1
     return wrapped
 
 

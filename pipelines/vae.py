@@ -104,16 +104,10 @@ class TinyAutoencoder(KLAutoencoder):
     the image differs from the KL decoder's (its quality cost is measured, see README).
     """
 
-    def __init__(self, vae: torch.nn.Module) -> None:  # KLAutoencoder's fields, with TAESD's values
+    def __init__(self, vae: torch.nn.Module) -> None:
+        super().__init__(vae, scaling_factor=1.0, shift_factor=0.0, upcast=False)  # the scaled latents as they are
         config = vae.config
-        self.scaling_factor = 1.0
-        self.shift_factor = 0.0
-        self.latent_channels = int(config.latent_channels)
         self.latent_factor = int(config.upsampling_scaling_factor) ** (len(config.decoder_block_out_channels) - 1)
-        self.upcast = False
-        self.vae = vae.eval()
-        self._fp32: torch.nn.Module | None = None
-        self.decode_rows: int | None = None  # settings.batch_invariant: decode exactly this many rows per call
 
     @torch.no_grad()
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -95,7 +95,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 # Objects passed between the stages
 
 
-ClassKey = tuple[str, tuple[int, int, int], str | None]  # (model id, latent (C, h, w), ControlNet; decode groups: decoder)
+ClassKey = tuple[str, tuple[int, int, int], str | None]  # (model id, latent (C, h, w), ControlNet)
 
 
 @dataclass(eq=False)
@@ -1012,7 +1012,7 @@ class Engine:
             return
         self._active = [w for w in self._active if not (w.pending is None and w.final_x is not None)]
         self._sync_active_count()
-        groups: dict[ClassKey, list[Work]] = collections.defaultdict(list)
+        groups: dict[tuple[str, tuple[int, int, int], str], list[Work]] = collections.defaultdict(list)
         for work in done:  # one decode per model, latent shape and decoder
             groups[(work.key[0], work.key[1], work.spec.decoder)].append(work)
         for group in groups.values():

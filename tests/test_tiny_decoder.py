@@ -15,6 +15,7 @@ from diffusers import AutoencoderKL, AutoencoderTiny
 from torch import Tensor
 
 from pipelines.vae import KLAutoencoder, TinyAutoencoder
+from training.tiny_decoder import psnr_db
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_VAE = ROOT / "weights" / "bundled_tiny_vae"
@@ -27,11 +28,6 @@ MIN_TINY_PSNR_DB = 36.3
 MAX_GAP_TO_KL_DB = 6.0
 MIN_ROUND_TRIP_PSNR_DB = 34.7
 MAX_ENCODER_RMSE = 0.12
-
-
-def _psnr_db(images: Tensor, targets: Tensor) -> float:
-    mse = ((images - targets) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
-    return float((-10 * torch.log10(mse)).mean())
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +55,14 @@ def test_shipped_tiny_decoder_reads_the_bundled_latents(
     decoded = tiny.decode(latents)
     assert decoded.shape == (32, 3, 64, 64) and decoded.dtype == torch.float32
     assert float(decoded.min()) >= 0.0 and float(decoded.max()) <= 1.0
-    tiny_db, kl_db = _psnr_db(decoded, images), _psnr_db(kl.decode(latents), images)
+    tiny_db, kl_db = psnr_db(decoded, images), psnr_db(kl.decode(latents), images)
     assert tiny_db > MIN_TINY_PSNR_DB, f"tiny decoder {tiny_db:.2f} dB (KL {kl_db:.2f} dB)"
     assert kl_db - tiny_db < MAX_GAP_TO_KL_DB, f"tiny decoder {tiny_db:.2f} dB vs KL {kl_db:.2f} dB"
 
     encoded = tiny.encode(images)  # the tiny encoder regresses the KL posterior mean
     assert encoded.shape == (32, 4, 16, 16)
     assert float(((encoded - latents) ** 2).mean().sqrt()) < MAX_ENCODER_RMSE
-    assert _psnr_db(tiny.decode(encoded), images) > MIN_ROUND_TRIP_PSNR_DB
+    assert psnr_db(tiny.decode(encoded), images) > MIN_ROUND_TRIP_PSNR_DB
 
 
 def _random_tiny() -> AutoencoderTiny:

@@ -151,17 +151,14 @@ def main() -> None:
         # also the decoder lever of settings.vae_accel's default, "auto" ("served": compiled for the few-step students),
         # then also the text encoder's graphs ("text")
         from pipelines.accel import (
+            disable_vae_decoder_accel,
             enable_cuda_graphs,
             enable_text_encoder_graphs,
             enable_vae_decoder_accel,
         )
 
         def decoder_graphs(model: object) -> None:  # every decoder as CUDA graphs, in place of "auto"'s choice
-            from pipelines.accel import BucketedDecoder
-
-            autoencoder = model.vae.vae  # type: ignore[attr-defined]
-            if isinstance(autoencoder.decoder, BucketedDecoder):
-                autoencoder.decoder = autoencoder.decoder.decoder
+            disable_vae_decoder_accel(model)
             enable_vae_decoder_accel(model, "graphs")
 
         levers = {"graphs": enable_cuda_graphs, "served": lambda m: enable_vae_decoder_accel(m, "auto"),  # CUDA_STAGES' order
