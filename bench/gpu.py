@@ -82,6 +82,7 @@ class Variant:
     text_graphs: bool = False  # settings.text_encoder_graphs (the server's default on CUDA since call 23; off here
     # so the rows stay comparable with runs 1-12): the CLIP text encoder replayed as CUDA graphs
     tiny_vae: bool = False  # fast mode: requests ask for "decoder": "tiny" (a TAESD-layout AutoencoderTiny)
+    vae_channels_last: bool = True  # settings.vae_channels_last: a compiled decoder in NHWC memory (NCHW before run 14)
     output_format: str = "png"  # of the in-process runs
     http: tuple[str, ...] = ()  # response kinds: "json-png", "json-jpeg", "bytes-jpeg"
     poisson: bool = False  # Poisson arrivals at 80% of the saturated rate, first response kind
@@ -90,7 +91,7 @@ class Variant:
     @property
     def graphs_key(self) -> tuple[bool, str]:
         """What a variant compiles: two variants with the same key share torch.compile's graphs and caches."""
-        return self.compiled_unet, self.vae_accel
+        return self.compiled_unet, f"{self.vae_accel}-nhwc" if self.vae_channels_last else self.vae_accel
 
     @property
     def exact_mode(self) -> bool:
@@ -110,6 +111,11 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         # fast mode: the tiny decoder (TAESD's layout, ~1/20 of the KL decoder's arithmetic at 512x512), compiled
         Variant("darkroom-vaecompile-tinyvae", vae_accel="compile", tiny_vae=True, output_format="jpeg",
                 http=("bytes-jpeg",), est_s=90),
+        # the compiled decoders in NCHW memory, as before run 14 (settings.vae_channels_last off)
+        Variant("darkroom-vaecompile-nchw", vae_accel="compile", vae_channels_last=False, output_format="jpeg",
+                http=("bytes-jpeg",), est_s=90),
+        Variant("darkroom-vaecompile-tinyvae-nchw", vae_accel="compile", vae_channels_last=False, tiny_vae=True,
+                output_format="jpeg", http=("bytes-jpeg",), est_s=90),
     ),
     "sd15": (
         Variant("darkroom", http=("json-png",), poisson=True, est_s=60),
@@ -154,6 +160,7 @@ MIN_TIMED_S = 5.0
 def darkroom_model(
     arch: Architecture, case: Case, graphs: bool, compiled: bool = False, dtype: torch.dtype | None = None,
     vae_accel: str = "off", text_graphs: bool = False, tiny_vae: torch.nn.Module | None = None,
+    vae_channels_last: bool = True,
 ) -> object:
     from pipelines.accel import (
         enable_compile,
@@ -181,7 +188,7 @@ def darkroom_model(
         from pipelines.vae import TinyAutoencoder
 
         model.tiny_vae = TinyAutoencoder(tiny_vae)  # type: ignore[attr-defined]
-    enable_vae_decoder_accel(model, vae_accel)
+    enable_vae_decoder_accel(model, vae_accel, channels_last=vae_channels_last)
     return model
 
 
@@ -348,7 +355,8 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
     reset_peak()
     torch.backends.cudnn.benchmark = variant.cudnn_benchmark  # process-wide: reset below, so no other run inherits it
     model = darkroom_model(arch, case, variant.graphs, variant.compiled_unet, vae_accel=variant.vae_accel,
-                           text_graphs=variant.text_graphs, tiny_vae=tiny_vae if variant.tiny_vae else None)
+                           text_graphs=variant.text_graphs, tiny_vae=tiny_vae if variant.tiny_vae else None,
+                           vae_channels_last=variant.vae_channels_last)
     decoder = "tiny" if variant.tiny_vae else "full"
     settings = engine_settings(case, overlap=variant.overlap, pipeline=variant.pipeline)
     engine = Engine([model], settings)  # type: ignore[list-item]
@@ -381,7 +389,7 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
                   "decode_overlap": variant.overlap,
                   "decode_pipeline": variant.pipeline, "guidance_interval": variant.interval,
                   "cudnn_benchmark": variant.cudnn_benchmark, "text_encoder_graphs": variant.text_graphs,
-                  "decoder": decoder}
+                  "decoder": decoder, "vae_channels_last": variant.vae_channels_last and variant.vae_accel == "compile"}
         for mode, lat, rate in (("batch1", latency, 1 / latency), ("saturated", elapsed, ips)):
             records.append({"case": case.name, "system": variant.label, "mode": mode, "exact": exact,
                             "images_per_s": round(rate, 3), "latency_s": round(lat, 4),

@@ -185,7 +185,8 @@ def measure_fp8(name: str, unet: torch.nn.Module, config: dict, side: int, rows:
 
 def measure_vae_levers(vae: torch.nn.Module, latent_side: int, batch: int, gmac: float, ceiling_tflops: float,
                        compile_too: bool) -> list[dict]:
-    """The VAE decoder (one decode of `batch` latents): eager, channels-last, CUDA graph, torch.compile.
+    """The VAE decoder (one decode of `batch` latents): eager, channels-last, CUDA graph, torch.compile (NCHW and
+    channels-last).
 
     The graph and compile levers go through pipelines.accel.BucketedDecoder, the engine's own wrapper.
     """
@@ -213,19 +214,21 @@ def measure_vae_levers(vae: torch.nn.Module, latent_side: int, batch: int, gmac:
     finally:
         vae.to(memory_format=torch.contiguous_format)
     plain = vae.decoder
-    modes = ["graphs", "compile"] if compile_too else ["graphs"]
-    for mode in modes:
+    modes = [("graphs", False)] + ([("compile", False), ("compile", True)] if compile_too else [])
+    for mode, channels_last in modes:
+        label = f"bucketed_{mode}" + ("_channels_last" if channels_last else "")
         try:
-            vae.decoder = BucketedDecoder(plain, mode)
+            vae.decoder = BucketedDecoder(plain, mode, channels_last=channels_last)
             start = time.perf_counter()
             out = decode(z)().float()
             sync()
             first_s = time.perf_counter() - start
             diff = (out - reference).abs().max().item()
-            records.append(lever_record(name, f"bucketed_{mode}", batch, time_call(decode(z), warmup=1, repeats=5), diff,
+            records.append(lever_record(name, label, batch, time_call(decode(z), warmup=1, repeats=5), diff,
                                         gmac, ceiling_tflops, {"compile_s": round(first_s, 1)}))
         except Exception as exc:  # noqa: BLE001 - keep the other levers' figures
-            records.append(lever_error(name, f"bucketed_{mode}", batch, exc))
+            records.append(lever_error(name, label, batch, exc))
         finally:
-            vae.decoder = plain
+            vae.decoder = plain.to(memory_format=torch.contiguous_format)
+            torch._dynamo.reset()
     return records

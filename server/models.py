@@ -127,5 +127,6 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
             enable_cuda_graphs(model)
         if settings.text_encoder_graphs:
             enable_text_encoder_graphs(model)
-        enable_vae_decoder_accel(model, settings.vae_accel, compiled_unet=settings.compile_unet)
+        enable_vae_decoder_accel(model, settings.vae_accel, compiled_unet=settings.compile_unet,
+                                 channels_last=settings.vae_channels_last)
     return models, notice

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # 10.91 -> 11.88 img/s with GPU JPEG; off otherwise), "off", "graphs" (CUDA graph per batch
     # bucket: no gain at 8 images) or "compile" (torch.compile, dynamic batch: 1.56x on the bare decoder)
     vae_accel: Literal["auto", "off", "graphs", "compile"] = "auto"
+    # a compiled VAE decoder (vae_accel) in channels-last (NHWC) memory, CUDA only: cuDNN's fp16
+    # convolutions are NHWC kernels and compiled GroupNorm does not mind the layout. The SD decoder at
+    # 512x512 on an H100: 77.4 -> 65.1 ms per 8 images (bench/layout_probe.py). Exact within fp16 rounding
+    vae_channels_last: bool = True
     # decode finished latents on a second CUDA stream in a decode thread, overlapping the next
     # denoising steps (CUDA only). Off: it lost on an H200 (SD-Turbo HTTP 55.0 -> 44.9 img/s, the
     # extra Python thread contends for the GIL; the GPU is already busy with large batches)

@@ -35,6 +35,44 @@ def test_bucketed_decoder_passes_host_tensors_through_and_copies_as_the_plain_de
         BucketedDecoder(plain, "fast")
 
 
+def test_a_channels_last_decoder_gives_the_same_images_and_is_undone_with_the_lever() -> None:
+    from pipelines.accel import disable_vae_decoder_accel
+    from server.settings import Settings
+
+    assert Settings().vae_channels_last  # on by default (bench/layout_probe.py)
+    model = tiny_sd1()
+    autoencoder = model.vae.vae  # type: ignore[attr-defined]
+    z = torch.randn(3, 4, 8, 8)
+    expected = autoencoder.decode(z, return_dict=False)[0]
+    plain = autoencoder.decoder
+    assert not BucketedDecoder(plain, "graphs", channels_last=True).channels_last  # graphs replay the eager layout
+    assert plain.conv_in.weight.is_contiguous()
+    autoencoder.decoder = BucketedDecoder(plain, "compile", channels_last=True)
+    assert plain.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(autoencoder.decode(z, return_dict=False)[0], expected, rtol=1e-5, atol=1e-5)
+    disable_vae_decoder_accel(model)
+    assert model.vae.vae.decoder is plain and plain.conv_in.weight.is_contiguous()  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled decoder is CUDA-only")
+def test_the_compiled_decoder_in_either_layout_keeps_the_eager_images() -> None:
+    model = tiny_sd1()
+    model.vae.vae.to("cuda", torch.float16)  # type: ignore[attr-defined]
+    model.device = torch.device("cuda")
+    latents = torch.randn(3, 4, 16, 16, device="cuda")
+    eager = model.vae.decode(latents)  # type: ignore[attr-defined]
+    from pipelines.accel import disable_vae_decoder_accel
+
+    for channels_last in (False, True):
+        assert enable_vae_decoder_accel(model, "compile", channels_last=channels_last)
+        for rows in (3, 1, 2):
+            images = model.vae.decode(latents[:rows])  # type: ignore[attr-defined]
+            assert images.shape == (rows, 3, 128, 128)
+            assert float((images - eager[:rows]).abs().max()) < 0.02  # fp16 rounding
+        disable_vae_decoder_accel(model)
+        torch._dynamo.reset()
+
+
 def test_vae_accel_is_a_no_op_off_cuda_and_when_off() -> None:
     model = tiny_sd1()
     for mode in ("graphs", "compile", "auto", "off"):
