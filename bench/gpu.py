@@ -116,6 +116,9 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
                 http=("bytes-jpeg",), est_s=90),
         Variant("darkroom-vaecompile-tinyvae-nchw", vae_accel="compile", vae_channels_last=False, tiny_vae=True,
                 output_format="jpeg", http=("bytes-jpeg",), est_s=90),
+        # Poisson arrivals at 80% of the HTTP saturated rate against one request at a time through HTTP
+        Variant("darkroom-vaecompile-poisson", vae_accel="compile", output_format="jpeg", http=("bytes-jpeg",),
+                poisson=True, est_s=120),
     ),
     "sd15": (
         Variant("darkroom", http=("json-png",), poisson=True, est_s=60),
@@ -254,13 +257,14 @@ RESPONSE_ARGS = {
 
 
 def http_load(engine: object, settings: object, case: Case, requests: int, kinds: tuple[str, ...],
-              open_rate: float | None, label: str = "darkroom", decoder: str = "full") -> dict:
+              poisson: bool, label: str = "darkroom", decoder: str = "full") -> dict:
     """Load through HTTP: uvicorn in this process, bench/load.py clients in another process.
 
-    A closed loop at the case's concurrency (saturated images/s) per response kind, then, when
-    `open_rate` is given, Poisson arrivals at that rate in the first kind (p99 latency under
-    load vs the unloaded latency). With --profile-http, one more closed loop in the first kind
-    runs under bench/server_profile.py (this process is the server); its report carries the profile.
+    A closed loop at the case's concurrency (saturated images/s) per response kind, then, with
+    `poisson`, in the first kind: one client at a time (the unloaded latency through HTTP, the same
+    response kind) and Poisson arrivals at 80% of the highest closed-loop rate in that kind (p99
+    latency under load). With --profile-http, one more closed loop in the first kind runs under
+    bench/server_profile.py (this process is the server); its report carries the profile.
     """
     import uvicorn
 
@@ -286,12 +290,19 @@ def http_load(engine: object, settings: object, case: Case, requests: int, kinds
             "--mode", "closed", "--concurrency", str(clients), "--requests", str(max(requests, 3 * clients))]
     if PROFILE_DIR is not None:
         runs[f"profiled:{kinds[0]}"] = runs[f"closed:{kinds[0]}"]
-    if open_rate:
-        runs[f"open:{kinds[0]}"] = common + RESPONSE_ARGS[kinds[0]] + ["--mode", "open", "--rate", f"{open_rate:.3f}",
-                                                                      "--duration", str(POISSON_S)]
+    if poisson:
+        runs[f"unloaded:{kinds[0]}"] = common + RESPONSE_ARGS[kinds[0]] + ["--mode", "closed", "--concurrency", "1",
+                                                                          "--requests", str(UNLOADED_REQUESTS)]
+        runs[f"open:{kinds[0]}"] = []  # its rate comes from the closed loops above
     reports: dict = {}
     try:
         for name, cmd in runs.items():
+            if name.startswith("open:"):
+                rates = [r.get("images_per_s", 0.0) for n, r in reports.items() if n.startswith("closed") and n.endswith(name[4:])]
+                if not max(rates, default=0.0):
+                    continue
+                cmd = common + RESPONSE_ARGS[kinds[0]] + ["--mode", "open", "--rate", f"{0.8 * max(rates):.3f}",
+                                                          "--duration", str(POISSON_S)]
             profile = None
             if name.startswith("profiled:"):
                 from bench.server_profile import ServerProfile
@@ -314,7 +325,8 @@ def http_load(engine: object, settings: object, case: Case, requests: int, kinds
     return reports
 
 
-POISSON_S = 15  # seconds of Poisson arrivals (--tiny: 4)
+POISSON_S = 15  # seconds of Poisson arrivals (--tiny: 4; --poisson-s)
+UNLOADED_REQUESTS = 24  # one at a time through HTTP: the unloaded latency the Poisson p99 is compared with
 PROFILE_DIR: Path | None = None  # --profile-http: where the server profiles' text summaries go
 HTTP_KINDS: set[str] | None = None  # --http-kinds: only these response kinds of each variant
 EXTRA_CONCURRENCY: tuple[int, ...] = ()  # --extra-concurrency: more closed loops in the first kind
@@ -407,13 +419,14 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
               f"| diff max {diff.max()} mean {diff.mean():.2f} | warm-up {warmup_s:.1f} s", flush=True)
         kinds = tuple(k for k in variant.http if HTTP_KINDS is None or k in HTTP_KINDS)
         if http and kinds:
-            rate = 0.8 * ips if variant.poisson else None
-            load = http_load(engine, settings, case, case.saturate_requests * 2, kinds, rate, variant.label, decoder)
+            load = http_load(engine, settings, case, case.saturate_requests * 2, kinds, variant.poisson, variant.label, decoder)
+            unloaded = next((r.get("latency_p50_s") for n, r in load.items() if n.startswith("unloaded:")), None)
             for name, report in load.items():
                 loop, kind = name.split(":")
                 if "images_per_s" not in report or loop == "profiled":  # the profiled run's figures stay in notes
                     continue
-                record = {"case": case.name, "system": "darkroom-http", "mode": "poisson80" if loop == "open" else "saturated",
+                mode = {"open": "poisson80", "unloaded": "batch1"}.get(loop, "saturated")
+                record = {"case": case.name, "system": "darkroom-http", "mode": mode,
                           "exact": exact, "images_per_s": round(report["images_per_s"], 3),
                           "latency_s": round(report.get("latency_p50_s") or 0.0, 4), "p99_s": report.get("latency_p99_s"),
                           "response": kind, "engine": variant.label, "levers": levers,
@@ -421,9 +434,14 @@ def bench_variant(arch: Architecture, case: Case, variant: Variant, reference: n
                 if loop.startswith("closed"):
                     record["concurrency"] = report.get("settings", {}).get("concurrency", case.http_concurrency)
                     record["client_cpu_s"], record["wall_s"] = report.get("client_cpu_s"), report.get("wall_s")
-                elif report.get("latency_p99_s"):
-                    record.update(unloaded_latency_s=round(latency, 4), p99_over_unloaded=round(report["latency_p99_s"] / latency, 2),
-                                  rate_per_s=round(rate or 0.0, 3))
+                elif loop == "open" and report.get("latency_p99_s"):
+                    # against one request at a time through HTTP in the same response kind (before run 14: the
+                    # in-process batch-1 latency, whose PNG encoding of a noise image took ~50 ms)
+                    base = unloaded or latency
+                    record.update(unloaded_latency_s=round(base, 4), unloaded_source="http" if unloaded else "in-process",
+                                  p99_over_unloaded=round(report["latency_p99_s"] / base, 2),
+                                  p50_over_unloaded=round((report.get("latency_p50_s") or 0.0) / base, 2),
+                                  rate_per_s=report.get("settings", {}).get("rate"), wall_s=report.get("wall_s"))
                 records.append(record)
             notes.append({"case": case.name, "system": variant.label, "http_load": load})
     finally:
@@ -632,6 +650,7 @@ def main() -> int:
                         help="comma-separated client counts of further closed HTTP loops in each variant's first kind")
     parser.add_argument("--profile-http", action="store_true",
                         help="one more closed HTTP run per variant under a CPU profile of the server (bench/server_profile.py)")
+    parser.add_argument("--poisson-s", type=float, default=None, help="seconds of Poisson arrivals (default 15)")
     parser.add_argument("--tiny", action="store_true", help="shrunk models on the CPU: checks the script runs")
     parser.add_argument("--side", type=int, default=None, help="override every case's image side (with --tiny)")
     parser.add_argument("--run-name", default="", help="suffix of the results file name, e.g. run4")
@@ -654,6 +673,8 @@ def main() -> int:
         for key, variants in list(VARIANTS.items()):
             VARIANTS[key] = tuple(replace(v, est_s=1.0) for v in variants)
         COMPILED_VARIANTS = tuple(replace(v, est_s=1.0) for v in COMPILED_VARIANTS)
+    if args.poisson_s:
+        POISSON_S = args.poisson_s
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     PROFILE_DIR = out_dir / "profiles" if args.profile_http else None

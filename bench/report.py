@@ -38,7 +38,10 @@ def case_table(result: dict) -> list[str]:
         if not probed and r["system"] != "diffusers" and not r["exact"]:
             exact = "not probed"  # no fp32 probe in this call: fp16 random-weight pixels always differ
         if r["mode"] == "poisson80":
-            ratio = f"p99 = {r['p99_over_unloaded']:.1f}x unloaded latency"
+            source = " through HTTP" if r.get("unloaded_source") == "http" else ""
+            ratio = f"p99 = {r['p99_over_unloaded']:.1f}x unloaded latency{source}"
+            if r.get("p50_over_unloaded") is not None:
+                ratio += f" (p50 {r['p50_over_unloaded']:.1f}x)"
         elif r["mode"] == "batch1" and r["case"] in batch1:
             ratio = f"{r['latency_s'] / batch1[r['case']]:.2f}x latency"
         elif r["mode"] != "batch1" and r["case"] in best:
