@@ -98,8 +98,16 @@ def floors(result: dict, load: float) -> list[tuple[str, str, int, Floor]]:
     out = []
     by_key: dict[tuple[str, str], dict[str, dict]] = {}
     for r in result["records"]:
-        if r["system"].startswith("darkroom") and r["system"] != "darkroom-http" and r["mode"] in ("batch1", "saturated"):
-            by_key.setdefault((r["case"], r["system"]), {})[r["mode"]] = r
+        if not str(r.get("system", "")).startswith("darkroom") or r.get("mode") not in ("batch1", "saturated"):
+            continue
+        system = r["system"]
+        if system == "darkroom-http":  # through HTTP (run 15 on): one request at a time and the closed loop, one kind
+            if not r.get("engine"):
+                continue
+            system = f"darkroom-http [{r['engine']}, {r.get('response')}]"
+            if r["mode"] in by_key.get((r["case"], system), {}):
+                continue  # the first closed loop (the case's own concurrency), not the extra ones
+        by_key.setdefault((r["case"], system), {})[r["mode"]] = r
     for (case, system), modes in by_key.items():
         if set(modes) != {"batch1", "saturated"} or case not in CASES:
             continue
