@@ -108,6 +108,21 @@ def test_several_models_load_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [m.id for m in models] == ["a", "b"] and loaded == ["a", "b"] and notice is None
 
 
+@pytest.mark.parametrize(("env", "expected"), [(None, True), ("false", False)])
+def test_the_decoder_layout_setting_reaches_the_decoder_lever(monkeypatch: pytest.MonkeyPatch, env: str | None,
+                                                              expected: bool) -> None:
+    import pipelines.accel
+    import server.models as models_module
+
+    if env is not None:
+        monkeypatch.setenv("DARKROOM_VAE_CHANNELS_LAST", env)
+    calls: list[dict] = []
+    monkeypatch.setattr(models_module, "load_served_model", lambda settings: (known_model("a"), None))
+    monkeypatch.setattr(pipelines.accel, "enable_vae_decoder_accel", lambda model, mode, **kw: calls.append(kw) or False)
+    models_module.load_served_models(Settings(model="a"))
+    assert calls == [{"compiled_unet": False, "channels_last": expected}]
+
+
 @pytest.mark.anyio
 async def test_create_app_without_an_engine_builds_one_in_its_lifespan() -> None:
     app = create_app(Settings(model="tiny-sd1"))
