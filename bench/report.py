@@ -66,6 +66,39 @@ def case_table(result: dict) -> list[str]:
     return lines
 
 
+DECODER_GMAC = {512: 1257.0, 1024: 5235.0}  # the SD VAE decoder per image (../shared/reference/ANCHORS.md)
+
+
+def engine_table(result: dict) -> list[str]:
+    """One row per Darkroom variant of the call: warm-up (compilation included), peak GPU memory beside
+    diffusers', and the arithmetic rate at saturation against the call's matmul ceiling: the UNet alone,
+    and the UNet with the VAE decoder (the exact pipeline's work per image; not for fast variants, which do
+    less: the UNet column counts their work as if every step were guided)."""
+    from bench.gpu import CASES
+
+    ceiling = result.get("matmul_ceiling_tflops") or float("nan")
+    lines = ["| case | system | warm-up s | peak GPU GiB (diffusers) | UNet TFLOP/s (MFU) | UNet + decoder TFLOP/s (MFU) |",
+             "|---|---|---|---|---|---|"]
+    for n in result.get("notes", []):
+        if "warmup_s" not in n:
+            continue
+        case = CASES.get(n["case"])
+        saturated = [r for r in result["records"] if r["system"] == n["system"] and r["mode"] == "saturated"]
+        levers = saturated[0].get("levers", {}) if saturated else {}
+        rates = [r["images_per_s"] for r in saturated]
+        whole = ""
+        fast_label = "-fast" in n["system"] or "tinyvae" in n["system"]  # records before the levers field
+        if levers.get("guidance_interval") or levers.get("decoder") == "tiny" or fast_label:
+            whole = "fast mode: less work"
+        elif case is not None and rates:
+            gmac = case.unet_gmac * (2 if case.guidance > 0 else 1) * case.steps + DECODER_GMAC.get(case.side, 0.0)
+            tflops = 2 * gmac * 1e9 * rates[0] / 1e12
+            whole = f"{tflops:.1f} ({tflops / ceiling:.3f})"
+        lines.append(f"| {n['case']} | {n['system']} | {n['warmup_s']} | {n.get('peak_gib', '?')} ({n.get('peak_gib_diffusers', '?')}) | "
+                     f"{n.get('unet_tflops_saturated', '?')} ({n.get('mfu', '?')}) | {whole} |")
+    return lines if len(lines) > 2 else []
+
+
 def lever_table(result: dict) -> list[str]:
     """One row per lever measurement; the module (UNet or VAE decoder) in the first column."""
     lines = ["| module | lever | rows | ms | TFLOP/s | MFU | max abs diff vs eager |", "|---|---|---|---|---|---|---|"]
@@ -146,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
               f"matmul ceiling {result.get('matmul_ceiling_tflops', '?')} TFLOP/s\n")
         if result["records"]:
             print("\n".join(case_table(result)) + "\n")
+        if engine_table(result):
+            print("Darkroom's variants: warm-up (compilation included), peak GPU memory, and the arithmetic rate at "
+                  "the saturated in-process rate against the call's matmul ceiling (the exact pipeline's work per image):\n")
+            print("\n".join(engine_table(result)) + "\n")
         if result.get("levers"):
             print("Bare SD1.5 UNet (64x64 latents; rows = latent rows) and VAE decoder (vae-dec, 512x512; rows = images), "
                   "one lever at a time:\n")
