@@ -114,6 +114,7 @@ def test_the_decoder_layout_setting_reaches_the_decoder_lever(monkeypatch: pytes
     import pipelines.accel
     import server.models as models_module
 
+    monkeypatch.delenv("DARKROOM_VAE_CHANNELS_LAST", raising=False)
     if env is not None:
         monkeypatch.setenv("DARKROOM_VAE_CHANNELS_LAST", env)
     calls: list[dict] = []
