@@ -60,7 +60,28 @@ def capture_graph(forward: Callable[[], Tensor], pool: Any, warmup_calls: int = 
         return graph, output
 
 
-class CudaGraphUNet(torch.nn.Module):
+class _UNetWrapper(torch.nn.Module):
+    """A module around a UNet (or ControlNet) that the denoiser calls in its place: it reads `config`,
+    `dtype` and `device` off the wrapper as off the module, so they are forwarded to `wrapped`."""
+
+    @property
+    def wrapped(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    @property
+    def config(self) -> Any:
+        return self.wrapped.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.wrapped.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.wrapped.parameters()).device
+
+
+class CudaGraphUNet(_UNetWrapper):
     """Replays one captured CUDA graph per input signature of a UNet forward."""
 
     def __init__(self, unet: torch.nn.Module, warmup_calls: int = 2) -> None:
@@ -70,18 +91,9 @@ class CudaGraphUNet(torch.nn.Module):
         self._graphs: dict[tuple[Any, ...], _CapturedCall] = {}
         self._pool: Any = None
 
-    # The wrappers read these off the UNet they call.
     @property
-    def config(self) -> Any:
-        return self.unet.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+    def wrapped(self) -> torch.nn.Module:
+        return self.unet
 
     @property
     def captured_signatures(self) -> list[tuple[Any, ...]]:
@@ -456,7 +468,7 @@ def fixed_rows_call(function: Callable[..., Any], rows: int, *args: Any, **kwarg
     return parts[0] if len(parts) == 1 else _cat_rows(parts)
 
 
-class FixedRows(torch.nn.Module):
+class FixedRows(_UNetWrapper):
     """A batch-first module (a UNet, a ControlNet) run on exactly `rows` rows per call (fixed_rows_call)."""
 
     def __init__(self, module: torch.nn.Module, rows: int) -> None:
@@ -466,18 +478,9 @@ class FixedRows(torch.nn.Module):
         self.module = module
         self.rows = rows
 
-    # The denoiser reads these off the UNet it calls.
     @property
-    def config(self) -> Any:
-        return self.module.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.module.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.module.parameters()).device
+    def wrapped(self) -> torch.nn.Module:
+        return self.module
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return fixed_rows_call(self.module, self.rows, *args, **kwargs)
