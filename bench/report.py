@@ -179,10 +179,11 @@ def main(argv: list[str] | None = None) -> int:
               f"matmul ceiling {result.get('matmul_ceiling_tflops', '?')} TFLOP/s\n")
         if result["records"]:
             print("\n".join(case_table(result)) + "\n")
-        if engine_table(result):
+        engines = engine_table(result)
+        if engines:
             print("Darkroom's variants: warm-up (compilation included), peak GPU memory, and the arithmetic rate at "
                   "the saturated in-process rate against the call's matmul ceiling (the exact pipeline's work per image):\n")
-            print("\n".join(engine_table(result)) + "\n")
+            print("\n".join(engines) + "\n")
         if result.get("levers"):
             print("Bare SD1.5 UNet (64x64 latents; rows = latent rows) and VAE decoder (vae-dec, 512x512; rows = images), "
                   "one lever at a time:\n")
