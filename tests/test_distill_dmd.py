@@ -183,3 +183,40 @@ def test_the_critic_warms_up_before_the_student_moves(tmp_path: Path) -> None:
     fake = load_file(str(tmp_path / STAGE / "fake_score.safetensors"))
     teacher = UNet2DConditionModel.from_pretrained(ROOT / "weights" / "bundled" / "unet").float().state_dict()
     assert max((fake[k] - teacher[k]).abs().max().item() for k in fake) > 1e-4  # the critic did train
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled_turbo" / "unet" / "config.json").exists(), reason="no shipped student")
+def test_the_judge_discriminator_trains_beside_dmd_and_travels_with_the_critic(tmp_path: Path) -> None:
+    """--judge-gan-weight: ADD's discriminator on the judge's frozen features is loaded from a carried critic, trained on
+    renders vs the student's samples every iteration, gives the student its term and is saved (fp32 and the fp16 copy);
+    --seed is recorded; a run without the discriminator writes none."""
+    from safetensors.torch import save_file
+
+    from training.checkpoint import load_state
+    from training.distill_add import JudgeDiscriminator
+    from training.distill_dmd import CRITIC_DIR, STAGE, train
+    from training.export import import_weights
+
+    critic = tmp_path / "critic"
+    critic.mkdir()
+    teacher = UNet2DConditionModel.from_pretrained(ROOT / "weights" / "bundled" / "unet").float()
+    save_file({k: v.half() for k, v in teacher.state_dict().items()}, str(critic / "fake_score.safetensors"))
+    torch.manual_seed(0)
+    start = {k: v.clone() for k, v in JudgeDiscriminator().state_dict().items()}
+    save_file({k: v.half() for k, v in start.items()}, str(critic / "discriminator.safetensors"))
+    init = ROOT / "weights" / "bundled_turbo" / "unet"
+    for seed, judge_gan in ((0, 0.0), (1, 0.3)):
+        run = tmp_path / f"run{seed}_{judge_gan:g}"
+        import_weights(ROOT / "weights", run)
+        train(run, 12.0, torch.device("cpu"), batch=2, init_unet=init, eval_count=2, pool_size=16, fake_steps=1,
+              init_critic=critic, judge_gan_weight=judge_gan, seed=seed)
+        state = load_state(run / STAGE)
+        assert state.step >= 1 and state.metrics["seed"] == seed and state.metrics["judge_gan_weight"] == judge_gan
+        assert (run / STAGE / "discriminator.safetensors").exists() == (judge_gan > 0)
+        assert ("judge_gan_generator+5" in state.losses) == (judge_gan > 0)  # the student got the term
+    saved = load_file(str(tmp_path / "run1_0.3" / STAGE / "discriminator.safetensors"))
+    assert saved.keys() == start.keys() and all(torch.isfinite(v).all() for v in saved.values())
+    weights = [k for k, _ in JudgeDiscriminator().named_parameters()]  # not spectral norm's power-iteration vectors
+    moved = max((saved[k] - start[k].half().float()).abs().max().item() for k in weights)
+    assert 1e-4 < moved < 0.05  # trained, from the carried weights (a fresh initialisation would be far from them)
+    assert load_file(str(tmp_path / "run1_0.3" / STAGE / CRITIC_DIR / "discriminator.safetensors"))["heads.0.out.bias"].dtype == torch.float16

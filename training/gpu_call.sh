@@ -180,6 +180,7 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
   #   poll WAIT_S; stop X... [WAIT_S]: end runs X early (distill_dmd's RUN/STOP), then a poll
   #   finish: per run, the one-step export, students_eval (teacher + student), state and loss curve; run CRITIC_RUN's
   #   (default: the first run's) critic (distill_dmd's critic_fp16, if any) as E/critic_runNX; all packed
+  # GPUS="0 1": on a machine of several cards, run X takes card GPUS[i mod n] for the i-th run (CUDA_VISIBLE_DEVICES)
   # PROFILE_RUN=X PROFILE_AT=S: py-spy samples run X for 30 s from S s into the pipeline (E/pyspy_X.txt, folded stacks)
   local x logs=()
   case $1 in poll | stop | finish)  # a later call's env must name the launched call: else finish would wait forever
@@ -197,11 +198,13 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
     launch_runs "${2:-60}" $RUNS
     ;;
   pipeline)
-    local t0; t0=$(date +%s)
+    local t0 i=0 gpus on=()
+    t0=$(date +%s); read -r -a gpus <<< "${GPUS:-}"  # GPUS="0 1": the runs take the cards in turn (a 0, b 1, c 0, ...)
     for x in $RUNS; do
-      log "$x for $TRAIN_S s: $(run_command "$x")"
+      [ ${#gpus[@]} -gt 0 ] && on=(env CUDA_VISIBLE_DEVICES="${gpus[i % ${#gpus[@]}]}") && i=$((i + 1))
+      log "$x for $TRAIN_S s${on[*]:+ (${on[*]:1})}: $(run_command "$x")"
       # shellcheck disable=SC2046
-      $PY -m $(run_command "$x") --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$BATCH" \
+      "${on[@]}" $PY -m $(run_command "$x") --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$BATCH" \
         > "$E/logs/$(run_stage "$x")_$x.log" 2>&1 &
       echo $! > "$E/pid_run$N$x"
     done

@@ -1,0 +1,74 @@
+#!/bin/bash
+# Call 25 (GPU, issue 6): four continuations of the shipped one-step student on a machine of two cards, two runs per
+# card, each from the shipped weights (call 23's s2a1) and run 23a's carried critic, with call 21's recipe (w = 6,
+# lr 2e-5, fake lr 1e-4, GAN 0.05, batch 512, --compile reduce-overhead) and a seed of its own:
+#   a, b: the recipe alone (seeds 1, 2): distinct ingredients of a weight average, as calls 21 and 23's soups were;
+#   c, d: the recipe plus ADD's discriminator on the judge's frozen features of the decoded image
+#         (distill_dmd --judge-gan-weight 0.1 / 0.3; seeds 3, 4). The student's three-object failures are shapes and
+#         sizes (0.50 / 0.52 against the teacher's 0.93 / 0.95 on 96 CPU captions, call 25's analysis), which the
+#         fake score's 4 x 4 mid block cannot see; the judge's 64-8 px maps can.
+# The runs are placed a, c on card 0 and b, d on card 1 (GPUS), so each card holds one of each kind.
+# No card evaluation at the end (each run's own final evaluation, 256 + 256 captions, is in its state.json): the
+# decision is a paired count on this machine's CPU, as for calls 21 and 23. finish exports each run's final EMA and
+# packs a and b (with run a's critic); `rest` packs c and d (with run c's critic and discriminator): four fp32 UNets
+# and two critics do not fit one reply's 64 MiB.
+# Uploads (<= 64 MiB each), as call 23:
+#   bash tools/device_tree.sh slim '^bench/[^/]*$|^pipelines/|^server/|^weights_manifest.yaml$|^training/[a-z_]*\.(py|sh|json)$|^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$'
+#   bash training/results/call25/gpu_call25.sh prepare runs/whl     # carry runs/whl, runs/critic25
+#   bash tools/device_tree.sh unslim; bash tools/device_tree.sh slim   # (within the 30 s idle release)
+#   bash training/results/call25/gpu_call25.sh launch 45             # carry runs/init25
+#   bash training/results/call25/gpu_call25.sh poll WAIT_S           # chained within the 30 s idle release
+#   bash training/results/call25/gpu_call25.sh stop a b c d 0        # if the budget asks for it
+#   bash training/results/call25/gpu_call25.sh finish; ... rest
+# Carried (ignored): runs/init25/unet (a copy of weights/bundled_turbo/unet), runs/critic25 (run 23a's critic_fp16,
+# returned by call 23 as e23.tar critic_run23a).
+# Env: as call_settings (TRAIN_S 1250), RUNS ("a b c d"), GPUS ("0 1"), INIT, CRITIC, WARMUP (200).
+set -u -o pipefail
+# shellcheck source=training/gpu_call.sh
+. training/gpu_call.sh
+SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}
+call_settings "${CALL:-25}" 1250
+RUNS=${RUNS:-a b c d}; GPUS=${GPUS-0 1}; INIT=${INIT:-runs/init25/unet}; CRITIC=${CRITIC:-runs/critic25}
+export GPUS
+run_stage() { echo dmd; }
+run_command() {
+  local args="training.distill_dmd --init-unet $INIT --guidance 6 --lr 2e-5 --fake-lr 1e-4 --gan-weight 0.05"
+  [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
+  args+=" --critic-warmup ${WARMUP:-200}"
+  case $1 in
+  a) args+=" --seed 1" ;;
+  b) args+=" --seed 2" ;;
+  c) args+=" --seed 3 --judge-gan-weight 0.1" ;;
+  d) args+=" --seed 4 --judge-gan-weight 0.3" ;;
+  esac
+  echo "$args --compile reduce-overhead"
+}
+export_final() {  # X...: each run's final EMA (whatever its own evaluation chose), state, loss curve and logs -> E
+  local x
+  for x in "$@"; do
+    $PY -m training.export_students "runs/run$N$x" "runs/w${N}_run$N$x" --turbo-only dmd --checkpoint ema_student \
+      > "$E/logs/export_run$N$x.log" 2>&1 || { tail -n 20 "$E/logs/export_run$N$x.log"; continue; }
+    mkdir -p "$E/weights_run$N$x"; cp -r "runs/w${N}_run$N$x/bundled_turbo/unet" "$E/weights_run$N$x/"
+    cp "runs/run$N$x/dmd/state.json" "$E/state_run$N${x}_dmd.json"; cp "runs/run$N$x/dmd/loss.png" "$E/loss_run$N${x}_dmd.png"
+    $PY -c 'import json, sys; m = json.load(open(sys.argv[1]))["metrics"]; print(sys.argv[2], m.get("steps_this_run"),
+      {k: round(v, 3) for k, v in m.items() if k.endswith("_caption")})' "runs/run$N$x/dmd/state.json" "$x"
+  done
+}
+case ${1:-} in
+finish)  # a and b (and a's critic) packed; c and d wait for `rest`
+  [ -f "$E/runs.txt" ] || { echo "no runs launched in $E" >&2; exit 1; }
+  while [ ! -f "$E/DONE" ]; do sleep 5; done
+  student_runs poll 0
+  card; export_final $(cat "$E/runs.txt")
+  rm -rf "$E/critic_run${N}a" "$E/critic_run${N}c"  # (a second finish would nest the copies)
+  cp -r "runs/run${N}a/dmd/critic_fp16" "$E/critic_run${N}a"
+  [ -d "runs/run${N}c/dmd/critic_fp16" ] && cp -r "runs/run${N}c/dmd/critic_fp16" "$E/critic_run${N}c"
+  tar -C "$E" --exclude="weights_run${N}[cd]" --exclude="critic_run${N}c" -cf - . | split -b 15M -d - "${OUT:-runs}/e$N.tar.part"
+  ls -l "${OUT:-runs}"; log done; exit 0
+  ;;
+rest)  # c and d's weights and run c's critic
+  tar -C "$E" -cf - weights_run${N}c weights_run${N}d critic_run${N}c | split -b 15M -d - "${OUT:-runs}/e${N}_cd.tar.part"
+  ls -l "${OUT:-runs}"; exit 0
+  ;;
+esac
+student_runs "$@"
