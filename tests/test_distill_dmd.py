@@ -220,3 +220,47 @@ def test_the_judge_discriminator_trains_beside_dmd_and_travels_with_the_critic(t
     moved = max((saved[k] - start[k].half().float()).abs().max().item() for k in weights)
     assert 1e-4 < moved < 0.05  # trained, from the carried weights (a fresh initialisation would be far from them)
     assert load_file(str(tmp_path / "run1_0.3" / STAGE / CRITIC_DIR / "discriminator.safetensors"))["heads.0.out.bias"].dtype == torch.float16
+
+
+def test_ema_without_warm_up_keeps_its_decay_from_the_first_update() -> None:
+    from training.checkpoint import EMA
+
+    module = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+    warm, full = EMA(module, 0.998), EMA(module, 0.998, warmup=False)
+    with torch.no_grad():
+        module.weight.fill_(2.0)
+    warm.update(module)
+    full.update(module)
+    assert torch.allclose(full.shadow[0], torch.full((2, 2), 1.002))  # 0.998 x 1 + 0.002 x 2
+    assert torch.allclose(warm.shadow[0], torch.full((2, 2), 2.0 - 2 / 11))  # the warm-up's d = 2 / 11 follows the weights
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled_turbo" / "unet" / "config.json").exists(), reason="no shipped student")
+def test_the_students_learning_rate_warms_up_and_its_ema_can_stay_at_the_start(tmp_path: Path) -> None:
+    """--lr-warmup: the first updates are lr x k / N, not Adam's full lr-sized step on every weight; --ema-from-init: the
+    EMA averages around the loaded student (decay 0.998 from the first update)."""
+    from training.checkpoint import load_state
+    from training.distill_dmd import STAGE, train
+    from training.export import import_weights
+
+    init = ROOT / "weights" / "bundled_turbo" / "unet"
+    loaded = UNet2DConditionModel.from_pretrained(init).float().state_dict()
+    moved = {}
+    for warmup in (0, 10**6):
+        run = tmp_path / f"run{warmup}"
+        import_weights(ROOT / "weights", run)
+        train(run, 20.0, torch.device("cpu"), batch=2, init_unet=init, eval_count=2, pool_size=16, fake_steps=1,
+              lr=2e-5, lr_warmup=warmup, ema_from_init=bool(warmup))
+        state = load_state(run / STAGE)
+        steps = state.step
+        assert steps >= 1 and state.metrics["lr_warmup"] == warmup
+        student = load_file(str(run / STAGE / "student.safetensors"))
+        moved[warmup] = max((student[k] - loaded[k]).abs().max().item() for k in loaded)
+        if warmup:
+            ema = load_file(str(run / STAGE / "ema_student.safetensors"))
+            ema_moved = max((ema[k] - loaded[k]).abs().max().item() for k in loaded)
+            assert ema_moved <= 0.002 * steps * moved[warmup] + 1e-9  # each update takes 0.2% of the student's offset
+    assert moved[0] >= 1.9e-5  # Adam's first update alone moves some weight by ~lr
+    assert moved[10**6] < 1e-9 * 20  # lr x k / 10^6 for the k-th of at most a few updates

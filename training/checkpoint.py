@@ -127,17 +127,19 @@ class Deadline:
 
 
 class EMA:
-    """Exponential moving average of parameters, decay warmed up as min(d, (1+n)/(10+n))."""
+    """Exponential moving average of parameters, decay warmed up as min(d, (1+n)/(10+n)); warmup=False: d from the
+    first update (the shadow starts at weights already worth keeping, such as a trained model being continued)."""
 
-    def __init__(self, module: nn.Module, decay: float) -> None:
+    def __init__(self, module: nn.Module, decay: float, warmup: bool = True) -> None:
         self.decay = decay
+        self.warmup = warmup
         self.shadow = [p.detach().clone().float() for p in module.parameters()]
         self.updates = 0
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
         self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
         torch._foreach_lerp_(self.shadow, [p.detach().float() for p in module.parameters()], 1 - d)
 
     @torch.no_grad()

@@ -242,3 +242,43 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
   *) echo "unknown mode $1" >&2; return 2 ;;
   esac
 }
+
+export_final_emas() {  # X...: each run's final EMA (whatever its own evaluation chose: an ingredient of a weight
+  # average), state, loss curve and its own final evaluation -> E (call 25 on)
+  local x
+  for x in "$@"; do
+    $PY -m training.export_students "runs/run$N$x" "runs/w${N}_run$N$x" --turbo-only dmd --checkpoint ema_student \
+      > "$E/logs/export_run$N$x.log" 2>&1 || { tail -n 20 "$E/logs/export_run$N$x.log"; continue; }
+    mkdir -p "$E/weights_run$N$x"; cp -r "runs/w${N}_run$N$x/bundled_turbo/unet" "$E/weights_run$N$x/"
+    cp "runs/run$N$x/dmd/state.json" "$E/state_run$N${x}_dmd.json"; cp "runs/run$N$x/dmd/loss.png" "$E/loss_run$N${x}_dmd.png"
+    $PY -c 'import json, sys; m = json.load(open(sys.argv[1]))["metrics"]; print(sys.argv[2], m.get("steps_this_run"),
+      {k: round(v, 3) for k, v in m.items() if k.endswith("_caption")})' "runs/run$N$x/dmd/state.json" "$x"
+  done
+}
+
+finish_in_two() {  # FIRST_CRITIC LATER...: after the runs, every final EMA exported (export_final_emas) and E packed
+  # without the runs LATER and run LATER[0]'s critic, which `pack_later LATER...` packs next: four fp32 UNets and two
+  # critics do not fit one reply's 64 MiB. FIRST_CRITIC's critic goes with the first pack.
+  local first=$1 x excludes=()
+  shift
+  [ -f "$E/runs.txt" ] || { echo "no runs launched in $E" >&2; return 1; }
+  while [ ! -f "$E/DONE" ]; do sleep 5; done
+  student_runs poll 0
+  card; export_final_emas $(cat "$E/runs.txt")
+  rm -rf "$E"/critic_run"$N"?  # (a second finish would nest the copies)
+  for x in "$first" "${1:-}"; do
+    [ -n "$x" ] && [ -d "runs/run$N$x/dmd/critic_fp16" ] && cp -r "runs/run$N$x/dmd/critic_fp16" "$E/critic_run$N$x"
+  done
+  for x in "$@"; do excludes+=(--exclude="weights_run$N$x"); done
+  [ $# -gt 0 ] && excludes+=(--exclude="critic_run$N$1")
+  tar -C "$E" "${excludes[@]}" -cf - . | split -b 15M -d - "${OUT:-runs}/e$N.tar.part"
+  ls -l "${OUT:-runs}"; log done
+}
+
+pack_later() {  # X...: the weights of runs X and run X[0]'s critic, after finish_in_two
+  local x parts=()
+  for x in "$@"; do parts+=("weights_run$N$x"); done
+  [ -d "$E/critic_run$N$1" ] && parts+=("critic_run$N$1")
+  tar -C "$E" -cf - "${parts[@]}" | split -b 15M -d - "${OUT:-runs}/e${N}_$(printf %s "$@").tar.part"
+  ls -l "${OUT:-runs}"
+}

@@ -45,10 +45,12 @@ class OneStepStudent:
     """The student of a stage in `directory` (a copy of the teacher's UNet, trained), resumed from its
     checkpoints, else started from `init_unet` (a diffusers UNet folder), else from `fallback`
     (a student checkpoint of another stage, recorded as that stage's name), else the teacher; its
-    EMA and best-probe EMA; `initial`: the starting weights on a fresh run (state.step 0)."""
+    EMA and best-probe EMA; `initial`: the starting weights on a fresh run (state.step 0). ema_from_init: a fresh run's
+    EMA keeps its full decay from the first update, so it averages around the loaded weights instead of following
+    the first updates (EMA's warm-up weighs update n by 1 - (1+n)/(10+n): the first by 0.82)."""
 
     def __init__(self, teacher_unet: UNet2DConditionModel, directory: Path, state: StageState, ema_decay: float,
-                 init_unet: Path | None = None, fallback: Path | None = None) -> None:
+                 init_unet: Path | None = None, fallback: Path | None = None, ema_from_init: bool = False) -> None:
         self.directory = directory
         self.student = copy.deepcopy(teacher_unet).train().requires_grad_(True)
         if load_weights(self.student, directory / "student.safetensors"):
@@ -65,7 +67,7 @@ class OneStepStudent:
         load_weights(self.ema_model, directory / "ema_student.safetensors")
         self.best_model = copy.deepcopy(self.ema_model)
         load_weights(self.best_model, directory / "best_ema_student.safetensors")
-        self.ema = EMA(self.ema_model, ema_decay)
+        self.ema = EMA(self.ema_model, ema_decay, warmup=not ema_from_init)
         self.ema.updates = state.step
         self.best_probe = float(state.metrics.get("best_probe", -1.0))  # type: ignore[arg-type]
 

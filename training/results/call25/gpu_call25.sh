@@ -43,32 +43,8 @@ run_command() {
   esac
   echo "$args --compile reduce-overhead"
 }
-export_final() {  # X...: each run's final EMA (whatever its own evaluation chose), state, loss curve and logs -> E
-  local x
-  for x in "$@"; do
-    $PY -m training.export_students "runs/run$N$x" "runs/w${N}_run$N$x" --turbo-only dmd --checkpoint ema_student \
-      > "$E/logs/export_run$N$x.log" 2>&1 || { tail -n 20 "$E/logs/export_run$N$x.log"; continue; }
-    mkdir -p "$E/weights_run$N$x"; cp -r "runs/w${N}_run$N$x/bundled_turbo/unet" "$E/weights_run$N$x/"
-    cp "runs/run$N$x/dmd/state.json" "$E/state_run$N${x}_dmd.json"; cp "runs/run$N$x/dmd/loss.png" "$E/loss_run$N${x}_dmd.png"
-    $PY -c 'import json, sys; m = json.load(open(sys.argv[1]))["metrics"]; print(sys.argv[2], m.get("steps_this_run"),
-      {k: round(v, 3) for k, v in m.items() if k.endswith("_caption")})' "runs/run$N$x/dmd/state.json" "$x"
-  done
-}
 case ${1:-} in
-finish)  # a and b (and a's critic) packed; c and d wait for `rest`
-  [ -f "$E/runs.txt" ] || { echo "no runs launched in $E" >&2; exit 1; }
-  while [ ! -f "$E/DONE" ]; do sleep 5; done
-  student_runs poll 0
-  card; export_final $(cat "$E/runs.txt")
-  rm -rf "$E/critic_run${N}a" "$E/critic_run${N}c"  # (a second finish would nest the copies)
-  cp -r "runs/run${N}a/dmd/critic_fp16" "$E/critic_run${N}a"
-  [ -d "runs/run${N}c/dmd/critic_fp16" ] && cp -r "runs/run${N}c/dmd/critic_fp16" "$E/critic_run${N}c"
-  tar -C "$E" --exclude="weights_run${N}[cd]" --exclude="critic_run${N}c" -cf - . | split -b 15M -d - "${OUT:-runs}/e$N.tar.part"
-  ls -l "${OUT:-runs}"; log done; exit 0
-  ;;
-rest)  # c and d's weights and run c's critic
-  tar -C "$E" -cf - weights_run${N}c weights_run${N}d critic_run${N}c | split -b 15M -d - "${OUT:-runs}/e${N}_cd.tar.part"
-  ls -l "${OUT:-runs}"; exit 0
-  ;;
+finish) finish_in_two a c d; exit $? ;;  # a and b (and a's critic) packed; c and d wait for `rest`
+rest) pack_later c d; exit $? ;;        # c and d's weights and run c's critic
 esac
 student_runs "$@"

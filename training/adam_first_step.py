@@ -1,0 +1,106 @@
+"""How far one restarted optimizer step moves the one-step student: a single DMD update of a student UNet with a fresh
+AdamW at each learning rate, and its one-step judge accuracy on the same captions and noise before and after.
+
+Adam's first update is lr x m / sqrt(v) = lr x sign(g) (bias-corrected moments of one gradient): every weight moves
+by about lr, however small its gradient. Each GPU call of distill_dmd restarted the optimizer, and its probes fell
+after the first student step (call 25's record); this measures that step alone, on CPU.
+
+    python -m training.adam_first_step [--unet weights/bundled_turbo/unet] [--critic DIR] [--captions 256]
+        [--lrs 2e-5 2e-6] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DConditionModel
+
+from training.checkpoint import load_weights
+from training.data import sample_scenes, tokenize
+from training.diffusion import add_noise, alphas_cumprod
+from training.distill_add import STUDENT_TIMESTEPS, add_generate, x0_from_eps
+from training.distill_dmd import T_MAX, T_MIN, distribution_matching
+from training.distill_lcm import teacher_scaling
+from training.export import import_weights
+from training.judge import caption_accuracy
+from training.one_step import load_judge
+from training.text_unet import EMPTY_PROMPT, load_frozen_teacher, load_frozen_vae
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def first_steps(run: Path, unet: Path, critic: Path | None, captions: int, lrs: list[float], guidance: float = 6.0,
+                batch: int = 64) -> list[tuple[str, float, float]]:
+    """(label, max |weight change|, one-step accuracy) for the start and after one update at each lr; RUN holds the
+    teacher, VAE and judge (training.export --import)."""
+    device = torch.device("cpu")
+    teacher, vae, judge = load_frozen_teacher(run, device), load_frozen_vae(run, device), load_judge(run, device)
+    scaling, alpha_bar = teacher_scaling(run), alphas_cumprod(device)
+    start = UNet2DConditionModel.from_pretrained(unet).float().eval()
+    fake = copy.deepcopy(teacher.unet)
+    if critic is not None:
+        load_weights(fake, critic / "fake_score.safetensors")
+    held = [s.caption for s in sample_scenes(4242, captions, "train")]
+
+    def accuracy(model: UNet2DConditionModel) -> float:
+        images = torch.cat([add_generate(model, teacher.text_encoder, vae, scaling, [c.text for c in held[i : i + 64]], 5 + i, device)
+                            for i in range(0, len(held), 64)])
+        return float(caption_accuracy(judge, images, held)[0]["caption"])
+
+    scenes = sample_scenes(555, batch, "train")
+    with torch.no_grad():
+        text = teacher.text_encoder(tokenize([s.caption.text for s in scenes])).last_hidden_state
+        empty = teacher.text_encoder(tokenize([EMPTY_PROMPT])).last_hidden_state.expand(batch, -1, -1)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn((batch, 4, 16, 16), generator=gen)
+    top = torch.full((batch,), STUDENT_TIMESTEPS[0], dtype=torch.long)
+    t = torch.randint(T_MIN, T_MAX, (batch,), generator=gen)
+    eps = torch.randn((batch, 4, 16, 16), generator=gen)
+    rows = [("start", 0.0, accuracy(start))]
+    for lr in lrs:  # the same batch, noise and critic for every lr: only the step size differs
+        student = copy.deepcopy(start).train().requires_grad_(True)
+        opt = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+        x = x0_from_eps(noise, student(noise, top, encoder_hidden_states=text).sample, top, alpha_bar)
+        x_t = add_noise(x.detach(), eps, t, alpha_bar).float()
+        with torch.no_grad():
+            cond, uncond = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=torch.cat((text, empty))).sample.chunk(2)
+            real = x0_from_eps(x_t, uncond + guidance * (cond - uncond), t, alpha_bar)
+            faked = x0_from_eps(x_t, fake(x_t, t, encoder_hidden_states=text).sample, t, alpha_bar)
+        loss, _ = distribution_matching(x, real, faked)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        moved = max((p - q).abs().max().item() for p, q in zip(student.parameters(), start.parameters()))
+        rows.append((f"one AdamW update at lr {lr:g}", moved, accuracy(student.eval())))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--unet", type=Path, default=ROOT / "weights" / "bundled_turbo" / "unet")
+    parser.add_argument("--critic", type=Path, default=None, help="a fake score to compare against (default: the teacher)")
+    parser.add_argument("--captions", type=int, default=256)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[2e-5, 2e-6])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        import_weights(ROOT / "weights", Path(tmp))
+        rows = first_steps(Path(tmp), args.unet, args.critic, args.captions, args.lrs)
+    head = (f"One DMD update (w = 6, 64 seen captions) of `{args.unet}` with a fresh AdamW; one-step judge accuracy on "
+            f"{args.captions} other seen captions, the same noise for every row (CPU, fp32; `python -m training.adam_first_step`).")
+    lines = [head, "", "| weights | max weight change | accuracy |", "|---|---|---|"]
+    lines += [f"| {label} | {moved:.2e} | {acc:.3f} |" for label, moved, acc in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
