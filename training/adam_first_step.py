@@ -92,7 +92,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         import_weights(ROOT / "weights", Path(tmp))
         rows = first_steps(Path(tmp), args.unet, args.critic, args.captions, args.lrs)
-    head = (f"One DMD update (w = 6, 64 seen captions) of `{args.unet}` with a fresh AdamW; one-step judge accuracy on "
+    shown = args.unet.resolve().relative_to(ROOT) if args.unet.resolve().is_relative_to(ROOT) else args.unet
+    head = (f"One DMD update (w = 6, 64 seen captions) of `{shown}` with a fresh AdamW; one-step judge accuracy on "
             f"{args.captions} other seen captions, the same noise for every row (CPU, fp32; `python -m training.adam_first_step`).")
     lines = [head, "", "| weights | max weight change | accuracy |", "|---|---|---|"]
     lines += [f"| {label} | {moved:.2e} | {acc:.3f} |" for label, moved, acc in rows]
