@@ -282,3 +282,25 @@ pack_later() {  # X...: the weights of runs X and run X[0]'s critic, after finis
   tar -C "$E" -cf - "${parts[@]}" | split -b 15M -d - "${OUT:-runs}/e${N}_$(printf %s "$@").tar.part"
   ls -l "${OUT:-runs}"
 }
+
+dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on two cards
+  # (GPUS "0 1": a and c on card 0, b and d on card 1), each from INIT (runs/initCALL_N/unet) and, when carried, CRITIC's
+  # critic (runs/criticCALL_N); the recipe sets DMD_HEAD (the arguments every run shares) and defines `dmd_run_args X`
+  # (run X's own, after the critic warm-up). finish packs a and b with a's critic, rest c and d with c's critic.
+  SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}; INIT=${INIT:-runs/init$1/unet}; CRITIC=${CRITIC:-runs/critic$1}
+  call_settings "${CALL:-$1}" 1250
+  shift
+  RUNS=${RUNS:-a b c d}; GPUS=${GPUS-0 1}
+  export GPUS
+  run_stage() { echo dmd; }
+  run_command() {
+    local args="training.distill_dmd --init-unet $INIT $DMD_HEAD"
+    [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
+    echo "$args --critic-warmup ${WARMUP:-200} $(dmd_run_args "$1") --compile reduce-overhead"
+  }
+  case ${1:-} in
+  finish) finish_in_two a c d ;;  # a and b (and a's critic) packed; c and d wait for `rest`
+  rest) pack_later c d ;;         # c and d's weights and run c's critic
+  *) student_runs "$@" ;;
+  esac
+}

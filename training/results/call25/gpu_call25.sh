@@ -26,25 +26,13 @@
 set -u -o pipefail
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
-SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}
-call_settings "${CALL:-25}" 1250
-RUNS=${RUNS:-a b c d}; GPUS=${GPUS-0 1}; INIT=${INIT:-runs/init25/unet}; CRITIC=${CRITIC:-runs/critic25}
-export GPUS
-run_stage() { echo dmd; }
-run_command() {
-  local args="training.distill_dmd --init-unet $INIT --guidance 6 --lr 2e-5 --fake-lr 1e-4 --gan-weight 0.05"
-  [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
-  args+=" --critic-warmup ${WARMUP:-200}"
+DMD_HEAD="--guidance 6 --lr 2e-5 --fake-lr 1e-4 --gan-weight 0.05"
+dmd_run_args() {
   case $1 in
-  a) args+=" --seed 1" ;;
-  b) args+=" --seed 2" ;;
-  c) args+=" --seed 3 --judge-gan-weight 0.1" ;;
-  d) args+=" --seed 4 --judge-gan-weight 0.3" ;;
+  a) echo "--seed 1" ;;
+  b) echo "--seed 2" ;;
+  c) echo "--seed 3 --judge-gan-weight 0.1" ;;
+  d) echo "--seed 4 --judge-gan-weight 0.3" ;;
   esac
-  echo "$args --compile reduce-overhead"
 }
-case ${1:-} in
-finish) finish_in_two a c d; exit $? ;;  # a and b (and a's critic) packed; c and d wait for `rest`
-rest) pack_later c d; exit $? ;;        # c and d's weights and run c's critic
-esac
-student_runs "$@"
+dmd_four_runs 25 "$@"

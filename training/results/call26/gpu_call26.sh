@@ -20,25 +20,15 @@
 set -u -o pipefail
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
-SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}
-call_settings "${CALL:-26}" 1250
-RUNS=${RUNS:-a b c d}; GPUS=${GPUS-0 1}; INIT=${INIT:-runs/init26/unet}; CRITIC=${CRITIC:-runs/critic26}
-export GPUS
-run_stage() { echo dmd; }
-run_command() {
-  local args="training.distill_dmd --init-unet $INIT --guidance 6 --fake-lr 1e-4 --gan-weight 0.05"
-  [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
-  args+=" --critic-warmup ${WARMUP:-200} --lr-warmup ${LR_WARMUP:-300} --ema-from-init"
+DMD_HEAD="--guidance 6 --fake-lr 1e-4 --gan-weight 0.05"
+dmd_run_args() {
+  local own
   case $1 in
-  a) args+=" --lr 2e-5 --seed 1" ;;
-  b) args+=" --lr 2e-5 --seed 2" ;;
-  c) args+=" --lr 1e-5 --seed 3" ;;
-  d) args+=" --lr 1e-5 --seed 4" ;;
+  a) own="--lr 2e-5 --seed 1" ;;
+  b) own="--lr 2e-5 --seed 2" ;;
+  c) own="--lr 1e-5 --seed 3" ;;
+  d) own="--lr 1e-5 --seed 4" ;;
   esac
-  echo "$args --compile reduce-overhead"
+  echo "--lr-warmup ${LR_WARMUP:-300} --ema-from-init $own"
 }
-case ${1:-} in
-finish) finish_in_two a c d; exit $? ;;
-rest) pack_later c d; exit $? ;;
-esac
-student_runs "$@"
+dmd_four_runs 26 "$@"
