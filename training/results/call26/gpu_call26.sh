@@ -1,6 +1,6 @@
 #!/bin/bash
-# Call 26 (GPU, issue 6; prepared in session 25, not run yet): four continuations of the one-step student on a machine
-# of two cards, as call 25 (training/results/call25/record.md), with what call 25's analysis found:
+# Call 26 (GPU, issue 6; ran on a machine of four cards with GPUS="0 1 2 3", one run per card: record.md): four
+# continuations of the one-step student, as call 25 (training/results/call25/record.md), with what call 25's analysis found:
 # - every call so far restarted Adam, whose first update moves every weight by about lr (m / sqrt(v) = sign(g)):
 #   one such update at lr 2e-5 took the shipped student from 0.766 to 0.723 on 256 CPU captions (at 2e-6: 0.762);
 #   in-run probes fell after the first student step in every call (call 25: 0.922 -> 0.77-0.81 on 64 captions);
@@ -11,7 +11,7 @@
 # from the start (--ema-from-init):
 #   a, b: the recipe (w = 6, lr 2e-5, fake lr 1e-4, GAN 0.05, batch 512), seeds 1, 2
 #   c, d: the same at lr 1e-5, seeds 3, 4
-# Placed a, c on card 0 and b, d on card 1. Start: runs/init26/unet (the shipped student, or the weights session 25
+# Placed a, c on card 0 and b, d on card 1 by default (GPUS). Start: runs/init26/unet (the shipped student, or the weights session 25
 # installed); critic: run 25a's (runs/critic26 = e25.tar critic_run25a). Uploads and steps as call 25's recipe:
 #   (slim code-only tree) bash training/results/call26/gpu_call26.sh prepare runs/whl   # carry runs/whl, runs/critic26
 #   (default slim tree)   TRAIN_S=1250 bash training/results/call26/gpu_call26.sh launch 45   # carry runs/init26
