@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
-from training.checkpoint import load_weights
+from training.checkpoint import clipped_step, load_weights
 from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.distill_add import STUDENT_TIMESTEPS, add_generate, x0_from_eps
@@ -71,10 +71,7 @@ def first_steps(run: Path, unet: Path, critic: Path | None, captions: int, lrs: 
             real = x0_from_eps(x_t, uncond + guidance * (cond - uncond), t, alpha_bar)
             faked = x0_from_eps(x_t, fake(x_t, t, encoder_hidden_states=text).sample, t, alpha_bar)
         loss, _ = distribution_matching(x, real, faked)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, student.parameters())
         moved = max((p - q).abs().max().item() for p, q in zip(student.parameters(), start.parameters()))
         rows.append((f"one AdamW update at lr {lr:g}", moved, accuracy(student.eval())))
     return rows

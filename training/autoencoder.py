@@ -18,6 +18,7 @@ from diffusers import AutoencoderKL
 
 from training.checkpoint import (
     Deadline,
+    clipped_step,
     load_state,
     load_weights,
     save_state,
@@ -73,10 +74,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         rec = F.l1_loss(recon, images) + F.mse_loss(recon, images)
         kl = posterior.kl().mean() / images[0].numel()
         loss = rec + KL_WEIGHT * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, vae.parameters())
         state.step += 1
         if state.step % 10 == 0:
             state.log("reconstruction", rec.item())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +124,15 @@ class Deadline:
 
     def passed(self) -> bool:
         return self.left() <= 0
+
+
+def clipped_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Iterable[nn.Parameter], max_norm: float = 1.0) -> None:
+    """One optimizer update: gradients cleared (to None: parameters without one are left alone), `loss` backpropagated,
+    their global norm clipped to `max_norm`, then the step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    opt.step()
 
 
 class EMA:

@@ -33,7 +33,15 @@ import torch
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from torch import Tensor
 
-from training.checkpoint import EMA, Deadline, load_state, load_weights, save_state, save_weights
+from training.checkpoint import (
+    EMA,
+    Deadline,
+    clipped_step,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+)
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.sketch import sketch_scenes
@@ -174,10 +182,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                 text = teacher.text_encoder(batch_tokens).last_hidden_state
             pred = controlled_eps(teacher.unet, controlnet, x_t, t, text, control)
         loss = ((pred.float() - eps) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, controlnet.parameters())
         ema.update(controlnet)
         state.step += 1
         running += loss.detach()

@@ -48,6 +48,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from training.checkpoint import (
     EMA,
     Deadline,
+    clipped_step,
     load_state,
     load_weights,
     save_state,
@@ -307,10 +308,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         distill = (weight * (x0_hat - aim) ** 2).mean()
         ode = ((x0_hat - bank_latent[pick_bank].float()) ** 2 * top_rows).sum() / (top_rows.sum() * x0_hat[0].numel()).clamp(min=1)
         loss_g = adv_weight * g_adv + distill_weight * distill + ode_weight * ode
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt_g.step()
+        clipped_step(opt_g, loss_g, student.parameters())
         ema.update(student)
 
         # discriminator: hinge loss, real renders vs the (detached) student images, same captions

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from training.checkpoint import (
     Deadline,
+    clipped_step,
     load_state,
     load_weights,
     save_state,
@@ -166,10 +167,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             pred = consistency(student, x_t, t, text, alpha_bar)
         loss = (torch.sqrt((pred.float() - aim.float()) ** 2 + HUBER_C**2) - HUBER_C).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, student.parameters())
         with torch.no_grad():
             torch._foreach_lerp_(list(target.parameters()), list(student.parameters()), 1 - TARGET_EMA)
         state.step += 1

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from training.checkpoint import Deadline, load_state, save_state, stage_parser
+from training.checkpoint import Deadline, clipped_step, load_state, save_state, stage_parser
 from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise, alphas_cumprod, ddim_sample
 from training.distill_add import STUDENT_TIMESTEPS, x0_from_eps
@@ -108,10 +108,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             x = x0_from_eps(noise, student(noise, t_top, encoder_hidden_states=text_both[:batch]).sample, t_top, alpha_bar)
         target = refine(teacher, x.detach(), noise, text_both, t_start, teacher_steps, alpha_bar)
         loss = ((x - target) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, student.parameters())
         run.ema.update(student)
         state.step += 1
         if state.step % 10 == 0:

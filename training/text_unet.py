@@ -23,6 +23,7 @@ from training.checkpoint import (
     EMA,
     Deadline,
     StageState,
+    clipped_step,
     load_state,
     load_weights,
     save_state,
@@ -361,10 +362,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             pred = forward(x_t, t, batch_tokens)
         per_sample = ((pred.float() - eps) ** 2).mean(dim=(1, 2, 3))
         loss = (weight_by_t[t] * per_sample).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        opt.step()
+        clipped_step(opt, loss, trained)
         ema.update(model)
         state.step += 1
         running += per_sample.mean().detach()

@@ -48,6 +48,7 @@ from torch import Tensor
 from pipelines.vae import KLAutoencoder, TinyAutoencoder
 from training.checkpoint import (
     Deadline,
+    clipped_step,
     load_state,
     load_weights,
     save_state,
@@ -222,10 +223,7 @@ def train(
             encoder_loss = F.mse_loss(encoded.float(), pool_mean[rows])
             loss = loss + encoder_loss
         # set_to_none: on decoder-only steps the encoder's grads stay None, so AdamW leaves it alone
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, student.parameters())
         state.step += 1
         if state.step % 10 == 0:
             state.log("decoder reconstruction", decoder_loss.item())

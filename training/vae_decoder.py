@@ -30,6 +30,7 @@ from torch import Tensor
 from training.autoencoder import psnr
 from training.checkpoint import (
     Deadline,
+    clipped_step,
     load_state,
     load_weights,
     save_state,
@@ -107,10 +108,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             recon = vae.decode(latents.float()).sample
         loss = reconstruction_loss(recon.float(), images)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        clipped_step(opt, loss, params)
         state.step += 1
         if state.step % 10 == 0:
             state.log("reconstruction", loss.item())
