@@ -264,3 +264,32 @@ def test_the_students_learning_rate_warms_up_and_its_ema_can_stay_at_the_start(t
             assert ema_moved <= 0.002 * steps * moved[warmup] + 1e-9  # each update takes 0.2% of the student's offset
     assert moved[0] >= 1.9e-5  # Adam's first update alone moves some weight by ~lr
     assert moved[10**6] < 1e-9 * 20  # lr x k / 10^6 for the k-th of at most a few updates
+
+
+def test_the_score_comparison_range_is_checked_and_drawn_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--t-range LO HI: the student's noised sample is scored at timesteps in [LO, HI) only; a bad range fails
+    before anything loads."""
+    from training.checkpoint import load_state
+    from training.distill_dmd import STAGE, T_MAX, T_MIN, comparison_range, train
+    from training.export import import_weights
+
+    assert comparison_range((T_MIN, T_MAX)) == (20, 980)
+    for bad in ((500, 500), (600, 500), (-1, 500), (20, 1001)):
+        with pytest.raises(ValueError, match="t_range"):
+            train(tmp_path / "never", 1.0, torch.device("cpu"), t_range=bad)
+    assert not (tmp_path / "never").exists()
+
+    drawn: list[tuple[int, int]] = []
+    randint = torch.randint
+
+    def spy(low: int, high: int | None = None, *args: object, **kwargs: object) -> torch.Tensor:
+        drawn.append((low, high) if high is not None else (0, low))
+        return randint(low, high, *args, **kwargs) if high is not None else randint(low, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "randint", spy)
+    run = tmp_path / "run"
+    import_weights(ROOT / "weights", run)
+    train(run, 15.0, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, t_range=(20, 60))
+    state = load_state(run / STAGE)
+    assert state.step >= 1 and state.metrics["t_range"] == [20, 60]
+    assert (20, 60) in drawn and (T_MIN, T_MAX) not in drawn  # the comparison's draws; the GAN's and the fake's are 0-1000

@@ -41,7 +41,7 @@ UNet's x0 at t = 999 from pure noise.
         [--fake-lr LR] [--fake-steps K] [--init-unet DIR] [--ode-weight W --bank N --bank-file F]
         [--gan-weight G --gan-d-weight D] [--guidance W] [--compile MODE [--compile-cache FILE]] [--init-critic DIR]
         [--three-object-weight W] [--classifier-features mid|multi] [--judge-gan-weight J [--judge-gan-lr LR]]
-        [--seed K] [--lr-warmup N] [--ema-from-init]
+        [--seed K] [--lr-warmup N] [--ema-from-init] [--t-range LO HI]
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from training.checkpoint import (
     Deadline,
+    clipped_step,
     load_state,
     load_weights,
     save_state,
@@ -81,7 +82,7 @@ from training.text_unet import EMPTY_PROMPT, load_frozen_teacher, load_frozen_va
 STAGE = "dmd"
 GUIDANCE = 4.0
 FAKE_STEPS = 5  # fake-score updates per student update
-T_MIN, T_MAX = 20, 980  # timesteps of the score comparison (DMD: 0.02 T .. 0.98 T)
+T_MIN, T_MAX = 20, 980  # timesteps of the score comparison (DMD: 0.02 T .. 0.98 T); --t-range narrows it
 EMA_DECAY = 0.998
 CRITIC_DIR = "critic_fp16"  # the fake score and classifier in fp16 (~18 MB): what a later call carries to continue a run
 PROBE_EVERY_S = 120.0  # in-run probe of the EMA student's one-step accuracy (captions unlike the final eval's)
@@ -169,6 +170,14 @@ def unet_with_mid(unet: UNet2DConditionModel, sample: Tensor, timestep: Tensor, 
     return unet.conv_out(unet.conv_act(unet.conv_norm_out(h))), mid
 
 
+def comparison_range(t_range: tuple[int, int]) -> tuple[int, int]:
+    """The timesteps [lo, hi) the two scores are compared at, checked: 0 <= lo < hi <= 1000."""
+    lo, hi = t_range
+    if not 0 <= lo < hi <= 1000:
+        raise ValueError(f"t_range must satisfy 0 <= lo < hi <= 1000, got {t_range}")
+    return lo, hi
+
+
 def caption_draw_weights(scenes: list[Scene], three_object_weight: float) -> Tensor:
     """Relative draw weight of each scene's caption: three_object_weight for three objects, 1 for fewer."""
     return torch.tensor([three_object_weight if len(s.caption.objects) == 3 else 1.0 for s in scenes])
@@ -182,7 +191,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           guidance: float = GUIDANCE, compile_mode: str | None = None, compile_cache: Path | None = None,
           init_critic: Path | None = None, three_object_weight: float = 1.0,
           classifier_features: str = "mid", critic_warmup: int = 0, judge_gan_weight: float = 0.0,
-          judge_gan_lr: float = 2e-4, seed: int = 0, lr_warmup: int = 0, ema_from_init: bool = False) -> dict[str, float]:
+          judge_gan_lr: float = 2e-4, seed: int = 0, lr_warmup: int = 0, ema_from_init: bool = False,
+          t_range: tuple[int, int] = (T_MIN, T_MAX)) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock; returns its judge accuracy.
 
     Every probe_every_s the EMA student is scored on 64 seen captions (training.one_step.PROBE_SEED, not the
@@ -195,6 +205,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     that a fresh run starts from instead of the teacher, so a run continued in a later call keeps its critic.
     three_object_weight: how much more often captions of three objects are drawn than the others (the one-step student's
     weakest: 0.38 whole-caption agreement against the teacher's 0.81, training/results/analysis/).
+    t_range: the timesteps [lo, hi) at which the student's noised sample is scored by the teacher and the fake score
+    (default DMD's 20-980). A one-step student's outlines and sizes are low-noise detail: lo-hi = 20-500 weighs them more.
     classifier_features: the GAN classifier's input, "mid" (DMD2's: the fake score's mid block) or "multi"
     (MultiScaleClassifier: also the 16x16 and 8x8 down-block maps, where a small object's shape is visible).
     critic_warmup: this many fake-score (and classifier) updates on the student's samples before the first student
@@ -208,6 +220,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     every weight by about lr whatever the gradient's size (m / sqrt(v) = sign(g)); from the shipped student one such
     update at lr 2e-5 cost 0.766 -> 0.723 one-step accuracy on 256 CPU captions, at 2e-6 0.762 (call 25's analysis),
     and each call so far restarted Adam. ema_from_init: OneStepStudent's (the EMA averages around the loaded weights)."""
+    t_lo_hi = comparison_range(t_range)  # a bad range fails before any loading
     deadline = Deadline(seconds, out / "STOP")  # `touch RUN/STOP` ends the training early
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
@@ -245,7 +258,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                           "classifier_features": classifier_features, "critic_warmup": critic_warmup,
                           "gan_weight": gan_weight, "gan_d_weight": gan_d_weight,
                           "judge_gan_weight": judge_gan_weight, "judge_gan_lr": judge_gan_lr, "seed": seed,
-                          "lr_warmup": lr_warmup, "ema_from_init": ema_from_init})
+                          "lr_warmup": lr_warmup, "ema_from_init": ema_from_init, "t_range": list(t_lo_hi)})
     gen = torch.Generator(device=device).manual_seed(9000 + state.step + 100_003 * seed)
 
     scenes = sample_scenes(300 + state.step + 100_003 * seed, pool_size if cuda else 64, "train")
@@ -316,7 +329,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
         if student_turn:
             x = student_x0(noise, text)
-            t = torch.randint(T_MIN, T_MAX, (batch,), generator=gen, device=device)
+            t = torch.randint(*t_lo_hi, (batch,), generator=gen, device=device)
             x_t = add_noise(x.detach(), torch.randn(x.shape, generator=gen, device=device), t, alpha_bar).float()
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 eps_c, eps_u = teacher_call(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
@@ -339,10 +352,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             if bank is not None:
                 ode = ((x - bank[2][pick].float()) ** 2).mean()
                 loss_g = loss_g + ode_weight * ode
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            opt_g.step()
+            clipped_step(opt_g, loss_g, student.parameters())
             if warm_g is not None:
                 warm_g.step()
             run.ema.update(student)
@@ -378,10 +388,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                 logit_real = classifier(feature)
                 loss_d = F.softplus(logit_fake).mean() + F.softplus(-logit_real).mean()
                 loss_f = loss_f + gan_d_weight * loss_d
-        opt_f.zero_grad(set_to_none=True)
-        loss_f.backward()
-        torch.nn.utils.clip_grad_norm_([*fake.parameters(), *classifier.parameters()], 1.0)
-        opt_f.step()
+        clipped_step(opt_f, loss_f, [*fake.parameters(), *classifier.parameters()])
         if disc is not None:  # ADD's hinge loss: renders of the same captions vs the student's current samples
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 real_features = judge_features(judge, render(pool.index(rows), gen))  # type: ignore[union-attr]
@@ -451,6 +458,8 @@ def main() -> None:
     parser.add_argument("--lr-warmup", type=int, default=0, help="student updates over which its lr rises linearly (0: none)")
     parser.add_argument("--ema-from-init", action="store_true",
                         help="a fresh run's EMA keeps its full decay from the first update (it averages around the loaded student)")
+    parser.add_argument("--t-range", type=int, nargs=2, default=(T_MIN, T_MAX), metavar=("LO", "HI"),
+                        help="timesteps [LO, HI) of the score comparison (default: DMD's 20 980)")
     parser.add_argument("--compile-cache", type=Path, default=None,
                         help="torch.compile's artifacts: loaded from this file when present, saved to it after the first student step")
     args = parser.parse_args()
@@ -463,7 +472,7 @@ def main() -> None:
                        three_object_weight=args.three_object_weight,
                        classifier_features=args.classifier_features, critic_warmup=args.critic_warmup,
                        judge_gan_weight=args.judge_gan_weight, judge_gan_lr=args.judge_gan_lr, seed=args.seed,
-                       lr_warmup=args.lr_warmup, ema_from_init=args.ema_from_init), flush=True)
+                       lr_warmup=args.lr_warmup, ema_from_init=args.ema_from_init, t_range=tuple(args.t_range)), flush=True)
 
 
 if __name__ == "__main__":

@@ -283,9 +283,9 @@ pack_later() {  # X...: the weights of runs X and run X[0]'s critic, after finis
   ls -l "${OUT:-runs}"
 }
 
-dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on two cards
-  # (GPUS "0 1": a and c on card 0, b and d on card 1), each from INIT (runs/initCALL_N/unet) and, when carried, CRITIC's
-  # critic (runs/criticCALL_N); the recipe sets DMD_HEAD (the arguments every run shares) and defines `dmd_run_args X`
+dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on the cards that
+  # GPUS names (default "0 1": a and c on card 0, b and d on card 1; "0 1 2 3": one run per card), each from INIT
+  # (runs/initCALL_N/unet) and, when carried, CRITIC's critic (runs/criticCALL_N); the recipe sets DMD_HEAD (the arguments every run shares) and defines `dmd_run_args X`
   # (run X's own, after the critic warm-up). finish packs a and b with a's critic, rest c and d with c's critic.
   SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}; INIT=${INIT:-runs/init$1/unet}; CRITIC=${CRITIC:-runs/critic$1}
   call_settings "${CALL:-$1}" 1250
