@@ -19,16 +19,15 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
-from training.checkpoint import clipped_step, load_weights
+from training.checkpoint import clipped_step
 from training.data import sample_scenes, tokenize
-from training.diffusion import add_noise, alphas_cumprod
+from training.diffusion import add_noise
 from training.distill_add import STUDENT_TIMESTEPS, add_generate, x0_from_eps
 from training.distill_dmd import T_MAX, T_MIN, distribution_matching
-from training.distill_lcm import teacher_scaling
 from training.export import import_weights
 from training.judge import caption_accuracy
-from training.one_step import load_judge
-from training.text_unet import EMPTY_PROMPT, load_frozen_teacher, load_frozen_vae
+from training.one_step import load_student_beside
+from training.text_unet import EMPTY_PROMPT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,12 +37,7 @@ def first_steps(run: Path, unet: Path, critic: Path | None, captions: int, lrs: 
     """(label, max |weight change|, one-step accuracy) for the start and after one update at each lr; RUN holds the
     teacher, VAE and judge (training.export --import)."""
     device = torch.device("cpu")
-    teacher, vae, judge = load_frozen_teacher(run, device), load_frozen_vae(run, device), load_judge(run, device)
-    scaling, alpha_bar = teacher_scaling(run), alphas_cumprod(device)
-    start = UNet2DConditionModel.from_pretrained(unet).float().eval()
-    fake = copy.deepcopy(teacher.unet)
-    if critic is not None:
-        load_weights(fake, critic / "fake_score.safetensors")
+    teacher, vae, judge, scaling, alpha_bar, start, fake = load_student_beside(run, unet, critic, device)
     held = [s.caption for s in sample_scenes(4242, captions, "train")]
 
     def accuracy(model: UNet2DConditionModel) -> float:

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from training.checkpoint import EMA, StageState, load_weights, save_weights
 from training.data import sample_scenes
+from training.diffusion import alphas_cumprod
 from training.distill_add import _evaluate, add_generate
+from training.distill_lcm import teacher_scaling
 from training.judge import caption_accuracy
 from training.models import Judge
-from training.text_unet import TextUNet
+from training.text_unet import TextUNet, load_frozen_teacher, load_frozen_vae
 
 PROBE_SEED = 777
 
@@ -31,6 +34,30 @@ def load_judge(out: Path, device: torch.device) -> Judge:
     if not load_weights(judge, out / "judge" / "judge.safetensors"):
         raise FileNotFoundError(f"{out / 'judge' / 'judge.safetensors'} missing: the evaluation needs the judge")
     return judge.requires_grad_(False).eval()
+
+
+class StudentBeside(NamedTuple):
+    """The CPU analyses' parts (training.adam_first_step, training.score_targets): RUN's frozen teacher, VAE and judge,
+    the latent scaling and alphas_cumprod, a student UNet (fp32, eval) and a fake score (a critic's, else the teacher's)."""
+
+    teacher: TextUNet
+    vae: AutoencoderKL
+    judge: Judge
+    scaling: float
+    alpha_bar: torch.Tensor
+    student: UNet2DConditionModel
+    fake: UNet2DConditionModel
+
+
+def load_student_beside(run: Path, unet: Path, critic: Path | None, device: torch.device) -> StudentBeside:
+    """StudentBeside on `device`: RUN holds the teacher, VAE and judge (training.export --import), UNET is a diffusers
+    folder, CRITIC a run's critic_fp16 folder (its fake_score.safetensors) or None."""
+    teacher = load_frozen_teacher(run, device)
+    fake = copy.deepcopy(teacher.unet)
+    if critic is not None:
+        load_weights(fake, critic / "fake_score.safetensors")
+    return StudentBeside(teacher, load_frozen_vae(run, device), load_judge(run, device), teacher_scaling(run),
+                         alphas_cumprod(device), UNet2DConditionModel.from_pretrained(unet).float().eval().to(device), fake)
 
 
 def probe_one_step(unet: UNet2DConditionModel, teacher: TextUNet, vae: AutoencoderKL, scaling: float,

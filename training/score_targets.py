@@ -14,22 +14,18 @@ lacks, the question of distill_dmd --t-range (call 27's recipe).
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 from pathlib import Path
 
 import torch
-from diffusers import UNet2DConditionModel
 
-from training.checkpoint import load_weights
 from training.data import sample_scenes, tokenize
-from training.diffusion import add_noise, alphas_cumprod
+from training.diffusion import add_noise
 from training.distill_add import STUDENT_TIMESTEPS, decode, x0_from_eps
-from training.distill_lcm import teacher_scaling
 from training.export import import_weights
 from training.judge import caption_accuracy
-from training.one_step import load_judge
-from training.text_unet import EMPTY_PROMPT, load_frozen_teacher, load_frozen_vae
+from training.one_step import load_student_beside
+from training.text_unet import EMPTY_PROMPT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,12 +37,7 @@ def score_targets(run: Path, unet: Path, critic: Path | None, captions: int, tim
     (real = fake = the student), then one row per timestep; RUN holds the teacher, VAE and judge (training.export
     --import). The same captions, student noise and forward noise for every row."""
     device = torch.device("cpu")
-    teacher, vae, judge = load_frozen_teacher(run, device), load_frozen_vae(run, device), load_judge(run, device)
-    scaling, alpha_bar = teacher_scaling(run), alphas_cumprod(device)
-    student = UNet2DConditionModel.from_pretrained(unet).float().eval()
-    fake = copy.deepcopy(teacher.unet)
-    if critic is not None:
-        load_weights(fake, critic / "fake_score.safetensors")
+    teacher, vae, judge, scaling, alpha_bar, student, fake = load_student_beside(run, unet, critic, device)
     held = [s.caption for s in sample_scenes(4343, captions, "train")]
     three = [i for i, c in enumerate(held) if len(c.objects) == 3]
     gen = torch.Generator().manual_seed(0)
