@@ -11,9 +11,7 @@ after the first student step (call 25's record); this measures that step alone, 
 
 from __future__ import annotations
 
-import argparse
 import copy
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,9 +22,8 @@ from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise
 from training.distill_add import STUDENT_TIMESTEPS, add_generate, x0_from_eps
 from training.distill_dmd import T_MAX, T_MIN, distribution_matching
-from training.export import import_weights
 from training.judge import caption_accuracy
-from training.one_step import load_student_beside
+from training.one_step import analysis_parser, load_student_beside, run_analysis, scores_x0
 from training.text_unet import EMPTY_PROMPT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +34,8 @@ def first_steps(run: Path, unet: Path, critic: Path | None, captions: int, lrs: 
     """(label, max |weight change|, one-step accuracy) for the start and after one update at each lr; RUN holds the
     teacher, VAE and judge (training.export --import)."""
     device = torch.device("cpu")
-    teacher, vae, judge, scaling, alpha_bar, start, fake = load_student_beside(run, unet, critic, device)
+    parts = load_student_beside(run, unet, critic, device)
+    teacher, vae, judge, scaling, alpha_bar, start = parts[:6]
     held = [s.caption for s in sample_scenes(4242, captions, "train")]
 
     def accuracy(model: UNet2DConditionModel) -> float:
@@ -60,10 +58,7 @@ def first_steps(run: Path, unet: Path, critic: Path | None, captions: int, lrs: 
         opt = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
         x = x0_from_eps(noise, student(noise, top, encoder_hidden_states=text).sample, top, alpha_bar)
         x_t = add_noise(x.detach(), eps, t, alpha_bar).float()
-        with torch.no_grad():
-            cond, uncond = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=torch.cat((text, empty))).sample.chunk(2)
-            real = x0_from_eps(x_t, uncond + guidance * (cond - uncond), t, alpha_bar)
-            faked = x0_from_eps(x_t, fake(x_t, t, encoder_hidden_states=text).sample, t, alpha_bar)
+        real, faked = scores_x0(parts, x_t, t, text, empty, guidance)
         loss, _ = distribution_matching(x, real, faked)
         clipped_step(opt, loss, student.parameters())
         moved = max((p - q).abs().max().item() for p, q in zip(student.parameters(), start.parameters()))
@@ -72,27 +67,20 @@ def first_steps(run: Path, unet: Path, critic: Path | None, captions: int, lrs: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--unet", type=Path, default=ROOT / "weights" / "bundled_turbo" / "unet")
-    parser.add_argument("--critic", type=Path, default=None, help="a fake score to compare against (default: the teacher)")
-    parser.add_argument("--captions", type=int, default=256)
+    parser = analysis_parser(__doc__, "a fake score to compare against (default: the teacher)")
     parser.add_argument("--lrs", type=float, nargs="+", default=[2e-5, 2e-6])
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        import_weights(ROOT / "weights", Path(tmp))
-        rows = first_steps(Path(tmp), args.unet, args.critic, args.captions, args.lrs)
-    shown = args.unet.resolve().relative_to(ROOT) if args.unet.resolve().is_relative_to(ROOT) else args.unet
-    head = (f"One DMD update (w = 6, 64 seen captions) of `{shown}` with a fresh AdamW; one-step judge accuracy on "
-            f"{args.captions} other seen captions, the same noise for every row (CPU, fp32; `python -m training.adam_first_step`).")
-    lines = [head, "", "| weights | max weight change | accuracy |", "|---|---|---|"]
-    lines += [f"| {label} | {moved:.2e} | {acc:.3f} |" for label, moved, acc in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
 
+    def analyse(run: Path) -> str:
+        rows = first_steps(run, args.unet, args.critic, args.captions, args.lrs)
+        shown = args.unet.resolve().relative_to(ROOT) if args.unet.resolve().is_relative_to(ROOT) else args.unet
+        head = (f"One DMD update (w = 6, 64 seen captions) of `{shown}` with a fresh AdamW; one-step judge accuracy on "
+                f"{args.captions} other seen captions, the same noise for every row (CPU, fp32; `python -m training.adam_first_step`).")
+        lines = [head, "", "| weights | max weight change | accuracy |", "|---|---|---|"]
+        lines += [f"| {label} | {moved:.2e} | {acc:.3f} |" for label, moved, acc in rows]
+        return "\n".join(lines) + "\n"
+
+    run_analysis(analyse, args.out)
 
 if __name__ == "__main__":
     main()

@@ -13,8 +13,6 @@ lacks, the question of distill_dmd --t-range (call 27's recipe).
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,12 +20,9 @@ import torch
 from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise
 from training.distill_add import STUDENT_TIMESTEPS, decode, x0_from_eps
-from training.export import import_weights
 from training.judge import caption_accuracy
-from training.one_step import load_student_beside
+from training.one_step import analysis_parser, load_student_beside, run_analysis, scores_x0
 from training.text_unet import EMPTY_PROMPT
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()
@@ -37,7 +32,8 @@ def score_targets(run: Path, unet: Path, critic: Path | None, captions: int, tim
     (real = fake = the student), then one row per timestep; RUN holds the teacher, VAE and judge (training.export
     --import). The same captions, student noise and forward noise for every row."""
     device = torch.device("cpu")
-    teacher, vae, judge, scaling, alpha_bar, student, fake = load_student_beside(run, unet, critic, device)
+    parts = load_student_beside(run, unet, critic, device)
+    teacher, vae, judge, scaling, alpha_bar, student = parts[:6]
     held = [s.caption for s in sample_scenes(4343, captions, "train")]
     three = [i for i, c in enumerate(held) if len(c.objects) == 3]
     gen = torch.Generator().manual_seed(0)
@@ -67,10 +63,9 @@ def score_targets(run: Path, unet: Path, critic: Path | None, captions: int, tim
             text = texts[k]
             t = torch.full((text.shape[0],), t_value, dtype=torch.long)
             x_t = add_noise(x[i : i + batch], eps[i : i + batch], t, alpha_bar).float()
-            cond, uncond = teacher.unet(torch.cat((x_t, x_t)), torch.cat((t, t)),
-                                        encoder_hidden_states=torch.cat((text, empty.expand(text.shape[0], -1, -1)))).sample.chunk(2)
-            reals.append(x0_from_eps(x_t, uncond + guidance * (cond - uncond), t, alpha_bar))
-            fakes.append(x0_from_eps(x_t, fake(x_t, t, encoder_hidden_states=text).sample, t, alpha_bar))
+            real, faked = scores_x0(parts, x_t, t, text, empty, guidance)
+            reals.append(real)
+            fakes.append(faked)
         real, real3 = judged(decode(vae, torch.cat(reals), scaling).clamp(0, 1))
         faked, faked3 = judged(decode(vae, torch.cat(fakes), scaling).clamp(0, 1))
         rows.append((f"t = {t_value}", real, faked, real3, faked3))
@@ -78,29 +73,23 @@ def score_targets(run: Path, unet: Path, critic: Path | None, captions: int, tim
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--unet", type=Path, default=ROOT / "weights" / "bundled_turbo" / "unet")
-    parser.add_argument("--critic", type=Path, default=None, help="a run's critic_fp16 folder (default: the teacher as fake)")
-    parser.add_argument("--captions", type=int, default=256)
+    parser = analysis_parser(__doc__, "a run's critic_fp16 folder (default: the teacher as fake)")
     parser.add_argument("--timesteps", type=int, nargs="+", default=[50, 150, 300, 500, 700, 900])
     parser.add_argument("--guidance", type=float, default=6.0, help="the real score's guidance (call 21's recipe: 6)")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        import_weights(ROOT / "weights", Path(tmp))
-        rows = score_targets(Path(tmp), args.unet, args.critic, args.captions, args.timesteps, args.guidance)
-    head = (f"The one-step student's samples on {args.captions} seen captions, noised to t and denoised in one evaluation by "
-            f"the teacher (w = {args.guidance:g}) and by the fake score ({args.critic or 'the teacher unguided'}); "
-            "whole-caption judge accuracy of each x0 (CPU, fp32; `python -m training.score_targets`).")
-    lines = [head, "", "| row | teacher x0 | fake x0 | teacher - fake | three objects: teacher | fake | teacher - fake |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {label} | {r:.3f} | {f:.3f} | {r - f:+.3f} | {r3:.3f} | {f3:.3f} | {r3 - f3:+.3f} |" for label, r, f, r3, f3 in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
 
+    def analyse(run: Path) -> str:
+        rows = score_targets(run, args.unet, args.critic, args.captions, args.timesteps, args.guidance)
+        head = (f"The one-step student's samples on {args.captions} seen captions, noised to t and denoised in one evaluation "
+                f"by the teacher (w = {args.guidance:g}) and by the fake score ({args.critic or 'the teacher unguided'}); "
+                "whole-caption judge accuracy of each x0 (CPU, fp32; `python -m training.score_targets`).")
+        lines = [head, "", "| row | teacher x0 | fake x0 | teacher - fake | three objects: teacher | fake | teacher - fake |",
+                 "|---|---|---|---|---|---|---|"]
+        lines += [f"| {label} | {r:.3f} | {f:.3f} | {r - f:+.3f} | {r3:.3f} | {f3:.3f} | {r3 - f3:+.3f} |"
+                  for label, r, f, r3, f3 in rows]
+        return "\n".join(lines) + "\n"
+
+    run_analysis(analyse, args.out)
 
 if __name__ == "__main__":
     main()
