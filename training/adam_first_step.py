@@ -17,16 +17,15 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DConditionModel
 
+from training.analysis import ROOT, analysis_parser, run_analysis
 from training.checkpoint import clipped_step
 from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise
-from training.distill_add import STUDENT_TIMESTEPS, add_generate, x0_from_eps
+from training.distill_add import add_generate, one_step_x0
 from training.distill_dmd import T_MAX, T_MIN, distribution_matching
 from training.judge import caption_accuracy
-from training.one_step import analysis_parser, load_student_beside, run_analysis, scores_x0
+from training.one_step import load_student_beside, scores_x0
 from training.text_unet import EMPTY_PROMPT
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def first_steps(run: Path, unet: Path, critic: Path | None, captions: int, lrs: list[float], guidance: float = 6.0,
@@ -49,14 +48,13 @@ def first_steps(run: Path, unet: Path, critic: Path | None, captions: int, lrs: 
         empty = teacher.text_encoder(tokenize([EMPTY_PROMPT])).last_hidden_state.expand(batch, -1, -1)
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn((batch, 4, 16, 16), generator=gen)
-    top = torch.full((batch,), STUDENT_TIMESTEPS[0], dtype=torch.long)
     t = torch.randint(T_MIN, T_MAX, (batch,), generator=gen)
     eps = torch.randn((batch, 4, 16, 16), generator=gen)
     rows = [("start", 0.0, accuracy(start))]
     for lr in lrs:  # the same batch, noise and critic for every lr: only the step size differs
         student = copy.deepcopy(start).train().requires_grad_(True)
         opt = torch.optim.AdamW(student.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
-        x = x0_from_eps(noise, student(noise, top, encoder_hidden_states=text).sample, top, alpha_bar)
+        x = one_step_x0(student, noise, text, alpha_bar)
         x_t = add_noise(x.detach(), eps, t, alpha_bar).float()
         real, faked = scores_x0(parts, x_t, t, text, empty, guidance)
         loss, _ = distribution_matching(x, real, faked)
@@ -81,6 +79,7 @@ def main() -> None:
         return "\n".join(lines) + "\n"
 
     run_analysis(analyse, args.out)
+
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,13 @@
 """What the bundled model's analysis scripts share (training.position_breakdown, training.relation_swap,
 training.layout_leak): the served model loaded from the manifest in fp32, optionally with a trained
-candidate UNet swapped in, and the Markdown report printed and saved."""
+candidate UNet swapped in, and the Markdown report printed and saved; the one-step student's CPU analyses
+(training.adam_first_step, training.score_targets): their command line and a temporary RUN of the shipped weights."""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,3 +46,26 @@ def emit(text: str, out: Path | None) -> None:
     print(text)
     if out:
         out.write_text(text)
+
+
+def analysis_parser(doc: str, critic_help: str) -> argparse.ArgumentParser:
+    """The one-step student's CPU analyses' command line (training.adam_first_step, training.score_targets): --unet
+    (default the shipped student), --critic, --captions, --out (markdown)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--unet", type=Path, default=ROOT / "weights" / "bundled_turbo" / "unet")
+    parser.add_argument("--critic", type=Path, default=None, help=critic_help)
+    parser.add_argument("--captions", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=None)
+    return parser
+
+
+def run_analysis(analyse: Callable[[Path], str], out: Path | None) -> None:
+    """analyse(RUN) on 2 CPU threads with the shipped weights imported into a temporary RUN; its markdown printed and,
+    with `out`, written there."""
+    from training.export import import_weights
+
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        import_weights(ROOT / "weights", Path(tmp))
+        text = analyse(Path(tmp))
+    emit(text, out)

@@ -132,6 +132,12 @@ def decode(vae: AutoencoderKL, latents: Tensor, scaling: float) -> Tensor:
     return (vae.decode(latents / scaling).sample.float() + 1) / 2
 
 
+def one_step_x0(unet: UNet2DConditionModel, noise: Tensor, text: Tensor, alpha_bar: Tensor) -> Tensor:
+    """The one-step student's latent sample: its x0 (fp32) from pure noise at the served timestep STUDENT_TIMESTEPS[0]."""
+    t = torch.full((noise.shape[0],), STUDENT_TIMESTEPS[0], device=noise.device, dtype=torch.long)
+    return x0_from_eps(noise, unet(noise, t, encoder_hidden_states=text).sample, t, alpha_bar)
+
+
 @torch.no_grad()
 def add_generate(unet: UNet2DConditionModel, text_encoder: nn.Module, vae: AutoencoderKL, scaling: float,
                  texts: list[str], seed: int, device: torch.device) -> Tensor:
@@ -140,11 +146,10 @@ def add_generate(unet: UNet2DConditionModel, text_encoder: nn.Module, vae: Autoe
     cuda = device.type == "cuda"
     gen = torch.Generator(device=device).manual_seed(seed)
     noise = torch.randn((len(texts), 4, 16, 16), generator=gen, device=device)
-    t = torch.full((len(texts),), STUDENT_TIMESTEPS[0], device=device, dtype=torch.long)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
         text = text_encoder(tokenize(texts).to(device)).last_hidden_state
-        eps = unet(noise, t, encoder_hidden_states=text).sample
-    return decode(vae, x0_from_eps(noise, eps, t, alpha_bar), scaling).clamp(0, 1)
+        x0 = one_step_x0(unet, noise, text, alpha_bar)
+    return decode(vae, x0, scaling).clamp(0, 1)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from diffusers import UNet2DConditionModel
 from training.analysis import ROOT
 from training.data import render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
-from training.distill_add import x0_from_eps
+from training.distill_add import one_step_x0
 from training.distill_dmd import CLASSIFIERS, unet_with_mid
 from training.distill_lcm import teacher_scaling
 from training.export import import_weights
@@ -54,8 +54,7 @@ class Samples:
         images = render(scenes_to_batch(scenes), self.gen)
         real = encode_latents(self.vae, images, self.scaling, None)  # the posterior mean, as distill_dmd's real side
         noise = torch.randn(real.shape, generator=self.gen)
-        top = torch.full((size,), 999, dtype=torch.long)
-        fake = x0_from_eps(noise, self.student(noise, top, encoder_hidden_states=text).sample, top, self.alpha_bar)
+        fake = one_step_x0(self.student, noise, text, self.alpha_bar)
         t = torch.randint(0, 1000, (size,), generator=self.gen) if t is None else t
         noised = [add_noise(x, torch.randn(x.shape, generator=self.gen), t, self.alpha_bar) for x in (real, fake)]
         return noised[0], noised[1], t, text

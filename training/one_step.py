@@ -9,10 +9,7 @@ seen captions (seed PROBE_SEED, unlike the final evaluation's); the final evalua
 
 from __future__ import annotations
 
-import argparse
 import copy
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,12 +21,10 @@ from training.data import sample_scenes
 from training.diffusion import alphas_cumprod
 from training.distill_add import _evaluate, add_generate, x0_from_eps
 from training.distill_lcm import teacher_scaling
-from training.export import import_weights
 from training.judge import caption_accuracy
 from training.models import Judge
 from training.text_unet import TextUNet, load_frozen_teacher, load_frozen_vae
 
-ROOT = Path(__file__).resolve().parents[1]
 PROBE_SEED = 777
 
 
@@ -63,28 +58,6 @@ def load_student_beside(run: Path, unet: Path, critic: Path | None, device: torc
         load_weights(fake, critic / "fake_score.safetensors")
     return StudentBeside(teacher, load_frozen_vae(run, device), load_judge(run, device), teacher_scaling(run),
                          alphas_cumprod(device), UNet2DConditionModel.from_pretrained(unet).float().eval().to(device), fake)
-
-
-def analysis_parser(doc: str, critic_help: str) -> argparse.ArgumentParser:
-    """The CPU analyses' command line: --unet (default the shipped student), --critic, --captions, --out (markdown)."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--unet", type=Path, default=ROOT / "weights" / "bundled_turbo" / "unet")
-    parser.add_argument("--critic", type=Path, default=None, help=critic_help)
-    parser.add_argument("--captions", type=int, default=256)
-    parser.add_argument("--out", type=Path, default=None)
-    return parser
-
-
-def run_analysis(analyse: Callable[[Path], str], out: Path | None) -> None:
-    """analyse(RUN) on 2 CPU threads with the shipped weights imported into a temporary RUN; its markdown printed and,
-    with `out`, written there."""
-    torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        import_weights(ROOT / "weights", Path(tmp))
-        text = analyse(Path(tmp))
-    print(text)
-    if out is not None:
-        out.write_text(text)
 
 
 @torch.no_grad()

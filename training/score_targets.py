@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
+from training.analysis import analysis_parser, run_analysis
 from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise
-from training.distill_add import STUDENT_TIMESTEPS, decode, x0_from_eps
+from training.distill_add import decode, one_step_x0
 from training.judge import caption_accuracy
-from training.one_step import analysis_parser, load_student_beside, run_analysis, scores_x0
+from training.one_step import load_student_beside, scores_x0
 from training.text_unet import EMPTY_PROMPT
 
 
@@ -47,20 +48,14 @@ def score_targets(run: Path, unet: Path, critic: Path | None, captions: int, tim
             return whole, float("nan")
         return whole, caption_accuracy(judge, images[three], [held[i] for i in three])[0]["caption"]
 
-    texts, samples = [], []
-    for i in range(0, captions, batch):
-        text = teacher.text_encoder(tokenize([c.text for c in held[i : i + batch]])).last_hidden_state
-        top = torch.full((text.shape[0],), STUDENT_TIMESTEPS[0], dtype=torch.long)
-        samples.append(x0_from_eps(noise[i : i + batch], student(noise[i : i + batch], top, encoder_hidden_states=text).sample,
-                                   top, alpha_bar))
-        texts.append(text)
-    x = torch.cat(samples)
+    starts = range(0, captions, batch)
+    texts = [teacher.text_encoder(tokenize([c.text for c in held[i : i + batch]])).last_hidden_state for i in starts]
+    x = torch.cat([one_step_x0(student, noise[i : i + batch], text, alpha_bar) for i, text in zip(starts, texts)])
     own, own3 = judged(decode(vae, x, scaling).clamp(0, 1))
     rows = [("the student's samples", own, own, own3, own3)]
     for t_value in timesteps:
         reals, fakes = [], []
-        for k, i in enumerate(range(0, captions, batch)):
-            text = texts[k]
+        for i, text in zip(starts, texts):
             t = torch.full((text.shape[0],), t_value, dtype=torch.long)
             x_t = add_noise(x[i : i + batch], eps[i : i + batch], t, alpha_bar).float()
             real, faked = scores_x0(parts, x_t, t, text, empty, guidance)
@@ -90,6 +85,7 @@ def main() -> None:
         return "\n".join(lines) + "\n"
 
     run_analysis(analyse, args.out)
+
 
 if __name__ == "__main__":
     main()
