@@ -256,37 +256,40 @@ export_final_emas() {  # X...: each run's final EMA (whatever its own evaluation
   done
 }
 
-finish_in_two() {  # FIRST_CRITIC LATER...: after the runs, every final EMA exported (export_final_emas) and E packed
-  # without the runs LATER and run LATER[0]'s critic, which `pack_later LATER...` packs next: four fp32 UNets and two
-  # critics do not fit one reply's 64 MiB. FIRST_CRITIC's critic goes with the first pack.
-  local first=$1 x excludes=()
-  shift
+finish_in_two() {  # after the runs of E/runs.txt: every final EMA exported (export_final_emas) and E packed with the first
+  # run's critic, without the runs from the third on and the third's critic, which `pack_later` packs next: four fp32
+  # UNets and two critics do not fit one reply's 64 MiB.
+  local x runs excludes=()
   [ -f "$E/runs.txt" ] || { echo "no runs launched in $E" >&2; return 1; }
+  read -r -a runs < "$E/runs.txt"
   while [ ! -f "$E/DONE" ]; do sleep 5; done
   student_runs poll 0
-  card; export_final_emas $(cat "$E/runs.txt")
+  card; export_final_emas "${runs[@]}"
   rm -rf "$E"/critic_run"$N"?  # (a second finish would nest the copies)
-  for x in "$first" "${1:-}"; do
+  for x in "${runs[0]}" "${runs[2]:-}"; do
     [ -n "$x" ] && [ -d "runs/run$N$x/dmd/critic_fp16" ] && cp -r "runs/run$N$x/dmd/critic_fp16" "$E/critic_run$N$x"
   done
-  for x in "$@"; do excludes+=(--exclude="weights_run$N$x"); done
-  [ $# -gt 0 ] && excludes+=(--exclude="critic_run$N$1")
+  for x in "${runs[@]:2}"; do excludes+=(--exclude="weights_run$N$x"); done
+  [ ${#runs[@]} -gt 2 ] && excludes+=(--exclude="critic_run$N${runs[2]}")
   tar -C "$E" "${excludes[@]}" -cf - . | split -b 15M -d - "${OUT:-runs}/e$N.tar.part"
   ls -l "${OUT:-runs}"; log done
 }
 
-pack_later() {  # X...: the weights of runs X and run X[0]'s critic, after finish_in_two
-  local x parts=()
-  for x in "$@"; do parts+=("weights_run$N$x"); done
-  [ -d "$E/critic_run$N$1" ] && parts+=("critic_run$N$1")
-  tar -C "$E" -cf - "${parts[@]}" | split -b 15M -d - "${OUT:-runs}/e${N}_$(printf %s "$@").tar.part"
+pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt from the third on, and the third's critic
+  local x runs parts=()
+  read -r -a runs < "$E/runs.txt"
+  [ ${#runs[@]} -gt 2 ] || { echo "no runs beyond the first two: finish packed them all" >&2; return 0; }
+  for x in "${runs[@]:2}"; do parts+=("weights_run$N$x"); done
+  [ -d "$E/critic_run$N${runs[2]}" ] && parts+=("critic_run$N${runs[2]}")
+  tar -C "$E" -cf - "${parts[@]}" | split -b 15M -d - "${OUT:-runs}/e${N}_$(printf %s "${runs[@]:2}").tar.part"
   ls -l "${OUT:-runs}"
 }
 
 dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on the cards that
   # GPUS names (default "0 1": a and c on card 0, b and d on card 1; "0 1 2 3": one run per card), each from INIT
-  # (runs/initCALL_N/unet) and, when carried, CRITIC's critic (runs/criticCALL_N); the recipe sets DMD_HEAD (the arguments every run shares) and defines `dmd_run_args X`
-  # (run X's own, after the critic warm-up). finish packs a and b with a's critic, rest c and d with c's critic.
+  # (runs/initCALL_N/unet) and, when carried, CRITIC's critic (runs/criticCALL_N); the recipe sets DMD_HEAD (the
+  # arguments every run shares) and defines `dmd_run_args X` (run X's own, after the critic warm-up). finish packs a and
+  # b with a's critic, rest c and d with c's critic.
   SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}; INIT=${INIT:-runs/init$1/unet}; CRITIC=${CRITIC:-runs/critic$1}
   call_settings "${CALL:-$1}" 1250
   shift
@@ -299,8 +302,8 @@ dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of dis
     echo "$args --critic-warmup ${WARMUP:-200} $(dmd_run_args "$1") --compile reduce-overhead"
   }
   case ${1:-} in
-  finish) finish_in_two a c d ;;  # a and b (and a's critic) packed; c and d wait for `rest`
-  rest) pack_later c d ;;         # c and d's weights and run c's critic
+  finish) finish_in_two ;;  # a and b (and a's critic) packed; c and d wait for `rest`
+  rest) pack_later ;;       # c and d's weights and run c's critic
   *) student_runs "$@" ;;
   esac
 }
