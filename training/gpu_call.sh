@@ -198,13 +198,14 @@ student_runs() {  # MODE [ARG]: one-step student runs side by side on the card (
     launch_runs "${2:-60}" $RUNS
     ;;
   pipeline)
-    local t0 i=0 gpus on=()
+    local t0 i=0 gpus on=() cmd
     t0=$(date +%s); read -r -a gpus <<< "${GPUS:-}"  # GPUS="0 1": the runs take the cards in turn (a 0, b 1, c 0, ...)
     for x in $RUNS; do
       [ ${#gpus[@]} -gt 0 ] && on=(env CUDA_VISIBLE_DEVICES="${gpus[i % ${#gpus[@]}]}") && i=$((i + 1))
       log "$x for $TRAIN_S s${on[*]:+ (${on[*]:1})}: $(run_command "$x")"
-      # shellcheck disable=SC2046
-      "${on[@]}" $PY -m $(run_command "$x") --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$BATCH" \
+      # the module, the call's shared settings, then the run's own arguments: a run's --batch overrides BATCH
+      read -r -a cmd <<< "$(run_command "$x")"
+      "${on[@]}" $PY -m "${cmd[0]}" --out "runs/run$N$x" --seconds "$TRAIN_S" --device "$DEVICE" --batch "$BATCH" "${cmd[@]:1}" \
         > "$E/logs/$(run_stage "$x")_$x.log" 2>&1 &
       echo $! > "$E/pid_run$N$x"
     done
@@ -287,9 +288,10 @@ pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt fro
 
 dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on the cards that
   # GPUS names (default "0 1": a and c on card 0, b and d on card 1; "0 1 2 3": one run per card), each from INIT
-  # (runs/initCALL_N/unet) and, when carried, CRITIC's critic (runs/criticCALL_N); the recipe sets DMD_HEAD (the
-  # arguments every run shares) and defines `dmd_run_args X` (run X's own, after the critic warm-up). finish packs a and
-  # b with a's critic, rest c and d with c's critic.
+  # (runs/initCALL_N/unet) and, when carried, CRITIC's critic (runs/criticCALL_N) but for the runs that FRESH_CRITIC
+  # names (their fake score starts as the teacher); the recipe sets DMD_HEAD (the arguments every run shares) and
+  # defines `dmd_run_args X` (run X's own, last: they override the shared ones and BATCH). finish packs a and b with
+  # a's critic, rest c and d with c's critic.
   SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}; INIT=${INIT:-runs/init$1/unet}; CRITIC=${CRITIC:-runs/critic$1}
   call_settings "${CALL:-$1}" 1250
   shift
@@ -298,7 +300,7 @@ dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of dis
   run_stage() { echo dmd; }
   run_command() {
     local args="training.distill_dmd --init-unet $INIT $DMD_HEAD"
-    [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
+    [ -f "$CRITIC/fake_score.safetensors" ] && [[ " ${FRESH_CRITIC:-} " != *" $1 "* ]] && args+=" --init-critic $CRITIC"
     echo "$args --critic-warmup ${WARMUP:-200} $(dmd_run_args "$1") --compile reduce-overhead"
   }
   case ${1:-} in
