@@ -293,3 +293,29 @@ def test_the_score_comparison_range_is_checked_and_drawn_from(tmp_path: Path, mo
     state = load_state(run / STAGE)
     assert state.step >= 1 and state.metrics["t_range"] == [20, 60]
     assert (20, 60) in drawn and (T_MIN, T_MAX) not in drawn  # the comparison's draws; the GAN's and the fake's are 0-1000
+
+
+def test_each_student_update_averages_its_gradient_over_the_given_draws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--draws D: every student update scores each sample at D draws of (t, noise); D < 1 fails before anything loads."""
+    from training.checkpoint import load_state
+    from training.distill_dmd import STAGE, train
+    from training.export import import_weights
+
+    with pytest.raises(ValueError, match="draws"):
+        train(tmp_path / "never", 1.0, torch.device("cpu"), draws=0)
+    assert not (tmp_path / "never").exists()
+
+    drawn: list[tuple[int, int]] = []
+    randint = torch.randint
+
+    def spy(low: int, high: int | None = None, *args: object, **kwargs: object) -> torch.Tensor:
+        drawn.append((low, high) if high is not None else (0, low))
+        return randint(low, high, *args, **kwargs) if high is not None else randint(low, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "randint", spy)
+    run = tmp_path / "run"
+    import_weights(ROOT / "weights", run)
+    train(run, 15.0, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, t_range=(20, 60), draws=3)
+    state = load_state(run / STAGE)
+    assert state.step >= 1 and state.metrics["draws"] == 3
+    assert drawn.count((20, 60)) == 3 * state.step  # only the comparison draws from this range
