@@ -288,10 +288,9 @@ pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt fro
 
 dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on the cards that
   # GPUS names (default "0 1": a and c on card 0, b and d on card 1; "0 1 2 3": one run per card), each from INIT
-  # (runs/initCALL_N/unet) and, when carried, CRITIC's critic (runs/criticCALL_N) but for the runs that FRESH_CRITIC
-  # names (their fake score starts as the teacher); the recipe sets DMD_HEAD (the arguments every run shares) and
-  # defines `dmd_run_args X` (run X's own, last: they override the shared ones and BATCH). finish packs a and b with
-  # a's critic, rest c and d with c's critic.
+  # (runs/initCALL_N/unet) and, when carried, CRITIC's critic (runs/criticCALL_N); the recipe sets DMD_HEAD (the
+  # arguments every run shares) and defines `dmd_run_args X` (run X's own, last: they override the shared ones and
+  # BATCH). finish packs a and b with a's critic, rest c and d with c's critic.
   SCRIPT=$0; CAPTIONS=${CAPTIONS:-128}; INIT=${INIT:-runs/init$1/unet}; CRITIC=${CRITIC:-runs/critic$1}
   call_settings "${CALL:-$1}" 1250
   shift
@@ -300,7 +299,7 @@ dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of dis
   run_stage() { echo dmd; }
   run_command() {
     local args="training.distill_dmd --init-unet $INIT $DMD_HEAD"
-    [ -f "$CRITIC/fake_score.safetensors" ] && [[ " ${FRESH_CRITIC:-} " != *" $1 "* ]] && args+=" --init-critic $CRITIC"
+    [ -f "$CRITIC/fake_score.safetensors" ] && args+=" --init-critic $CRITIC"
     echo "$args --critic-warmup ${WARMUP:-200} $(dmd_run_args "$1") --compile reduce-overhead"
   }
   case ${1:-} in
