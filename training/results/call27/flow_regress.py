@@ -1,0 +1,91 @@
+"""Session 27's CPU check (a record, not a module): can the one-step student's weights take up the gain of its samples
+moved along DMD's gradient (training.sample_flow)? N (noise, seen caption) samples of the shipped student are moved
+ITERS steps of STEP along single draws (run 26a's critic in runs/critic27, w = 6; cached in runs/flowreg/), then a copy
+of the student is regressed onto them (AdamW at LR, batch 32, EPOCHS passes), judged every EVERY passes on those
+captions and on 256 others with other noise.
+
+    python training/results/call27/flow_regress.py N ITERS STEP EPOCHS LR [EVERY]    # session 27: 512 8 0.01 {4, 8} {1e-5, 1e-6}
+"""
+
+import copy
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from training.analysis import ROOT
+from training.data import sample_scenes, tokenize
+from training.diffusion import add_noise
+from training.distill_add import decode, one_step_x0
+from training.distill_dmd import distribution_matching
+from training.export import import_weights
+from training.judge import caption_accuracy
+from training.one_step import load_student_beside, scores_x0
+from training.text_unet import EMPTY_PROMPT
+
+N, ITERS, STEP, EPOCHS, LR = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+EVERY = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+B = 64
+torch.set_num_threads(2)
+run = Path(tempfile.mkdtemp())
+import_weights(ROOT / "weights", run)
+parts = load_student_beside(run, ROOT / "weights/bundled_turbo/unet", ROOT / "runs/critic27", torch.device("cpu"))
+teacher, vae, judge, scaling, alpha_bar, student = parts[:6]
+gen = torch.Generator().manual_seed(1)
+empty = teacher.text_encoder(tokenize([EMPTY_PROMPT])).last_hidden_state
+
+
+@torch.no_grad()
+def embed(caps: list) -> torch.Tensor:
+    return torch.cat([teacher.text_encoder(tokenize([c.text for c in caps[i : i + B]])).last_hidden_state for i in range(0, len(caps), B)])
+
+
+@torch.no_grad()
+def generate(unet: torch.nn.Module, noise: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    return torch.cat([one_step_x0(unet, noise[i : i + B], text[i : i + B], alpha_bar) for i in range(0, len(noise), B)])
+
+
+@torch.no_grad()
+def accuracy(x: torch.Tensor, caps: list) -> float:
+    return caption_accuracy(judge, decode(vae, x, scaling).clamp(0, 1), caps)[0]["caption"]
+
+
+train_caps = [s.caption for s in sample_scenes(777, N, "train")]
+held_caps = [s.caption for s in sample_scenes(4343, 256, "train")]
+train_noise, held_noise = torch.randn((N, 4, 16, 16), generator=gen), torch.randn((256, 4, 16, 16), generator=gen)
+train_text, held_text = embed(train_caps), embed(held_caps)
+cache = ROOT / "runs" / "flowreg" / f"targets_{N}_{ITERS}_{STEP:g}.pt"
+if cache.exists():
+    x, x_start = (torch.load(cache)[k] for k in ("x", "x0"))
+else:
+    x = generate(student, train_noise, train_text)
+    x_start = x.clone()
+    with torch.no_grad():
+        for _ in range(ITERS):
+            for i in range(0, N, B):
+                part = x[i : i + B]
+                t = torch.randint(20, 980, (part.shape[0],), generator=gen)
+                x_t = add_noise(part, torch.randn(part.shape, generator=gen), t, alpha_bar).float()
+                real, faked = scores_x0(parts, x_t, t, train_text[i : i + B], empty, 6.0)
+                x[i : i + B] = part - STEP * distribution_matching(part, real, faked)[1]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"x": x, "x0": x_start}, cache)
+print("start: train", accuracy(x_start, train_caps), "held", accuracy(generate(student, held_noise, held_text), held_caps),
+      "targets", accuracy(x, train_caps), "MSE to targets", ((x - x_start) ** 2).mean().item(), flush=True)
+regressed = copy.deepcopy(student).train().requires_grad_(True)
+opt = torch.optim.AdamW(regressed.parameters(), lr=LR, weight_decay=0.0)
+for epoch in range(1, EPOCHS + 1):
+    total = 0.0
+    for rows in torch.randperm(N, generator=gen).split(32):
+        loss = ((one_step_x0(regressed, train_noise[rows], train_text[rows], alpha_bar) - x[rows]) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(regressed.parameters(), 1.0)
+        opt.step()
+        total += loss.item()
+    if epoch % EVERY == 0:
+        regressed.eval()
+        print(f"epoch {epoch}: MSE {total / -(-N // 32):.5f} train", accuracy(generate(regressed, train_noise, train_text), train_caps),
+              "held", accuracy(generate(regressed, held_noise, held_text), held_caps), flush=True)
+        regressed.train()
