@@ -266,6 +266,19 @@ def test_the_students_learning_rate_warms_up_and_its_ema_can_stay_at_the_start(t
     assert moved[10**6] < 1e-9 * 20  # lr x k / 10^6 for the k-th of at most a few updates
 
 
+def randint_ranges(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every (low, high) that torch.randint is called with from now on, in order."""
+    drawn: list[tuple[int, int]] = []
+    randint = torch.randint
+
+    def spy(low: int, high: int | None = None, *args: object, **kwargs: object) -> torch.Tensor:
+        drawn.append((low, high) if high is not None else (0, low))
+        return randint(low, high, *args, **kwargs) if high is not None else randint(low, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "randint", spy)
+    return drawn
+
+
 def test_the_score_comparison_range_is_checked_and_drawn_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--t-range LO HI: the student's noised sample is scored at timesteps in [LO, HI) only; a bad range fails
     before anything loads."""
@@ -279,14 +292,7 @@ def test_the_score_comparison_range_is_checked_and_drawn_from(tmp_path: Path, mo
             train(tmp_path / "never", 1.0, torch.device("cpu"), t_range=bad)
     assert not (tmp_path / "never").exists()
 
-    drawn: list[tuple[int, int]] = []
-    randint = torch.randint
-
-    def spy(low: int, high: int | None = None, *args: object, **kwargs: object) -> torch.Tensor:
-        drawn.append((low, high) if high is not None else (0, low))
-        return randint(low, high, *args, **kwargs) if high is not None else randint(low, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "randint", spy)
+    drawn = randint_ranges(monkeypatch)
     run = tmp_path / "run"
     import_weights(ROOT / "weights", run)
     train(run, 15.0, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, t_range=(20, 60))
@@ -305,14 +311,7 @@ def test_each_student_update_averages_its_gradient_over_the_given_draws(tmp_path
         train(tmp_path / "never", 1.0, torch.device("cpu"), draws=0)
     assert not (tmp_path / "never").exists()
 
-    drawn: list[tuple[int, int]] = []
-    randint = torch.randint
-
-    def spy(low: int, high: int | None = None, *args: object, **kwargs: object) -> torch.Tensor:
-        drawn.append((low, high) if high is not None else (0, low))
-        return randint(low, high, *args, **kwargs) if high is not None else randint(low, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "randint", spy)
+    drawn = randint_ranges(monkeypatch)
     run = tmp_path / "run"
     import_weights(ROOT / "weights", run)
     train(run, 15.0, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, t_range=(20, 60), draws=3)

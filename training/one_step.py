@@ -17,13 +17,13 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from training.checkpoint import EMA, StageState, load_weights, save_weights
-from training.data import sample_scenes
+from training.data import Caption, sample_scenes, tokenize
 from training.diffusion import alphas_cumprod
-from training.distill_add import _evaluate, add_generate, x0_from_eps
+from training.distill_add import _evaluate, add_generate, decode, one_step_x0, x0_from_eps
 from training.distill_lcm import teacher_scaling
 from training.judge import caption_accuracy
 from training.models import Judge
-from training.text_unet import TextUNet, load_frozen_teacher, load_frozen_vae
+from training.text_unet import EMPTY_PROMPT, TextUNet, load_frozen_teacher, load_frozen_vae
 
 PROBE_SEED = 777
 
@@ -70,6 +70,43 @@ def scores_x0(parts: StudentBeside, x_t: torch.Tensor, t: torch.Tensor, text: to
                                       encoder_hidden_states=torch.cat((text, empty.expand(rows, -1, -1)))).sample.chunk(2)
     real = x0_from_eps(x_t, uncond + guidance * (cond - uncond), t, parts.alpha_bar)
     return real, x0_from_eps(x_t, parts.fake(x_t, t, encoder_hidden_states=text).sample, t, parts.alpha_bar)
+
+
+class SeenSamples(NamedTuple):
+    """The student's one-step samples on the CPU analyses' seen captions (seed ANALYSIS_SEED), batch by batch."""
+
+    captions: list[Caption]
+    three: list[int]  # the three-object captions' rows
+    texts: list[torch.Tensor]  # the captions' embeddings, one (batch, L, D) tensor per batch of rows
+    empty: torch.Tensor  # the empty prompt's embedding (1, L, D)
+    x: torch.Tensor  # the student's latent samples (N, 4, 16, 16), fp32
+
+
+ANALYSIS_SEED = 4343
+
+
+@torch.no_grad()
+def seen_samples(parts: StudentBeside, count: int, batch: int, gen: torch.Generator) -> SeenSamples:
+    """SeenSamples of `count` captions, the student's noise drawn first from `gen`."""
+    captions = [s.caption for s in sample_scenes(ANALYSIS_SEED, count, "train")]
+    noise = torch.randn((count, 4, 16, 16), generator=gen)
+    encode = parts.teacher.text_encoder
+    texts = [encode(tokenize([c.text for c in captions[i : i + batch]])).last_hidden_state for i in range(0, count, batch)]
+    x = torch.cat([one_step_x0(parts.student, noise[i * batch : (i + 1) * batch], text, parts.alpha_bar)
+                   for i, text in enumerate(texts)])
+    return SeenSamples(captions, [i for i, c in enumerate(captions) if len(c.objects) == 3], texts,
+                       encode(tokenize([EMPTY_PROMPT])).last_hidden_state, x)
+
+
+@torch.no_grad()
+def judged(parts: StudentBeside, x: torch.Tensor, samples: SeenSamples) -> tuple[float, float]:
+    """Whole-caption judge accuracy of latents x decoded against samples' captions, and on its three-object ones (nan
+    without any)."""
+    images = decode(parts.vae, x, parts.scaling).clamp(0, 1)
+    whole = caption_accuracy(parts.judge, images, samples.captions)[0]["caption"]
+    if not samples.three:
+        return whole, float("nan")
+    return whole, caption_accuracy(parts.judge, images[samples.three], [samples.captions[i] for i in samples.three])[0]["caption"]
 
 
 def probe_one_step(unet: UNet2DConditionModel, teacher: TextUNet, vae: AutoencoderKL, scaling: float,

@@ -19,13 +19,9 @@ from pathlib import Path
 import torch
 
 from training.analysis import analysis_parser, run_analysis
-from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise
-from training.distill_add import decode, one_step_x0
 from training.distill_dmd import T_MAX, T_MIN, comparison_range, distribution_matching
-from training.judge import caption_accuracy
-from training.one_step import load_student_beside, scores_x0
-from training.text_unet import EMPTY_PROMPT
+from training.one_step import judged, load_student_beside, scores_x0, seen_samples
 
 
 @torch.no_grad()
@@ -34,34 +30,23 @@ def sample_flow(run: Path, unet: Path, critic: Path | None, captions: int, itera
     """(iteration, whole-caption accuracy, its three-object part, mean |x - x_start|) at iteration 0 and every `every`;
     RUN holds the teacher, VAE and judge (training.export --import). Each iteration's gradient is the mean over `draws`
     draws of (t, forward noise) per sample: the expected gradient's direction, less its noise."""
-    device = torch.device("cpu")
     lo, hi = comparison_range(t_range)
-    parts = load_student_beside(run, unet, critic, device)
-    teacher, vae, judge, scaling, alpha_bar, student = parts[:6]
-    held = [s.caption for s in sample_scenes(4343, captions, "train")]
-    three = [i for i, c in enumerate(held) if len(c.objects) == 3]
+    parts = load_student_beside(run, unet, critic, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
-    noise = torch.randn((captions, 4, 16, 16), generator=gen)
-    empty = teacher.text_encoder(tokenize([EMPTY_PROMPT])).last_hidden_state
-    starts = range(0, captions, batch)
-    texts = [teacher.text_encoder(tokenize([c.text for c in held[i : i + batch]])).last_hidden_state for i in starts]
-    x = torch.cat([one_step_x0(student, noise[i : i + batch], text, alpha_bar) for i, text in zip(starts, texts)])
-    x_start = x.clone()
+    samples = seen_samples(parts, captions, batch, gen)
+    x = samples.x.clone()
 
     def row(iteration: int) -> tuple[int, float, float, float]:
-        images = decode(vae, x, scaling).clamp(0, 1)
-        whole = caption_accuracy(judge, images, held)[0]["caption"]
-        part = caption_accuracy(judge, images[three], [held[i] for i in three])[0]["caption"] if three else float("nan")
-        return iteration, whole, part, (x - x_start).abs().mean().item()
+        return iteration, *judged(parts, x, samples), (x - samples.x).abs().mean().item()
 
     rows = [row(0)]
     for iteration in range(1, iterations + 1):
-        for i, text in zip(starts, texts):
+        for i, text in zip(range(0, captions, batch), samples.texts):
             part, grad = x[i : i + batch], torch.zeros_like(x[i : i + batch])
             for _ in range(draws):
                 t = torch.randint(lo, hi, (part.shape[0],), generator=gen)
-                x_t = add_noise(part, torch.randn(part.shape, generator=gen), t, alpha_bar).float()
-                real, faked = scores_x0(parts, x_t, t, text, empty, guidance)
+                x_t = add_noise(part, torch.randn(part.shape, generator=gen), t, parts.alpha_bar).float()
+                real, faked = scores_x0(parts, x_t, t, text, samples.empty, guidance)
                 grad += distribution_matching(part, real, faked)[1] / draws
             x[i : i + batch] = part - step * grad
         if iteration % every == 0 or iteration == iterations:

@@ -18,12 +18,8 @@ from pathlib import Path
 import torch
 
 from training.analysis import analysis_parser, run_analysis
-from training.data import sample_scenes, tokenize
 from training.diffusion import add_noise
-from training.distill_add import decode, one_step_x0
-from training.judge import caption_accuracy
-from training.one_step import load_student_beside, scores_x0
-from training.text_unet import EMPTY_PROMPT
+from training.one_step import judged, load_student_beside, scores_x0, seen_samples
 
 
 @torch.no_grad()
@@ -32,37 +28,23 @@ def score_targets(run: Path, unet: Path, critic: Path | None, captions: int, tim
     """(row, real accuracy, fake accuracy, the same on three-object captions): the student's own samples first
     (real = fake = the student), then one row per timestep; RUN holds the teacher, VAE and judge (training.export
     --import). The same captions, student noise and forward noise for every row."""
-    device = torch.device("cpu")
-    parts = load_student_beside(run, unet, critic, device)
-    teacher, vae, judge, scaling, alpha_bar, student = parts[:6]
-    held = [s.caption for s in sample_scenes(4343, captions, "train")]
-    three = [i for i, c in enumerate(held) if len(c.objects) == 3]
+    parts = load_student_beside(run, unet, critic, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
-    noise = torch.randn((captions, 4, 16, 16), generator=gen)
+    samples = seen_samples(parts, captions, batch, gen)
     eps = torch.randn((captions, 4, 16, 16), generator=gen)
-    empty = teacher.text_encoder(tokenize([EMPTY_PROMPT])).last_hidden_state
-
-    def judged(images: torch.Tensor) -> tuple[float, float]:
-        whole = caption_accuracy(judge, images, held)[0]["caption"]
-        if not three:
-            return whole, float("nan")
-        return whole, caption_accuracy(judge, images[three], [held[i] for i in three])[0]["caption"]
-
-    starts = range(0, captions, batch)
-    texts = [teacher.text_encoder(tokenize([c.text for c in held[i : i + batch]])).last_hidden_state for i in starts]
-    x = torch.cat([one_step_x0(student, noise[i : i + batch], text, alpha_bar) for i, text in zip(starts, texts)])
-    own, own3 = judged(decode(vae, x, scaling).clamp(0, 1))
+    x = samples.x
+    own, own3 = judged(parts, x, samples)
     rows = [("the student's samples", own, own, own3, own3)]
     for t_value in timesteps:
         reals, fakes = [], []
-        for i, text in zip(starts, texts):
+        for i, text in zip(range(0, captions, batch), samples.texts):
             t = torch.full((text.shape[0],), t_value, dtype=torch.long)
-            x_t = add_noise(x[i : i + batch], eps[i : i + batch], t, alpha_bar).float()
-            real, faked = scores_x0(parts, x_t, t, text, empty, guidance)
+            x_t = add_noise(x[i : i + batch], eps[i : i + batch], t, parts.alpha_bar).float()
+            real, faked = scores_x0(parts, x_t, t, text, samples.empty, guidance)
             reals.append(real)
             fakes.append(faked)
-        real, real3 = judged(decode(vae, torch.cat(reals), scaling).clamp(0, 1))
-        faked, faked3 = judged(decode(vae, torch.cat(fakes), scaling).clamp(0, 1))
+        real, real3 = judged(parts, torch.cat(reals), samples)
+        faked, faked3 = judged(parts, torch.cat(fakes), samples)
         rows.append((f"t = {t_value}", real, faked, real3, faked3))
     return rows
 
