@@ -6,7 +6,9 @@
 # moved the shipped student's samples themselves along DMD's gradient with run 26a's critic: in small steps (0.01) they
 # rose from 0.727 to 0.81-0.84 judged on 128 captions; in steps of 0.05 along single draws they fell to 0.15. So the
 # objective has room above the student, and what the runs did not vary is the noise of each update: one (t, noise)
-# draw per sample, batch 512, lr 1e-5-2e-5 (the raw student sat 0.04-0.13 below its EMA in calls 26 and 27).
+# draw per sample, batch 512, lr 1e-5-2e-5 (the raw student sat 0.04-0.13 below its EMA in calls 26 and 27). The student
+# regressed onto such moved samples on CPU took up at most a quarter of their gain, so its capacity may bind first;
+# this call tests the update noise, the last untried axis of the runs themselves.
 #   a: --draws 4 (each sample's gradient the mean of 4 draws: ~+40% per student update), lr 2e-5
 #   b: --draws 4 at lr 5e-6 (smaller steps too)
 #   c: batch 2048 (4x the samples per update, ~4x the cost), lr 2e-5, EMA decay 0.992 (the same horizon in samples),
