@@ -88,13 +88,22 @@ CRITIC_DIR = "critic_fp16"  # the fake score and classifier in fp16 (~18 MB): wh
 PROBE_EVERY_S = 120.0  # in-run probe of the EMA student's one-step accuracy (captions unlike the final eval's)
 
 
-def distribution_matching(x: Tensor, real_x0: Tensor, fake_x0: Tensor) -> tuple[Tensor, Tensor]:
-    """(loss, grad): DMD's generator loss 0.5 * mean((x - sg(x - grad))^2), whose gradient in x is
-    grad / x.numel() with grad = (fake_x0 - real_x0) / mean|x - real_x0| per sample (DMD eq. 7 with
-    its normaliser); real_x0 / fake_x0 are the two scores' x0 predictions on x re-noised."""
+def matching_gradient(x: Tensor, real_x0: Tensor, fake_x0: Tensor) -> Tensor:
+    """DMD's gradient of the samples x (DMD eq. 7 with its normaliser): (fake_x0 - real_x0) / mean|x - real_x0| per
+    sample; real_x0 / fake_x0 are the two scores' x0 predictions on x re-noised."""
     norm = (x.detach() - real_x0).abs().mean(dim=tuple(range(1, x.dim())), keepdim=True).clamp(min=1e-4)
-    grad = torch.nan_to_num((fake_x0 - real_x0) / norm)
-    return 0.5 * ((x - (x.detach() - grad)) ** 2).mean(), grad
+    return torch.nan_to_num((fake_x0 - real_x0) / norm)
+
+
+def matching_loss(x: Tensor, grad: Tensor) -> Tensor:
+    """DMD's generator loss 0.5 * mean((x - sg(x - grad))^2), whose gradient in x is grad / x.numel()."""
+    return 0.5 * ((x - (x.detach() - grad)) ** 2).mean()
+
+
+def distribution_matching(x: Tensor, real_x0: Tensor, fake_x0: Tensor) -> tuple[Tensor, Tensor]:
+    """(loss, grad): matching_loss of x for one draw's matching_gradient."""
+    grad = matching_gradient(x, real_x0, fake_x0)
+    return matching_loss(x, grad), grad
 
 
 class MidFeatureClassifier(nn.Module):
@@ -336,7 +345,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
 
         if student_turn:
             x = student_x0(noise, text)
-            grad = torch.zeros_like(x, requires_grad=False)
+            grad = torch.zeros_like(x)
             for _ in range(draws):  # the same shapes each draw: one compiled graph per pass
                 t = torch.randint(*t_lo_hi, (batch,), generator=gen, device=device)
                 x_t = add_noise(x.detach(), torch.randn(x.shape, generator=gen, device=device), t, alpha_bar).float()
@@ -344,8 +353,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                     eps_c, eps_u = teacher_call(torch.cat((x_t, x_t)), torch.cat((t, t)), encoder_hidden_states=text_both).sample.float().chunk(2)
                     real = x0_from_eps(x_t, eps_u + guidance * (eps_c - eps_u), t, alpha_bar)
                     faked = x0_from_eps(x_t, fake_pass(x_t, t, text)[0], t, alpha_bar)
-                grad += distribution_matching(x.detach(), real, faked)[1] / draws
-            matching = 0.5 * ((x - (x.detach() - grad)) ** 2).mean()  # distribution_matching's loss, the mean gradient
+                grad += matching_gradient(x, real, faked) / draws
+            matching = matching_loss(x, grad)
             loss_g = matching
             if gan:  # the student's noised sample through the fake UNet (its weights get no update from this)
                 t_g = torch.randint(0, 1000, (batch,), generator=gen, device=device)

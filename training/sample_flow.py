@@ -1,6 +1,6 @@
 """Does DMD's gradient improve the student's samples themselves? The one-step student's latents are moved along the
 distribution-matching gradient directly (no weights in between), x <- x - step * grad with DMD's grad (training.distill_dmd
-.distribution_matching: the fake score's x0 minus the guided teacher's x0 of the re-noised sample, over mean |x - real|),
+.matching_gradient: the fake score's x0 minus the guided teacher's x0 of the re-noised sample, over mean |x - real|),
 a fresh timestep and forward noise per sample and iteration; the latents are decoded and judged as they go.
 
 If the judge reads the moved samples better, the objective has room above the student, and the student's weights fail
@@ -20,8 +20,26 @@ import torch
 
 from training.analysis import analysis_parser, run_analysis
 from training.diffusion import add_noise
-from training.distill_dmd import T_MAX, T_MIN, comparison_range, distribution_matching
-from training.one_step import judged, load_student_beside, scores_x0, seen_samples
+from training.distill_dmd import T_MAX, T_MIN, comparison_range, matching_gradient
+from training.one_step import StudentBeside, judged, load_student_beside, scores_x0, seen_samples
+
+
+@torch.no_grad()
+def flow_step(parts: StudentBeside, x: torch.Tensor, texts: list[torch.Tensor], empty: torch.Tensor, gen: torch.Generator,
+              t_range: tuple[int, int], guidance: float, step: float, draws: int = 1) -> None:
+    """One iteration of the flow, in place: each batch of rows of latents x (texts[k]: the k-th batch's caption
+    embeddings) moves by -step times its matching gradient, the mean over `draws` draws of (t in t_range, noise)."""
+    start = 0
+    for text in texts:
+        part = x[start : start + text.shape[0]]
+        grad = torch.zeros_like(part)
+        for _ in range(draws):
+            t = torch.randint(*t_range, (part.shape[0],), generator=gen)
+            x_t = add_noise(part, torch.randn(part.shape, generator=gen), t, parts.alpha_bar).float()
+            real, faked = scores_x0(parts, x_t, t, text, empty, guidance)
+            grad += matching_gradient(part, real, faked) / draws
+        part -= step * grad
+        start += text.shape[0]
 
 
 @torch.no_grad()
@@ -41,14 +59,7 @@ def sample_flow(run: Path, unet: Path, critic: Path | None, captions: int, itera
 
     rows = [row(0)]
     for iteration in range(1, iterations + 1):
-        for i, text in zip(range(0, captions, batch), samples.texts):
-            part, grad = x[i : i + batch], torch.zeros_like(x[i : i + batch])
-            for _ in range(draws):
-                t = torch.randint(lo, hi, (part.shape[0],), generator=gen)
-                x_t = add_noise(part, torch.randn(part.shape, generator=gen), t, parts.alpha_bar).float()
-                real, faked = scores_x0(parts, x_t, t, text, samples.empty, guidance)
-                grad += distribution_matching(part, real, faked)[1] / draws
-            x[i : i + batch] = part - step * grad
+        flow_step(parts, x, samples.texts, samples.empty, gen, (lo, hi), guidance, step, draws)
         if iteration % every == 0 or iteration == iterations:
             rows.append(row(iteration))
             print(rows[-1], flush=True)

@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 
 from training.analysis import ROOT
+from training.checkpoint import clipped_step
 from training.data import sample_scenes, tokenize
-from training.diffusion import add_noise
 from training.distill_add import decode, one_step_x0
-from training.distill_dmd import distribution_matching
+from training.distill_dmd import T_MAX, T_MIN
 from training.export import import_weights
 from training.judge import caption_accuracy
-from training.one_step import load_student_beside, scores_x0
+from training.one_step import ANALYSIS_SEED, load_student_beside
+from training.sample_flow import flow_step
 from training.text_unet import EMPTY_PROMPT
 
 N, ITERS, STEP, EPOCHS, LR = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -52,7 +53,7 @@ def accuracy(x: torch.Tensor, caps: list) -> float:
 
 
 train_caps = [s.caption for s in sample_scenes(777, N, "train")]
-held_caps = [s.caption for s in sample_scenes(4343, 256, "train")]
+held_caps = [s.caption for s in sample_scenes(ANALYSIS_SEED, 256, "train")]
 train_noise, held_noise = torch.randn((N, 4, 16, 16), generator=gen), torch.randn((256, 4, 16, 16), generator=gen)
 train_text, held_text = embed(train_caps), embed(held_caps)
 cache = ROOT / "runs" / "flowreg" / f"targets_{N}_{ITERS}_{STEP:g}.pt"
@@ -61,14 +62,8 @@ if cache.exists():
 else:
     x = generate(student, train_noise, train_text)
     x_start = x.clone()
-    with torch.no_grad():
-        for _ in range(ITERS):
-            for i in range(0, N, B):
-                part = x[i : i + B]
-                t = torch.randint(20, 980, (part.shape[0],), generator=gen)
-                x_t = add_noise(part, torch.randn(part.shape, generator=gen), t, alpha_bar).float()
-                real, faked = scores_x0(parts, x_t, t, train_text[i : i + B], empty, 6.0)
-                x[i : i + B] = part - STEP * distribution_matching(part, real, faked)[1]
+    for _ in range(ITERS):
+        flow_step(parts, x, list(train_text.split(B)), empty, gen, (T_MIN, T_MAX), 6.0, STEP)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"x": x, "x0": x_start}, cache)
 print("start: train", accuracy(x_start, train_caps), "held", accuracy(generate(student, held_noise, held_text), held_caps),
@@ -79,10 +74,7 @@ for epoch in range(1, EPOCHS + 1):
     total = 0.0
     for rows in torch.randperm(N, generator=gen).split(32):
         loss = ((one_step_x0(regressed, train_noise[rows], train_text[rows], alpha_bar) - x[rows]) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(regressed.parameters(), 1.0)
-        opt.step()
+        clipped_step(opt, loss, regressed.parameters())
         total += loss.item()
     if epoch % EVERY == 0:
         regressed.eval()
