@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 28 (GPU, issue 6; prepared in session 27, not run yet): four continuations of the one-step student, one per card
+# Call 28 (GPU, issue 6; prepared in session 27; run in session 28 on two cards, runs a and c only: record.md): four continuations of the one-step student, one per card
 # on a machine of four (GPUS "0 1 2 3"), testing why every continuation since call 21 ended at or below its start.
 # Calls 21-27 varied the objective (w, GAN weight, caption mix, classifier and judge features, the timesteps compared)
 # and the optimizer's start. Session 27's CPU analysis (training.sample_flow, training/results/call27/sample_flow.md)
