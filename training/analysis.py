@@ -23,15 +23,16 @@ def add_candidate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(model_id: str, device: torch.device | str = "cpu", unet: Path | None = None, text_directions: int = 1) -> object:
-    """The manifest's `model_id` in fp32 on `device`; with `unet`, that folder's weights in its UNet
-    and the text encoder feeding it `text_directions` (a GPU call's teacher_unet not yet shipped)."""
+    """The manifest's `model_id` in fp32 on `device`; with `unet`, that folder's UNet in place of its own (its
+    architecture too: a grown student, training.grow) and the text encoder feeding it `text_directions` (a GPU
+    call's teacher_unet not yet shipped)."""
     from pipelines.loading import load_from_manifest
 
     model = load_from_manifest(model_id, ROOT / "weights_manifest.yaml", ROOT / "weights", device=device, dtype=torch.float32)
     if unet is not None:
         from diffusers import UNet2DConditionModel
 
-        model.denoiser.unet.load_state_dict(UNet2DConditionModel.from_pretrained(unet).state_dict())  # type: ignore[attr-defined]
+        model.denoiser.unet = UNet2DConditionModel.from_pretrained(unet).float().eval().to(device)  # type: ignore[attr-defined]
         model.text_encoder.both_directions = text_directions == 2  # type: ignore[union-attr]
     return model
 

@@ -2,7 +2,8 @@
 
 A stage directory holds `<name>.safetensors` per module (fp32 training weights, plus `ema_<name>`
 where the stage keeps an EMA), `optimizer.pt` (trusted local training state only; never shipped),
-`state.json` (step, elapsed seconds, loss history, stage metrics) and `loss.png`.
+`state.json` (step, elapsed seconds, loss history, stage metrics) and `loss.png`; a one-step student whose UNet
+is not the teacher's (training.grow) also `student_config.json`, its architecture.
 A stage resumes from whatever of these exists; missing optimizer state just restarts AdamW.
 """
 
@@ -18,6 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+STUDENT_CONFIG = "student_config.json"  # a stage's student UNet config, where it is not the teacher's
 
 
 @dataclass

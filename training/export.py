@@ -19,7 +19,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel
 
-from training.checkpoint import load_state, load_weights, save_state, save_weights
+from training.checkpoint import STUDENT_CONFIG, load_state, load_weights, save_state, save_weights
 from training.diffusion import SCHEDULER_CONFIG
 from training.models import VAE_CONFIG, Judge, NoisyLatentClassifier, build_vae
 from training.text_unet import TextUNet
@@ -130,7 +130,9 @@ def export_student(run: Path, weights: Path, stage: str, checkpoint: str | None 
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(weights / BUNDLED / "unet"))
+    recorded = run / stage / STUDENT_CONFIG  # a grown student's own architecture (training.grow), else the teacher's
+    config = json.loads(recorded.read_text()) if recorded.exists() else UNet2DConditionModel.load_config(weights / BUNDLED / "unet")
+    unet = UNet2DConditionModel.from_config(config)
     if not load_weights(unet, run / stage / f"{checkpoint}.safetensors"):
         raise FileNotFoundError(f"{run / stage / f'{checkpoint}.safetensors'} missing")
     unet.half().save_pretrained(target / "unet", max_shard_size=MAX_SHARD, safe_serialization=True)

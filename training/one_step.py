@@ -10,13 +10,14 @@ seen captions (seed PROBE_SEED, unlike the final evaluation's); the final evalua
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from training.checkpoint import EMA, StageState, load_weights, save_weights
+from training.checkpoint import EMA, STUDENT_CONFIG, StageState, load_weights, save_weights
 from training.data import Caption, sample_scenes, tokenize
 from training.diffusion import alphas_cumprod
 from training.distill_add import _evaluate, add_generate, decode, one_step_x0, x0_from_eps
@@ -117,6 +118,27 @@ def probe_one_step(unet: UNet2DConditionModel, teacher: TextUNet, vae: Autoencod
     return float(caption_accuracy(judge, images, captions)[0]["caption"])
 
 
+def student_architecture(teacher_unet: UNet2DConditionModel, directory: Path, init_unet: Path | None) -> UNet2DConditionModel:
+    """The student's UNet before its weights: the architecture `directory` recorded (a resumed run), else init_unet's
+    when it differs from the teacher's (a grown student, training.grow; recorded in `directory`), else a copy of the
+    teacher's UNet."""
+    recorded = directory / STUDENT_CONFIG
+    if not recorded.exists() and init_unet is not None:
+        config = UNet2DConditionModel.load_config(init_unet)
+        if _architecture(config) != _architecture(dict(teacher_unet.config)):
+            directory.mkdir(parents=True, exist_ok=True)
+            recorded.write_text(json.dumps({k: v for k, v in config.items() if not k.startswith("_")}, indent=1) + "\n")
+    if recorded.exists():
+        student = UNet2DConditionModel.from_config(json.loads(recorded.read_text()))
+        return student.to(device=teacher_unet.device, dtype=teacher_unet.dtype)
+    return copy.deepcopy(teacher_unet)
+
+
+def _architecture(config: dict[str, object]) -> dict[str, object]:
+    """A UNet config's entries that shape its modules (diffusers' bookkeeping keys dropped, lists as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if not k.startswith("_")}
+
+
 class OneStepStudent:
     """The student of a stage in `directory` (a copy of the teacher's UNet, trained), resumed from its
     checkpoints, else started from `init_unet` (a diffusers UNet folder), else from `fallback`
@@ -128,7 +150,7 @@ class OneStepStudent:
     def __init__(self, teacher_unet: UNet2DConditionModel, directory: Path, state: StageState, ema_decay: float,
                  init_unet: Path | None = None, fallback: Path | None = None, ema_from_init: bool = False) -> None:
         self.directory = directory
-        self.student = copy.deepcopy(teacher_unet).train().requires_grad_(True)
+        self.student = student_architecture(teacher_unet, directory, init_unet).train().requires_grad_(True)
         if load_weights(self.student, directory / "student.safetensors"):
             pass
         elif init_unet is not None:
