@@ -15,7 +15,10 @@ diffusers' initialisation, so the zeroed projections get gradients from the firs
 Layers at the lowest resolution are the cheap ones (the bundled UNet's last level is 4x4 latent
 cells: 16 tokens), and that is where the layout of several objects is decided.
 
-    python -m training.grow SRC_UNET_DIR OUT_DIR --transformer-layers 1 1 3
+    python -m training.grow SRC_UNET_DIR OUT_DIR --transformer-layers 1 1 3 [--seed 0]
+
+The new layers' other weights are diffusers' initialisation drawn from torch's generator after `--seed`, so a GPU
+call can grow its student where it runs (a grown fp16 UNet does not fit one upload beside the slim tree).
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ def main() -> None:
     parser.add_argument("src", type=Path, help="a diffusers UNet folder (e.g. weights/bundled_turbo/unet)")
     parser.add_argument("out", type=Path)
     parser.add_argument("--transformer-layers", type=int, nargs="+", required=True, help="per down block")
+    parser.add_argument("--seed", type=int, default=0, help="torch's seed before the new layers are initialised")
     args = parser.parse_args()
+    torch.manual_seed(args.seed)
     unet = UNet2DConditionModel.from_pretrained(args.src).float()
     grown = grow_unet(unet, args.transformer_layers)
     grown.save_pretrained(args.out)
