@@ -140,8 +140,8 @@ def _architecture(config: dict[str, object]) -> dict[str, object]:
 
 
 class OneStepStudent:
-    """The student of a stage in `directory` (a copy of the teacher's UNet, trained), resumed from its
-    checkpoints, else started from `init_unet` (a diffusers UNet folder), else from `fallback`
+    """The student of a stage in `directory` (a copy of the teacher's UNet or a grown one: student_architecture,
+    trained), resumed from its checkpoints, else started from `init_unet` (a diffusers UNet folder), else from `fallback`
     (a student checkpoint of another stage, recorded as that stage's name), else the teacher; its
     EMA and best-probe EMA; `initial`: the starting weights on a fresh run (state.step 0). ema_from_init: a fresh run's
     EMA keeps its full decay from the first update, so it averages around the loaded weights instead of following
