@@ -4,7 +4,10 @@ ITERS steps of STEP along single draws (run 26a's critic in runs/critic27, w = 6
 of the student is regressed onto them (AdamW at LR, batch 32, EPOCHS passes), judged every EVERY passes on those
 captions and on 256 others with other noise.
 
-    python training/results/call27/flow_regress.py N ITERS STEP EPOCHS LR [EVERY]    # session 27: 512 8 0.01 {4, 8} {1e-5, 1e-6}
+    python training/results/call27/flow_regress.py N ITERS STEP EPOCHS LR [EVERY] [LAYERS] [NEW_LR]    # session 27: 512 8 0.01 {4, 8} {1e-5, 1e-6}
+
+LAYERS (session 28, e.g. 1,1,3): the copy is grown first (training.grow, seed 0): does a student with more capacity
+take up more of the moved samples' gain? NEW_LR: the new layers' own learning rate (default LR).
 """
 
 import copy
@@ -27,6 +30,8 @@ from training.text_unet import EMPTY_PROMPT
 
 N, ITERS, STEP, EPOCHS, LR = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 EVERY = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+LAYERS = [int(n) for n in sys.argv[7].split(",")] if len(sys.argv) > 7 else None
+NEW_LR = float(sys.argv[8]) if len(sys.argv) > 8 else LR
 B = 64
 torch.set_num_threads(2)
 run = Path(tempfile.mkdtemp())
@@ -68,8 +73,16 @@ else:
     torch.save({"x": x, "x0": x_start}, cache)
 print("start: train", accuracy(x_start, train_caps), "held", accuracy(generate(student, held_noise, held_text), held_caps),
       "targets", accuracy(x, train_caps), "MSE to targets", ((x - x_start) ** 2).mean().item(), flush=True)
-regressed = copy.deepcopy(student).train().requires_grad_(True)
-opt = torch.optim.AdamW(regressed.parameters(), lr=LR, weight_decay=0.0)
+regressed = copy.deepcopy(student)
+if LAYERS is not None:
+    from training.grow import grow_unet
+
+    torch.manual_seed(0)
+    regressed = grow_unet(regressed, LAYERS)
+regressed = regressed.train().requires_grad_(True)
+kept = student.state_dict().keys()
+groups = [[p for name, p in regressed.named_parameters() if (name in kept) == old] for old in (True, False)]
+opt = torch.optim.AdamW([{"params": groups[0], "lr": LR}, {"params": groups[1], "lr": NEW_LR}], weight_decay=0.0)
 for epoch in range(1, EPOCHS + 1):
     total = 0.0
     for rows in torch.randperm(N, generator=gen).split(32):
