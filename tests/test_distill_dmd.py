@@ -19,6 +19,9 @@ from training.distill_dmd import (
 from training.models import build_unet
 
 ROOT = Path(__file__).resolve().parents[1]
+# the wall clock given to the short CPU runs below: more than a busy machine needs, each run bounded by its
+# max_iterations (fake-score updates) instead, so a loaded CI host cannot cut a run short of what the test checks
+RUN_S = 600.0
 
 
 def test_matching_gradient_is_the_normalised_score_difference() -> None:
@@ -82,11 +85,11 @@ def test_a_short_run_with_the_gan_term_trains_every_part(tmp_path: Path, classif
     from training.export import import_weights
 
     import_weights(ROOT / "weights", tmp_path)
-    # one fake-score update per student update (the recipe's 5 would need 10 iterations for 2 student steps, which a
-    # busy CI core may not reach in the budget; the fake score and classifier still update every iteration)
-    metrics = train(tmp_path, 20.0, torch.device("cpu"), batch=2, init_unet=ROOT / "weights" / "bundled_turbo" / "unet",
+    # one fake-score update per student update (the recipe's 5 would need 10 iterations for 2 student steps; the fake
+    # score and classifier still update every iteration)
+    metrics = train(tmp_path, RUN_S, torch.device("cpu"), batch=2, init_unet=ROOT / "weights" / "bundled_turbo" / "unet",
                     gan_weight=0.05, guidance=6.0, eval_count=2, pool_size=16, fake_steps=1, three_object_weight=2.0,
-                    classifier_features=classifier_features)
+                    classifier_features=classifier_features, max_iterations=2)
     state = load_state(tmp_path / STAGE)
     assert state.step >= 2 and state.metrics["guidance"] == 6.0 and "compile" not in state.metrics
     assert state.metrics["three_object_weight"] == 2.0 and state.metrics["classifier_features"] == classifier_features
@@ -173,8 +176,8 @@ def test_the_critic_warms_up_before_the_student_moves(tmp_path: Path) -> None:
 
     import_weights(ROOT / "weights", tmp_path)
     init = ROOT / "weights" / "bundled_turbo" / "unet"
-    train(tmp_path, 8.0, torch.device("cpu"), batch=2, init_unet=init, gan_weight=0.05, eval_count=2, pool_size=16,
-          fake_steps=1, critic_warmup=10**6)  # longer than the run: no student update at all
+    train(tmp_path, RUN_S, torch.device("cpu"), batch=2, init_unet=init, gan_weight=0.05, eval_count=2, pool_size=16,
+          fake_steps=1, critic_warmup=10**6, max_iterations=3)  # longer than the run: no student update at all
     state = load_state(tmp_path / STAGE)
     assert state.step == 0 and state.metrics["critic_warmup"] == 10**6
     loaded = UNet2DConditionModel.from_pretrained(init).float().state_dict()
@@ -208,8 +211,8 @@ def test_the_judge_discriminator_trains_beside_dmd_and_travels_with_the_critic(t
     for seed, judge_gan in ((0, 0.0), (1, 0.3)):
         run = tmp_path / f"run{seed}_{judge_gan:g}"
         import_weights(ROOT / "weights", run)
-        train(run, 12.0, torch.device("cpu"), batch=2, init_unet=init, eval_count=2, pool_size=16, fake_steps=1,
-              init_critic=critic, judge_gan_weight=judge_gan, seed=seed)
+        train(run, RUN_S, torch.device("cpu"), batch=2, init_unet=init, eval_count=2, pool_size=16, fake_steps=1,
+              init_critic=critic, judge_gan_weight=judge_gan, seed=seed, max_iterations=1)
         state = load_state(run / STAGE)
         assert state.step >= 1 and state.metrics["seed"] == seed and state.metrics["judge_gan_weight"] == judge_gan
         assert (run / STAGE / "discriminator.safetensors").exists() == (judge_gan > 0)
@@ -251,8 +254,8 @@ def test_the_students_learning_rate_warms_up_and_its_ema_can_stay_at_the_start(t
     for warmup in (0, 10**6):
         run = tmp_path / f"run{warmup}"
         import_weights(ROOT / "weights", run)
-        train(run, 20.0, torch.device("cpu"), batch=2, init_unet=init, eval_count=2, pool_size=16, fake_steps=1,
-              lr=2e-5, lr_warmup=warmup, ema_from_init=bool(warmup))
+        train(run, RUN_S, torch.device("cpu"), batch=2, init_unet=init, eval_count=2, pool_size=16, fake_steps=1,
+              lr=2e-5, lr_warmup=warmup, ema_from_init=bool(warmup), max_iterations=2)
         state = load_state(run / STAGE)
         steps = state.step
         assert steps >= 1 and state.metrics["lr_warmup"] == warmup
@@ -295,7 +298,8 @@ def test_the_score_comparison_range_is_checked_and_drawn_from(tmp_path: Path, mo
     drawn = randint_ranges(monkeypatch)
     run = tmp_path / "run"
     import_weights(ROOT / "weights", run)
-    train(run, 15.0, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, t_range=(20, 60))
+    train(run, RUN_S, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, t_range=(20, 60),
+          max_iterations=1)
     state = load_state(run / STAGE)
     assert state.step >= 1 and state.metrics["t_range"] == [20, 60]
     assert (20, 60) in drawn and (T_MIN, T_MAX) not in drawn  # the comparison's draws; the GAN's and the fake's are 0-1000
@@ -314,7 +318,8 @@ def test_each_student_update_averages_its_gradient_over_the_given_draws(tmp_path
     drawn = randint_ranges(monkeypatch)
     run = tmp_path / "run"
     import_weights(ROOT / "weights", run)
-    train(run, 15.0, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, t_range=(20, 60), draws=3)
+    train(run, RUN_S, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, t_range=(20, 60), draws=3,
+          max_iterations=1)
     state = load_state(run / STAGE)
     assert state.step >= 1 and state.metrics["draws"] == 3
     assert drawn.count((20, 60)) == 3 * state.step  # only the comparison draws from this range
