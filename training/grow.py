@@ -24,10 +24,13 @@ call can grow its student where it runs (a grown fp16 UNet does not fit one uplo
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
+
+TRANSFORMER_BLOCK = re.compile(r"(.+\.transformer_blocks\.\d+)\.")  # a weight's BasicTransformerBlock (module name)
 
 
 def _layers(config: dict[str, object], blocks: int) -> list[int]:
@@ -64,12 +67,11 @@ def grow_unet(unet: UNet2DConditionModel, layers: list[int]) -> UNet2DConditionM
     missing, unexpected = grown.load_state_dict(unet.state_dict(), strict=False)
     if unexpected:
         raise ValueError(f"weights the grown UNet has no place for: {unexpected[:4]}")
-    new_blocks = {key.rsplit(".transformer_blocks.", 1)[0] + ".transformer_blocks." + key.rsplit(".transformer_blocks.", 1)[1].split(".")[0]
-                  for key in missing if ".transformer_blocks." in key}
-    if len(new_blocks) != sum(1 for key in missing if key.endswith(".attn1.to_q.weight")):
+    in_block = [TRANSFORMER_BLOCK.match(key) for key in missing]
+    if not all(in_block):
         raise ValueError("weights missing outside the new transformer layers")
     modules = dict(grown.named_modules())
-    for name in sorted(new_blocks):
+    for name in sorted({match.group(1) for match in in_block if match}):
         zero_residual_branches(modules[name])
     return grown
 

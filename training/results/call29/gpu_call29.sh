@@ -30,12 +30,11 @@ set -u -o pipefail
 GPUS=${GPUS-0 1 2 3}
 INIT=${INIT:-runs/init29/unet}
 if [ "${1:-}" = launch ]; then
+  call_settings 29 1250  # PY and PYTHONPATH (runs/site) as dmd_four_runs sets them
   for layers in "1 1 3" "1 1 2"; do
     grown=runs/init29/grown${layers// /}
-    [ -d "$grown" ] && continue
     # shellcheck disable=SC2086
-    PYTHONPATH=$PWD/runs/site:$PWD ${PYTHON:-python3} -m training.grow "$INIT" "$grown" --transformer-layers $layers \
-      --seed 0 || exit 1
+    [ -d "$grown" ] || $PY -m training.grow "$INIT" "$grown" --transformer-layers $layers --seed 0 || exit 1
   done
 fi
 DMD_HEAD="--guidance 6 --fake-lr 1e-4 --gan-weight 0.05 --lr-warmup ${LR_WARMUP:-300} --ema-from-init"
