@@ -1,5 +1,6 @@
 #!/bin/bash
-# Call 29 (GPU, issue 6; prepared in session 28, not run yet): is the one-step student's capacity what holds it?
+# Call 29 (GPU, issue 6; prepared in session 28, run in session 29 on four cards: record.md): is the one-step student's
+# capacity what holds it?
 # Calls 21-28 found the student at a fixed point of DMD + GAN: no setting of the objective (w, GAN weight, caption mix,
 # classifier and judge features, the timesteps compared) nor of the updates (lr, restarts, EMA, four draws per sample,
 # batch 2048) moved its accuracy beyond ~0.02, while its own samples moved along DMD's gradient read 0.06-0.11 better
