@@ -259,7 +259,7 @@ export_final_emas() {  # X...: each run's final EMA (whatever its own evaluation
 
 finish_in_two() {  # after the runs of E/runs.txt: every final EMA exported (export_final_emas) and E packed with the first
   # run's critic, without the runs from the third on and the third's critic, which `pack_later` packs next: four fp32
-  # UNets and two critics do not fit one reply's 64 MiB.
+  # UNets and two critics do not fit one reply's 64 MiB. The parts go out through the outbox (send_parts).
   local x runs excludes=()
   [ -f "$E/runs.txt" ] || { echo "no runs launched in $E" >&2; return 1; }
   read -r -a runs < "$E/runs.txt"
@@ -272,18 +272,35 @@ finish_in_two() {  # after the runs of E/runs.txt: every final EMA exported (exp
   done
   for x in "${runs[@]:2}"; do excludes+=(--exclude="weights_run$N$x"); done
   [ ${#runs[@]} -gt 2 ] && excludes+=(--exclude="critic_run$N${runs[2]}")
-  tar -C "$E" "${excludes[@]}" -cf - . | split -b 15M -d - "${OUT:-runs}/e$N.tar.part"
-  ls -l "${OUT:-runs}"; log done
+  rm -rf "runs/outbox$N"; mkdir -p "runs/outbox$N"
+  tar -C "$E" "${excludes[@]}" -cf - . | split -b 15M -d - "runs/outbox$N/e$N.tar.part"
+  send_parts; log done
 }
 
-pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt from the third on, and the third's critic
+pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt from the third on, and the third's critic,
+  # queued behind what finish left in the outbox (packed once: a second call only sends what still waits)
   local x runs parts=()
   read -r -a runs < "$E/runs.txt"
-  [ ${#runs[@]} -gt 2 ] || { echo "no runs beyond the first two: finish packed them all" >&2; return 0; }
-  for x in "${runs[@]:2}"; do parts+=("weights_run$N$x"); done
-  [ -d "$E/critic_run$N${runs[2]}" ] && parts+=("critic_run$N${runs[2]}")
-  tar -C "$E" -cf - "${parts[@]}" | split -b 15M -d - "${OUT:-runs}/e${N}_$(printf %s "${runs[@]:2}").tar.part"
+  if [ ${#runs[@]} -gt 2 ] && [ ! -f "$E/LATER_PACKED" ]; then
+    for x in "${runs[@]:2}"; do parts+=("weights_run$N$x"); done
+    [ -d "$E/critic_run$N${runs[2]}" ] && parts+=("critic_run$N${runs[2]}")
+    mkdir -p "runs/outbox$N"
+    tar -C "$E" -cf - "${parts[@]}" | split -b 15M -d - "runs/outbox$N/e${N}_$(printf %s "${runs[@]:2}").tar.part"
+    touch "$E/LATER_PACKED"
+  fi
+  send_parts
+}
+
+send_parts() {  # the parts waiting in runs/outboxN -> $OUT in name order, as many as one reply brings back (8 files,
+  # 64 MiB together: call 29's finish packed 64.0 MiB and lost its last part); the rest wait for the next send_parts
+  local f size total=0 n=0
+  for f in $(find "runs/outbox$N" -type f -printf '%f\n' 2>/dev/null | sort); do
+    size=$(stat -c %s "runs/outbox$N/$f")
+    { [ $n -lt 8 ] && [ $((total + size)) -le $((64 << 20)) ]; } || break
+    mv "runs/outbox$N/$f" "${OUT:-runs}/"; total=$((total + size)); n=$((n + 1))
+  done
   ls -l "${OUT:-runs}"
+  find "runs/outbox$N" -type f -printf 'waiting for the next call (rest): %f\n' 2>/dev/null | sort
 }
 
 dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on the cards that
@@ -304,7 +321,7 @@ dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of dis
   }
   case ${1:-} in
   finish) finish_in_two ;;  # a and b (and a's critic) packed; c and d wait for `rest`
-  rest) pack_later ;;       # c and d's weights and run c's critic
+  rest) pack_later ;;       # c and d's weights and run c's critic, behind whatever finish could not send
   *) student_runs "$@" ;;
   esac
 }
