@@ -8,9 +8,12 @@ captions and on 256 others with other noise.
 
 LAYERS (session 28, e.g. 1,1,3): the copy is grown first (training.grow, seed 0): does a student with more capacity
 take up more of the moved samples' gain? NEW_LR: the new layers' own learning rate (default LR).
+LOSS=pixel in the environment (session 29): the regression compares decoded images (through the frozen VAE decoder)
+instead of latents, so the fit is weighted by what an image shows.
 """
 
 import copy
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +35,7 @@ N, ITERS, STEP, EPOCHS, LR = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[
 EVERY = int(sys.argv[6]) if len(sys.argv) > 6 else 1
 LAYERS = [int(n) for n in sys.argv[7].split(",")] if len(sys.argv) > 7 else None
 NEW_LR = float(sys.argv[8]) if len(sys.argv) > 8 else LR
+PIXEL = os.environ.get("LOSS", "latent") == "pixel"
 B = 64
 torch.set_num_threads(2)
 run = Path(tempfile.mkdtemp())
@@ -83,10 +87,14 @@ regressed = regressed.train().requires_grad_(True)
 kept = student.state_dict().keys()
 groups = [[p for name, p in regressed.named_parameters() if (name in kept) == old] for old in (True, False)]
 opt = torch.optim.AdamW([{"params": groups[0], "lr": LR}, {"params": groups[1], "lr": NEW_LR}], weight_decay=0.0)
+vae.requires_grad_(False)
+with torch.no_grad():
+    x_images = torch.cat([decode(vae, x[i : i + B], scaling) for i in range(0, N, B)]) if PIXEL else None
 for epoch in range(1, EPOCHS + 1):
     total = 0.0
     for rows in torch.randperm(N, generator=gen).split(32):
-        loss = ((one_step_x0(regressed, train_noise[rows], train_text[rows], alpha_bar) - x[rows]) ** 2).mean()
+        out = one_step_x0(regressed, train_noise[rows], train_text[rows], alpha_bar)
+        loss = ((decode(vae, out, scaling) - x_images[rows]) ** 2).mean() if PIXEL else ((out - x[rows]) ** 2).mean()
         clipped_step(opt, loss, regressed.parameters())
         total += loss.item()
     if epoch % EVERY == 0:
