@@ -4,12 +4,17 @@ runs/flowreg: the shipped student's samples x0 and their moved targets x, judged
   1. the judge's accuracy along the straight line x0 + alpha (x - x0): is the gain all-or-nothing per sample?
   2. the output change of one sign step of every weight in a group (what an Adam step does at lr EPS), per group;
   3. two passes of call 27's regression (AdamW lr 3e-6, batch 32): the per-sample distance to the targets and the
-     per-sample move of the output, in quantiles (does the fit move every sample a little, or a few a lot?).
+     per-sample move of the output, in quantiles (does the fit move every sample a little, or a few a lot?), and the
+     move split into its part along each sample's line x0 -> x and the rest, each judged alone.
+FULL=1 in the environment instead: UPDATES full-batch updates (all 512 samples each) with OPT (adamw, or sgd with
+momentum 0.9) at LR, split and judged the same way, and the student judged on 256 other captions before and after.
 
     python training/results/call29/flow_probe.py   # ~5 minutes on this repo's 2 CPU cores (output: flow_probe.txt)
+    FULL=1 OPT=adamw LR=3e-6 UPDATES=32 python training/results/call29/flow_probe.py   # ~15 minutes (flow_full_batch.txt)
 """
 
 import copy
+import os
 import tempfile
 from pathlib import Path
 
@@ -46,6 +51,46 @@ def quantiles(v: torch.Tensor) -> str:
 @torch.no_grad()
 def outputs(unet: torch.nn.Module, rows: slice = slice(None)) -> torch.Tensor:
     return torch.cat([one_step_x0(unet, noise[rows][i : i + B], text[rows][i : i + B], alpha_bar) for i in range(0, len(noise[rows]), B)])
+
+
+def split_move(before: torch.Tensor, after: torch.Tensor) -> None:
+    """The move before -> after: per-sample distances, its part along each sample's line x0 -> x and the rest, judged."""
+    print("   per-sample MSE to the targets, q50 / q90 / q99 / max: start", quantiles(((before - x) ** 2).flatten(1).mean(1)),
+          "after", quantiles(((after - x) ** 2).flatten(1).mean(1)))
+    print("   per-sample move of the output:", quantiles(((after - before) ** 2).flatten(1).mean(1)))
+    line = x - before
+    along = ((after - before) * line).flatten(1).sum(1) / (line**2).flatten(1).sum(1)
+    on_line = before + along.view(-1, 1, 1, 1) * line
+    print("   the move along the line (alpha per sample), q50 / q90 / q99 / max:", quantiles(along), f"mean {along.mean():.3f}")
+    print("   the rest of the move (MSE), q50 / q90 / q99 / max:", quantiles(((after - on_line) ** 2).flatten(1).mean(1)))
+    with torch.no_grad():
+        for label, latents in (("after", after), ("the part along the line alone", on_line), ("the rest alone", before + after - on_line)):
+            images = decode(vae, latents, scaling).clamp(0, 1)
+            print(f"   accuracy of {label}: {caption_accuracy(judge, images, captions)[0]['caption']:.3f}", flush=True)
+
+
+if os.environ.get("FULL"):
+    updates, lr = int(os.environ.get("UPDATES", "32")), float(os.environ.get("LR", "3e-6"))
+    regressed = copy.deepcopy(student).train().requires_grad_(True)
+    sgd = os.environ.get("OPT", "adamw") == "sgd"
+    opt = torch.optim.SGD(regressed.parameters(), lr=lr, momentum=0.9) if sgd else torch.optim.AdamW(regressed.parameters(), lr=lr, weight_decay=0.0)
+    print(f"full-batch regression: {updates} updates, {'SGD (momentum 0.9)' if sgd else 'AdamW'} at lr {lr:g}")
+    before = outputs(regressed)
+    for _ in range(updates):
+        opt.zero_grad(set_to_none=True)
+        for rows in torch.arange(N).split(32):
+            (((one_step_x0(regressed, noise[rows], text[rows], alpha_bar) - x[rows]) ** 2).mean() / (N // 32)).backward()
+        torch.nn.utils.clip_grad_norm_(regressed.parameters(), 1.0)
+        opt.step()
+    split_move(before, outputs(regressed.eval()))
+    others = [s.caption for s in sample_scenes(4343, 256, "train")]
+    other_noise = torch.randn((256, 4, 16, 16), generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        other_text = teacher.text_encoder(tokenize([c.text for c in others])).last_hidden_state
+        for label, unet in (("start", student), ("regressed", regressed)):
+            out = torch.cat([one_step_x0(unet, other_noise[i : i + B], other_text[i : i + B], alpha_bar) for i in range(0, 256, B)])
+            print(f"   256 other captions, {label}: {caption_accuracy(judge, decode(vae, out, scaling).clamp(0, 1), others)[0]['caption']:.3f}")
+    raise SystemExit
 
 
 print("1. accuracy along x0 + alpha (x - x0)")
@@ -90,20 +135,4 @@ for _ in range(2):
     for rows in torch.randperm(N, generator=order).split(32):
         loss = ((one_step_x0(regressed, noise[rows], text[rows], alpha_bar) - x[rows]) ** 2).mean()
         clipped_step(opt, loss, regressed.parameters())
-after = outputs(regressed.eval())
-print("   per-sample MSE to the targets, q50 / q90 / q99 / max: start", quantiles(((before - x) ** 2).flatten(1).mean(1)),
-      "after", quantiles(((after - x) ** 2).flatten(1).mean(1)))
-print("   per-sample move of the output:", quantiles(((after - before) ** 2).flatten(1).mean(1)))
-with torch.no_grad():
-    print(f"   accuracy after: {caption_accuracy(judge, decode(vae, after, scaling).clamp(0, 1), captions)[0]['caption']:.3f}")
-# the move split into its part along each sample's line x0 -> x and the rest, each judged on its own
-line = x - before
-along = ((after - before) * line).flatten(1).sum(1) / (line**2).flatten(1).sum(1)
-on_line = before + along.view(-1, 1, 1, 1) * line
-print("   the move along the line (alpha per sample), q50 / q90 / q99 / max:", quantiles(along),
-      f"mean {along.mean():.3f}")
-print("   the rest of the move (MSE), q50 / q90 / q99 / max:", quantiles(((after - on_line) ** 2).flatten(1).mean(1)))
-with torch.no_grad():
-    for label, latents in (("the part along the line alone", on_line), ("the rest alone", before + after - on_line)):
-        images = decode(vae, latents, scaling).clamp(0, 1)
-        print(f"   accuracy of {label}: {caption_accuracy(judge, images, captions)[0]['caption']:.3f}")
+split_move(before, outputs(regressed.eval()))
