@@ -75,9 +75,25 @@ poll_logs() {  # E TAG LINES PATTERN LOG...: the pipeline's last LINES TAG lines
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || true
 }
 
-pack() {  # DIR NAME: DIR as NAME.tar.partNN (15 MB each: the device returns files <= 16 MiB) under $OUT
-  tar -C "$1" -cf - . | split -b 15M -d - "${OUT:-runs}/$2.tar.part"
+pack() {  # DIR NAME [TAR_ARG...]: DIR (or its TAR_ARGs: options, then members) as NAME.tar.partNN (15 MB each: the
+  # device returns files <= 16 MiB) queued in runs/outbox, then sent (send_parts)
+  local dir=$1 name=$2
+  shift 2; [ $# -gt 0 ] || set -- .
+  mkdir -p runs/outbox
+  tar -C "$dir" -cf - "$@" | split -b 15M -d - "runs/outbox/$name.tar.part"
+  send_parts
+}
+
+send_parts() {  # the parts waiting in runs/outbox -> $OUT in name order, as many as one reply brings back (8 files,
+  # 64 MiB together: call 29's finish packed 64.0 MiB and lost its last part); the rest wait for the next send_parts
+  local f size total=0 n=0
+  for f in $(find runs/outbox -type f -printf '%f\n' 2>/dev/null | sort); do
+    size=$(stat -c %s "runs/outbox/$f")
+    { [ $n -lt 8 ] && [ $((total + size)) -le $((64 << 20)) ]; } || break
+    mv "runs/outbox/$f" "${OUT:-runs}/"; total=$((total + size)); n=$((n + 1))
+  done
   ls -l "${OUT:-runs}"
+  find runs/outbox -type f -printf 'waiting for the next call: %f\n' 2>/dev/null | sort
 }
 
 call_settings() {  # N TRAIN_S: call N's folder runs/eN, tag callN and log(); the environment's overrides (DEVICE cuda,
@@ -259,7 +275,7 @@ export_final_emas() {  # X...: each run's final EMA (whatever its own evaluation
 
 finish_in_two() {  # after the runs of E/runs.txt: every final EMA exported (export_final_emas) and E packed with the first
   # run's critic, without the runs from the third on and the third's critic, which `pack_later` packs next: four fp32
-  # UNets and two critics do not fit one reply's 64 MiB. The parts go out through the outbox (send_parts).
+  # UNets and two critics do not fit one reply's 64 MiB. What one reply cannot bring waits in the outbox for `rest`.
   local x runs excludes=()
   [ -f "$E/runs.txt" ] || { echo "no runs launched in $E" >&2; return 1; }
   read -r -a runs < "$E/runs.txt"
@@ -272,9 +288,8 @@ finish_in_two() {  # after the runs of E/runs.txt: every final EMA exported (exp
   done
   for x in "${runs[@]:2}"; do excludes+=(--exclude="weights_run$N$x"); done
   [ ${#runs[@]} -gt 2 ] && excludes+=(--exclude="critic_run$N${runs[2]}")
-  rm -rf "runs/outbox$N"; mkdir -p "runs/outbox$N"
-  tar -C "$E" "${excludes[@]}" -cf - . | split -b 15M -d - "runs/outbox$N/e$N.tar.part"
-  send_parts; log done
+  rm -rf runs/outbox "$E/LATER_PACKED"  # (a second finish starts the queue again)
+  pack "$E" "e$N" "${excludes[@]}" .; log done
 }
 
 pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt from the third on, and the third's critic,
@@ -284,23 +299,11 @@ pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt fro
   if [ ${#runs[@]} -gt 2 ] && [ ! -f "$E/LATER_PACKED" ]; then
     for x in "${runs[@]:2}"; do parts+=("weights_run$N$x"); done
     [ -d "$E/critic_run$N${runs[2]}" ] && parts+=("critic_run$N${runs[2]}")
-    mkdir -p "runs/outbox$N"
-    tar -C "$E" -cf - "${parts[@]}" | split -b 15M -d - "runs/outbox$N/e${N}_$(printf %s "${runs[@]:2}").tar.part"
     touch "$E/LATER_PACKED"
+    pack "$E" "e${N}_$(printf %s "${runs[@]:2}")" "${parts[@]}"
+  else
+    send_parts
   fi
-  send_parts
-}
-
-send_parts() {  # the parts waiting in runs/outboxN -> $OUT in name order, as many as one reply brings back (8 files,
-  # 64 MiB together: call 29's finish packed 64.0 MiB and lost its last part); the rest wait for the next send_parts
-  local f size total=0 n=0
-  for f in $(find "runs/outbox$N" -type f -printf '%f\n' 2>/dev/null | sort); do
-    size=$(stat -c %s "runs/outbox$N/$f")
-    { [ $n -lt 8 ] && [ $((total + size)) -le $((64 << 20)) ]; } || break
-    mv "runs/outbox$N/$f" "${OUT:-runs}/"; total=$((total + size)); n=$((n + 1))
-  done
-  ls -l "${OUT:-runs}"
-  find "runs/outbox$N" -type f -printf 'waiting for the next call (rest): %f\n' 2>/dev/null | sort
 }
 
 dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on the cards that
