@@ -323,3 +323,30 @@ def test_each_student_update_averages_its_gradient_over_the_given_draws(tmp_path
     state = load_state(run / STAGE)
     assert state.step >= 1 and state.metrics["draws"] == 3
     assert drawn.count((20, 60)) == 3 * state.step  # only the comparison draws from this range
+
+
+def test_the_output_anchor_measures_the_students_drift_from_a_reference_refreshed_every_period(tmp_path: Path) -> None:
+    """--anchor-weight W --anchor-every K: each student update also runs the student on a second batch of (noise,
+    caption) pairs and pays W x its outputs' mean squared change there since the reference copy, which is retaken every
+    K student updates; bad settings fail before anything loads."""
+    from training.checkpoint import load_state
+    from training.distill_dmd import STAGE, train
+    from training.export import import_weights
+
+    for weight, every in ((-1.0, 32), (1.0, 0)):
+        with pytest.raises(ValueError, match="anchor"):
+            train(tmp_path / "never", 1.0, torch.device("cpu"), anchor_weight=weight, anchor_every=every)
+    assert not (tmp_path / "never").exists()
+
+    run = tmp_path / "run"
+    import_weights(ROOT / "weights", run)
+    train(run, RUN_S, torch.device("cpu"), batch=2, eval_count=2, pool_size=16, fake_steps=1, lr=2e-5,
+          init_unet=ROOT / "weights" / "bundled_turbo" / "unet", anchor_weight=1.0, anchor_every=2, max_iterations=3)
+    state = load_state(run / STAGE)
+    assert state.step == 3 and state.metrics["anchor_weight"] == 1.0 and state.metrics["anchor_every"] == 2
+    drift = [value for _, value in state.losses["anchor_drift"]]
+    assert len(drift) == 3
+    # updates 1 and 3 start a period (the reference is the student itself: only the pass size's rounding differs);
+    # update 2 sees the change of update 1
+    assert drift[0] < 1e-9 and drift[2] < 1e-9
+    assert drift[1] > 100 * max(drift[0], drift[2], 1e-12)

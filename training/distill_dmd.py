@@ -201,7 +201,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           init_critic: Path | None = None, three_object_weight: float = 1.0,
           classifier_features: str = "mid", critic_warmup: int = 0, judge_gan_weight: float = 0.0,
           judge_gan_lr: float = 2e-4, seed: int = 0, lr_warmup: int = 0, ema_from_init: bool = False,
-          t_range: tuple[int, int] = (T_MIN, T_MAX), draws: int = 1, max_iterations: int | None = None) -> dict[str, float]:
+          t_range: tuple[int, int] = (T_MIN, T_MAX), draws: int = 1, anchor_weight: float = 0.0, anchor_every: int = 32,
+          max_iterations: int | None = None) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock, or `max_iterations` fake-score updates
     if fewer (a test's bound that a busy machine cannot cut short); returns its judge accuracy.
 
@@ -233,10 +234,18 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     draws: the distribution-matching gradient of each sample is the mean over this many draws of (t, forward noise),
     each scored by the teacher and the fake score (1: DMD's single draw). On the CPU the shipped student's samples moved
     in steps of 0.01 rose from 0.727 to 0.836 judged on 128 captions along the 4-draw mean, to 0.805 along single draws,
-    and in steps of 0.05 along single draws fell to 0.15 (training.sample_flow, training/results/call27/sample_flow.md)."""
+    and in steps of 0.05 along single draws fell to 0.15 (training.sample_flow, training/results/call27/sample_flow.md).
+    anchor_weight: an output anchor (0: off). Each student update also runs the student on a second batch of (noise,
+    caption) pairs, the anchors, and adds anchor_weight x mean |x_anchor - x_reference|^2, where the reference is a frozen
+    copy of the student taken every anchor_every student updates (the first update of each period feels no pull). It
+    charges an update for moving the student's outputs where the batch does not ask it to: on the CPU, regressions of
+    the shipped student onto better targets near its own samples moved them as far off their useful direction as along
+    it and gained nothing; with an anchor the off-line part shrank tenfold (training/results/call30/record.md)."""
     t_lo_hi = comparison_range(t_range)  # a bad range fails before any loading
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
+    if anchor_weight < 0 or anchor_every < 1:
+        raise ValueError(f"anchor_weight must be >= 0 and anchor_every >= 1, got {anchor_weight}, {anchor_every}")
     deadline = Deadline(seconds, out / "STOP")  # `touch RUN/STOP` ends the training early
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
@@ -275,7 +284,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                           "gan_weight": gan_weight, "gan_d_weight": gan_d_weight,
                           "judge_gan_weight": judge_gan_weight, "judge_gan_lr": judge_gan_lr, "seed": seed,
                           "lr_warmup": lr_warmup, "ema_from_init": ema_from_init, "t_range": list(t_lo_hi),
-                          "draws": draws})
+                          "draws": draws, "anchor_weight": anchor_weight, "anchor_every": anchor_every})
     gen = torch.Generator(device=device).manual_seed(9000 + state.step + 100_003 * seed)
 
     scenes = sample_scenes(300 + state.step + 100_003 * seed, pool_size if cuda else 64, "train")
@@ -323,9 +332,13 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             torch.compiler.load_cache_artifacts(compile_cache.read_bytes())
             print(f"{STAGE} compile cache loaded: {compile_cache.stat().st_size / 2**20:.1f} MiB", flush=True)
 
-    def student_x0(noise: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def student_x0(noise: torch.Tensor, text: torch.Tensor, unet: nn.Module | None = None) -> torch.Tensor:
+        t_rows = t_top if len(noise) == batch else torch.full((len(noise),), top, device=device, dtype=torch.long)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            return x0_from_eps(noise, student_call(noise, t_top, encoder_hidden_states=text).sample, t_top, alpha_bar)
+            return x0_from_eps(noise, (student_call if unet is None else unet)(noise, t_rows, encoder_hidden_states=text).sample, t_rows, alpha_bar)
+
+    # the anchor's reference: a frozen copy of the student, refreshed every anchor_every student updates
+    reference = copy.deepcopy(student).eval().requires_grad_(False) if anchor_weight > 0 else None
 
     while deadline.left() > eval_reserve and (max_iterations is None or iteration < max_iterations):
         iteration += 1
@@ -345,7 +358,17 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
         text_both = torch.cat((text, empty_text.expand(batch, -1, -1)))
 
         if student_turn:
-            x = student_x0(noise, text)
+            if reference is None:
+                x = student_x0(noise, text)
+            else:  # the batch and the anchors in one pass (one compiled shape)
+                if (state.step - start_step) % anchor_every == 0:
+                    reference.load_state_dict(student.state_dict())
+                anchor_rows = torch.randint(0, len(tokens), (batch,), generator=gen, device=device)
+                anchor_noise = torch.randn((batch, 4, 16, 16), generator=gen, device=device)
+                with torch.no_grad():
+                    anchor_start = student_x0(anchor_noise, text_pool[anchor_rows], reference).float()
+                x, x_anchor = student_x0(torch.cat((noise, anchor_noise)), torch.cat((text, text_pool[anchor_rows]))).chunk(2)
+                drift = ((x_anchor.float() - anchor_start) ** 2).mean()
             grad = torch.zeros_like(x)
             for _ in range(draws):  # the same shapes each draw: one compiled graph per pass
                 t = torch.randint(*t_lo_hi, (batch,), generator=gen, device=device)
@@ -368,6 +391,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                     logits = disc(judge_features(judge, decode(vae, x, scaling)), pooled_pool[rows])
                     gan_j = -torch.stack([logit.mean() for logit in logits]).sum()
                 loss_g = loss_g + judge_gan_weight * gan_j
+            if reference is not None:
+                loss_g = loss_g + anchor_weight * drift
             ode = torch.zeros((), device=device)
             if bank is not None:
                 ode = ((x - bank[2][pick].float()) ** 2).mean()
@@ -384,6 +409,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                 save_compile_cache(compile_cache)
             if disc is not None and (state.step % 10 == 0 or state.step - start_step == 1):  # a short run shows it too
                 state.log("judge_gan_generator+5", gan_j.item() + 5.0)  # shifted positive for the log-scale plot
+            if reference is not None and (state.step - start_step <= 10 or state.step % 10 == 0):
+                state.log("anchor_drift", drift.item())
             if state.step % 10 == 0:
                 state.log("matching", matching.item())
                 state.log("grad_norm_rms", grad.pow(2).mean().sqrt().item())
@@ -482,6 +509,9 @@ def main() -> None:
                         help="(t, noise) draws averaged into each sample's distribution-matching gradient (1: DMD's)")
     parser.add_argument("--t-range", type=int, nargs=2, default=(T_MIN, T_MAX), metavar=("LO", "HI"),
                         help="timesteps [LO, HI) of the score comparison (default: DMD's 20 980)")
+    parser.add_argument("--anchor-weight", type=float, default=0.0,
+                        help="output anchor: weight of the change of the student's outputs on a second batch of (noise, caption) pairs (0: off)")
+    parser.add_argument("--anchor-every", type=int, default=32, help="student updates between refreshes of the anchor's reference")
     parser.add_argument("--compile-cache", type=Path, default=None,
                         help="torch.compile's artifacts: loaded from this file when present, saved to it after the first student step")
     args = parser.parse_args()
@@ -495,7 +525,7 @@ def main() -> None:
                        classifier_features=args.classifier_features, critic_warmup=args.critic_warmup,
                        judge_gan_weight=args.judge_gan_weight, judge_gan_lr=args.judge_gan_lr, seed=args.seed,
                        lr_warmup=args.lr_warmup, ema_from_init=args.ema_from_init, t_range=tuple(args.t_range),
-                       draws=args.draws), flush=True)
+                       draws=args.draws, anchor_weight=args.anchor_weight, anchor_every=args.anchor_every), flush=True)
 
 
 if __name__ == "__main__":
