@@ -14,7 +14,8 @@
 # of RMS 0.07 the anchor's is 2 W x 0.07: W = 3, 10, 30 pull at ~0.25x, 0.9x and 2.6x of it.
 # The critic: run 26a's was not in session 30's checkout, so each run restarts it from the teacher with 500 warm-up
 # updates (CRITIC=runs/critic30 when carried: then 200 are enough, as in calls 26-29).
-# Start: runs/init30/unet = weights/bundled_turbo/unet (carry it). Uploads and steps as call 29's record:
+# Start: runs/init30/unet = weights/bundled_turbo/unet (mkdir -p runs/init30 && cp -r weights/bundled_turbo/unet
+# runs/init30/; carry it); runs/whl from `bash tools/device_wheels.sh runs/whl`. Uploads and steps as call 29's record:
 #   (slim code-only tree) bash training/results/call30/gpu_call30.sh prepare runs/whl   # carry runs/whl
 #   (default slim tree)   TRAIN_S=1400 bash training/results/call30/gpu_call30.sh launch 45   # carry runs/init30
 #   poll 400; poll 545; finish (a, b and a's critic); rest (c, d and c's critic)
