@@ -219,31 +219,42 @@ def unet_inputs(arch: dict[str, Any], seed: int = 1) -> dict[str, torch.Tensor]:
 
 
 def assert_same_outputs(loaded: dict[str, nn.Module], original: dict[str, nn.Module], name: str) -> None:
-    """Every component gives bit-identical outputs to the module it was saved from."""
+    """Every component holds exactly the weights of the module it was saved from and gives its outputs up to fp32
+    rounding. Not bitwise: MKL does not promise the same bits for the same product of data at other addresses (outside
+    its CNR mode), and on some CPUs (AVX-512, AMX) it does not give them: the SD2 UNet's loaded copy first differs at a
+    Linear with equal inputs and weights, by 1.5e-8."""
     arch = TINY_ARCHITECTURES[name]
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        return True
+
     with torch.no_grad():
         for component, module in original.items():
             other = loaded[component]
+            theirs = dict(other.named_parameters())
+            for key, weight in module.named_parameters():
+                assert torch.equal(theirs[key], weight), f"{component}.{key}"
             if component in ("unet",):
                 inputs = unet_inputs(arch)
-                assert torch.equal(other(**inputs).sample, module(**inputs).sample), component
+                assert same(other(**inputs).sample, module(**inputs).sample), component
             elif component == "controlnet":
                 inputs = unet_inputs(arch)
                 cond = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
                 a = other(**inputs, controlnet_cond=cond, return_dict=False)
                 b = module(**inputs, controlnet_cond=cond, return_dict=False)
                 for x, y in zip([*a[0], a[1]], [*b[0], b[1]]):
-                    assert torch.equal(x, y)
+                    assert same(x, y)
                 assert float(b[1].abs().max()) > 0  # not a trivially zero output
             elif component == "vae":
                 image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
                 latents = module.encode(image).latent_dist.mean
-                assert torch.equal(other.encode(image).latent_dist.mean, latents)
-                assert torch.equal(other.decode(latents).sample, module.decode(latents).sample)
+                assert same(other.encode(image).latent_dist.mean, latents)
+                assert same(other.decode(latents).sample, module.decode(latents).sample)
             else:
                 ids = torch.tensor([[49406, 320, 1125, 539, 320, 2368, 49407, 0, 0]])
                 out_a, out_b = other(ids, output_hidden_states=True), module(ids, output_hidden_states=True)
-                assert torch.equal(out_a.hidden_states[-2], out_b.hidden_states[-2])
-                assert torch.equal(out_a.last_hidden_state, out_b.last_hidden_state)
+                assert same(out_a.hidden_states[-2], out_b.hidden_states[-2])
+                assert same(out_a.last_hidden_state, out_b.last_hidden_state)
                 if hasattr(out_b, "text_embeds"):
-                    assert torch.equal(out_a.text_embeds, out_b.text_embeds)
+                    assert same(out_a.text_embeds, out_b.text_embeds)
