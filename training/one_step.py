@@ -87,16 +87,37 @@ ANALYSIS_SEED = 4343
 
 
 @torch.no_grad()
+def caption_embeddings(parts: StudentBeside, captions: list[Caption], batch: int) -> torch.Tensor:
+    """The teacher's text encoder's last hidden states (N, L, D) of the captions, `batch` at a time."""
+    encode = parts.teacher.text_encoder
+    return torch.cat([encode(tokenize([c.text for c in captions[i : i + batch]])).last_hidden_state
+                      for i in range(0, len(captions), batch)])
+
+
+@torch.no_grad()
+def student_latents(unet: UNet2DConditionModel, parts: StudentBeside, noise: torch.Tensor, text: torch.Tensor,
+                    batch: int) -> torch.Tensor:
+    """A one-step UNet's latent samples (fp32) from noise (N, 4, 16, 16) and caption embeddings (N, L, D), `batch` at a
+    time."""
+    return torch.cat([one_step_x0(unet, noise[i : i + batch], text[i : i + batch], parts.alpha_bar)
+                      for i in range(0, len(noise), batch)])
+
+
+@torch.no_grad()
+def latent_accuracy(parts: StudentBeside, x: torch.Tensor, captions: list[Caption]) -> float:
+    """Whole-caption judge accuracy of latents x, decoded, against their captions."""
+    return caption_accuracy(parts.judge, decode(parts.vae, x, parts.scaling).clamp(0, 1), captions)[0]["caption"]
+
+
+@torch.no_grad()
 def seen_samples(parts: StudentBeside, count: int, batch: int, gen: torch.Generator) -> SeenSamples:
     """SeenSamples of `count` captions, the student's noise drawn first from `gen`."""
     captions = [s.caption for s in sample_scenes(ANALYSIS_SEED, count, "train")]
     noise = torch.randn((count, 4, 16, 16), generator=gen)
-    encode = parts.teacher.text_encoder
-    texts = [encode(tokenize([c.text for c in captions[i : i + batch]])).last_hidden_state for i in range(0, count, batch)]
-    x = torch.cat([one_step_x0(parts.student, noise[i * batch : (i + 1) * batch], text, parts.alpha_bar)
-                   for i, text in enumerate(texts)])
-    return SeenSamples(captions, [i for i, c in enumerate(captions) if len(c.objects) == 3], texts,
-                       encode(tokenize([EMPTY_PROMPT])).last_hidden_state, x)
+    text = caption_embeddings(parts, captions, batch)
+    return SeenSamples(captions, [i for i, c in enumerate(captions) if len(c.objects) == 3], list(text.split(batch)),
+                       parts.teacher.text_encoder(tokenize([EMPTY_PROMPT])).last_hidden_state,
+                       student_latents(parts.student, parts, noise, text, batch))
 
 
 @torch.no_grad()

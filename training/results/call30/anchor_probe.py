@@ -30,12 +30,16 @@ import torch
 
 from training.analysis import ROOT
 from training.data import sample_scenes, tokenize
-from training.distill_add import decode, one_step_x0
+from training.distill_add import one_step_x0
 from training.distill_dmd import T_MAX, T_MIN
 from training.distill_refine import refine
 from training.export import import_weights
-from training.judge import caption_accuracy
-from training.one_step import load_student_beside
+from training.one_step import (
+    caption_embeddings,
+    latent_accuracy,
+    load_student_beside,
+    student_latents,
+)
 from training.sample_flow import flow_step
 from training.text_unet import EMPTY_PROMPT
 
@@ -54,19 +58,16 @@ with torch.no_grad():
     empty = teacher.text_encoder(tokenize([EMPTY_PROMPT])).last_hidden_state
 
 
-@torch.no_grad()
 def embed(caps: list) -> torch.Tensor:
-    return torch.cat([teacher.text_encoder(tokenize([c.text for c in caps[i : i + B]])).last_hidden_state for i in range(0, len(caps), B)])
+    return caption_embeddings(parts, caps, B)
 
 
-@torch.no_grad()
 def outputs(unet: torch.nn.Module, noise: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    return torch.cat([one_step_x0(unet, noise[i : i + B], text[i : i + B], alpha_bar) for i in range(0, len(noise), B)])
+    return student_latents(unet, parts, noise, text, B)
 
 
-@torch.no_grad()
 def accuracy(latents: torch.Tensor, caps: list) -> float:
-    return caption_accuracy(judge, decode(vae, latents, scaling).clamp(0, 1), caps)[0]["caption"]
+    return latent_accuracy(parts, latents, caps)
 
 
 def quantiles(v: torch.Tensor) -> str:
