@@ -309,7 +309,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     eval_reserve = 30.0 if cuda else min(0.3 * seconds, 120.0)
     start_step, iteration = state.step, 0
     matching = torch.zeros((), device=device)
-    t_top = torch.full((batch,), top, device=device, dtype=torch.long)
+    t_top = torch.full((2 * batch,), top, device=device, dtype=torch.long)  # 2 x batch: the batch and its anchors
 
     def real_latents(pool: object, rows: Tensor) -> Tensor:
         """Scaled VAE latents (mean) of fresh renders of the pool's scenes `rows`."""
@@ -333,7 +333,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             print(f"{STAGE} compile cache loaded: {compile_cache.stat().st_size / 2**20:.1f} MiB", flush=True)
 
     def student_x0(noise: torch.Tensor, text: torch.Tensor, unet: nn.Module | None = None) -> torch.Tensor:
-        t_rows = t_top if len(noise) == batch else torch.full((len(noise),), top, device=device, dtype=torch.long)
+        t_rows = t_top[: len(noise)]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             return x0_from_eps(noise, (student_call if unet is None else unet)(noise, t_rows, encoder_hidden_states=text).sample, t_rows, alpha_bar)
 

@@ -225,9 +225,8 @@ def assert_same_outputs(loaded: dict[str, nn.Module], original: dict[str, nn.Mod
     Linear with equal inputs and weights, by 1.5e-8."""
     arch = TINY_ARCHITECTURES[name]
 
-    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-        return True
+    def close(a: torch.Tensor, b: torch.Tensor, msg: str | None = None) -> None:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=msg)
 
     with torch.no_grad():
         for component, module in original.items():
@@ -237,24 +236,24 @@ def assert_same_outputs(loaded: dict[str, nn.Module], original: dict[str, nn.Mod
                 assert torch.equal(theirs[key], weight), f"{component}.{key}"
             if component in ("unet",):
                 inputs = unet_inputs(arch)
-                assert same(other(**inputs).sample, module(**inputs).sample), component
+                close(other(**inputs).sample, module(**inputs).sample, msg=component)
             elif component == "controlnet":
                 inputs = unet_inputs(arch)
                 cond = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
                 a = other(**inputs, controlnet_cond=cond, return_dict=False)
                 b = module(**inputs, controlnet_cond=cond, return_dict=False)
                 for x, y in zip([*a[0], a[1]], [*b[0], b[1]]):
-                    assert same(x, y)
+                    close(x, y)
                 assert float(b[1].abs().max()) > 0  # not a trivially zero output
             elif component == "vae":
                 image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
                 latents = module.encode(image).latent_dist.mean
-                assert same(other.encode(image).latent_dist.mean, latents)
-                assert same(other.decode(latents).sample, module.decode(latents).sample)
+                close(other.encode(image).latent_dist.mean, latents)
+                close(other.decode(latents).sample, module.decode(latents).sample)
             else:
                 ids = torch.tensor([[49406, 320, 1125, 539, 320, 2368, 49407, 0, 0]])
                 out_a, out_b = other(ids, output_hidden_states=True), module(ids, output_hidden_states=True)
-                assert same(out_a.hidden_states[-2], out_b.hidden_states[-2])
-                assert same(out_a.last_hidden_state, out_b.last_hidden_state)
+                close(out_a.hidden_states[-2], out_b.hidden_states[-2])
+                close(out_a.last_hidden_state, out_b.last_hidden_state)
                 if hasattr(out_b, "text_embeds"):
-                    assert same(out_a.text_embeds, out_b.text_embeds)
+                    close(out_a.text_embeds, out_b.text_embeds)
