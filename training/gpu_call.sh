@@ -306,6 +306,19 @@ pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt fro
   fi
 }
 
+paired_on_card() {  # after finish: each run's final EMA (runs/wN_runNX) against INIT, paired on the card in fp32
+  # (training.paired_compare; PAIRED_CAPTIONS per split, default 768; PAIRED_SEED, default 113) -> $OUT/paired_runNX.json.
+  # The model's own files must be there: carry weights/bundled_turbo (the slim tree leaves it out).
+  local x
+  for x in $(cat "$E/runs.txt"); do
+    [ -d "runs/w${N}_run$N$x/bundled_turbo/unet" ] || { log "run $x: no exported EMA"; continue; }
+    $PY -m training.paired_compare --device "$DEVICE" --unet "runs/w${N}_run$N$x/bundled_turbo/unet" --baseline "$INIT" \
+      --captions "${PAIRED_CAPTIONS:-768}" --seed "${PAIRED_SEED:-113}" --out "${OUT:-runs}/paired_run$N$x.json" \
+      > "$E/logs/paired_$x.log" 2>&1 || tail -n 20 "$E/logs/paired_$x.log"
+    echo "run $x:"; grep "^both" "$E/logs/paired_$x.log"
+  done
+}
+
 dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on the cards that
   # GPUS names (default "0 1": a and c on card 0, b and d on card 1; "0 1 2 3": one run per card), each from INIT
   # (runs/initCALL_N/unet) and, when carried, CRITIC's critic (runs/criticCALL_N); the recipe sets DMD_HEAD (the
@@ -325,6 +338,7 @@ dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of dis
   case ${1:-} in
   finish) finish_in_two ;;  # a and b (and a's critic) packed; c and d wait for `rest`
   rest) pack_later ;;       # c and d's weights and run c's critic, behind whatever finish could not send
+  paired) paired_on_card ;;  # every run's final EMA against the start, paired on the card
   *) student_runs "$@" ;;
   esac
 }

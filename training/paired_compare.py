@@ -11,7 +11,7 @@ smaller than that of two separate accuracies when the two models mostly agree.
 The baseline is the model's own UNet unless --baseline names another diffusers UNet folder. Seen captions
 are the grammar's seen split drawn with --seed, held-out ones its held-out split with --seed + 1; the images
 of each chunk of 64 captions share one sampling seed (server.commands.eval.generate), so both UNets start
-from the same noise. CPU, fp32.
+from the same noise. fp32, on the CPU unless --device names another (a GPU call's candidates, compared on the card).
 """
 
 from __future__ import annotations
@@ -70,14 +70,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     from server.commands.eval import load_judge
 
-    judge = load_judge(ROOT / "weights", torch.device("cpu"))
-    models = {"candidate": load_model(args.model, "cpu", args.unet), "baseline": load_model(args.model, "cpu", args.baseline)}
+    device = torch.device(args.device)
+    judge = load_judge(ROOT / "weights", device)
+    models = {"candidate": load_model(args.model, device, args.unet), "baseline": load_model(args.model, device, args.baseline)}
     result: dict[str, object] = {"model": args.model, "candidate": str(args.unet), "baseline": str(args.baseline or "shipped"),
-                                 "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}
+                                 "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed,
+                                 "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)}
     both, every_caption = {}, []
     for split, seed in (("seen", args.seed), ("heldout", args.seed + 1)):
         captions = [s.caption for s in sample_scenes(seed, args.captions, "train" if split == "seen" else "heldout")]

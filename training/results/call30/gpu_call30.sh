@@ -19,6 +19,7 @@
 #   (slim code-only tree) bash training/results/call30/gpu_call30.sh prepare runs/whl   # carry runs/whl
 #   (default slim tree)   TRAIN_S=1400 bash training/results/call30/gpu_call30.sh launch 45   # carry runs/init30
 #   poll 400; poll 545; finish (a, b and a's critic); rest (c, d and c's critic)
+#   paired (carry weights/bundled_turbo): each final EMA against the start on 768 + 768 captions, paired, on the card
 # On two cards: RUNS="b d" GPUS="0 1". Env: as call_settings (TRAIN_S 1250), RUNS ("a b c d"), GPUS ("0 1 2 3"),
 # INIT, CRITIC, WARMUP (500 here), LR_WARMUP (300).
 set -u -o pipefail
