@@ -306,17 +306,30 @@ pack_later() {  # after finish_in_two: the weights of the runs of E/runs.txt fro
   fi
 }
 
-paired_on_card() {  # after finish: each run's final EMA (runs/wN_runNX) against INIT, paired on the card in fp32
-  # (training.paired_compare; PAIRED_CAPTIONS per split, default 768; PAIRED_SEED, default 113) -> $OUT/paired_runNX.json.
-  # The model's own files must be there: carry weights/bundled_turbo (the slim tree leaves it out).
-  local x
+paired_one() {  # UNET NAME: UNET against INIT on the card, paired in fp32 (training.paired_compare; PAIRED_CAPTIONS per split,
+  # default 768; PAIRED_SEED, default 113) -> $OUT/paired_NAME.json and E/logs/paired_NAME.log
+  $PY -m training.paired_compare --device "$DEVICE" --unet "$1" --baseline "$INIT" --captions "${PAIRED_CAPTIONS:-768}" \
+    --seed "${PAIRED_SEED:-113}" --out "${OUT:-runs}/paired_$2.json" > "$E/logs/paired_$2.log" 2>&1 \
+    || tail -n 20 "$E/logs/paired_$2.log"
+  echo "$2:"; grep "^both {" "$E/logs/paired_$2.log"
+}
+
+paired_on_card() {  # after finish: each run's final EMA (runs/wN_runNX), the mean of INIT and it (soupN_sX), and the mean of
+  # INIT and every run (soupN_sall), each paired against INIT (paired_one). bundled-turbo's own files must be there: the
+  # default slim tree sends its small files, and its UNet shards are taken from INIT (the shipped student) when missing.
+  local x unet all=()
+  mkdir -p weights/bundled_turbo/unet
+  for x in "$INIT"/*.safetensors; do [ -f "weights/bundled_turbo/unet/${x##*/}" ] || cp "$x" weights/bundled_turbo/unet/; done
   for x in $(cat "$E/runs.txt"); do
-    [ -d "runs/w${N}_run$N$x/bundled_turbo/unet" ] || { log "run $x: no exported EMA"; continue; }
-    $PY -m training.paired_compare --device "$DEVICE" --unet "runs/w${N}_run$N$x/bundled_turbo/unet" --baseline "$INIT" \
-      --captions "${PAIRED_CAPTIONS:-768}" --seed "${PAIRED_SEED:-113}" --out "${OUT:-runs}/paired_run$N$x.json" \
-      > "$E/logs/paired_$x.log" 2>&1 || tail -n 20 "$E/logs/paired_$x.log"
-    echo "run $x:"; grep "^both" "$E/logs/paired_$x.log"
+    unet="runs/w${N}_run$N$x/bundled_turbo/unet"
+    [ -d "$unet" ] || { log "run $x: no exported EMA"; continue; }
+    all+=("$unet")
+    paired_one "$unet" "run$N$x"
+    $PY -m training.soup "runs/soup${N}_s$x" "$INIT" "$unet" > "$E/logs/soup_s$x.log" 2>&1 && paired_one "runs/soup${N}_s$x" "soup${N}_s$x"
   done
+  [ ${#all[@]} -gt 1 ] && $PY -m training.soup "runs/soup${N}_sall" "$INIT" "${all[@]}" > "$E/logs/soup_sall.log" 2>&1 \
+    && paired_one "runs/soup${N}_sall" "soup${N}_sall"
+  return 0
 }
 
 dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of distill_dmd side by side on the cards that
@@ -338,7 +351,7 @@ dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of dis
   case ${1:-} in
   finish) finish_in_two ;;  # a and b (and a's critic) packed; c and d wait for `rest`
   rest) pack_later ;;       # c and d's weights and run c's critic, behind whatever finish could not send
-  paired) paired_on_card ;;  # every run's final EMA against the start, paired on the card
+  paired) paired_on_card ;;  # every run's final EMA, and its mean with the start, against the start, paired on the card
   *) student_runs "$@" ;;
   esac
 }
