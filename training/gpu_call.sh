@@ -314,12 +314,25 @@ paired_one() {  # UNET NAME: UNET against INIT on the card, paired in fp32 (trai
   echo "$2:"; grep "^both {" "$E/logs/paired_$2.log"
 }
 
+stage_turbo_shards() {  # bundled-turbo's UNet shards from INIT (the shipped student) where the slim tree left them out
+  local x
+  mkdir -p weights/bundled_turbo/unet
+  for x in "$INIT"/*.safetensors; do [ -f "weights/bundled_turbo/unet/${x##*/}" ] || cp "$x" weights/bundled_turbo/unet/; done
+}
+
+latency_on_card() {  # the shipped teacher and one-step student at batch 1 and batched, then each serving lever in turn
+  # (training.students_eval --latency-only) -> $OUT/latency/students_latency.json
+  stage_turbo_shards
+  $PY -m training.students_eval --weights weights --manifest weights_manifest.yaml --out "${OUT:-runs}/latency" --latency-only \
+    --models bundled-turbo > "$E/logs/latency.log" 2>&1 || tail -n 20 "$E/logs/latency.log"
+  grep " ms " "$E/logs/latency.log"
+}
+
 paired_on_card() {  # after finish: each run's final EMA (runs/wN_runNX), the mean of INIT and it (soupN_sX), and the mean of
   # INIT and every run (soupN_sall), each paired against INIT (paired_one). bundled-turbo's own files must be there: the
   # default slim tree sends its small files, and its UNet shards are taken from INIT (the shipped student) when missing.
   local x unet all=()
-  mkdir -p weights/bundled_turbo/unet
-  for x in "$INIT"/*.safetensors; do [ -f "weights/bundled_turbo/unet/${x##*/}" ] || cp "$x" weights/bundled_turbo/unet/; done
+  stage_turbo_shards
   for x in $(cat "$E/runs.txt"); do
     unet="runs/w${N}_run$N$x/bundled_turbo/unet"
     [ -d "$unet" ] || { log "run $x: no exported EMA"; continue; }
@@ -351,6 +364,7 @@ dmd_four_runs() {  # CALL_N MODE...: the recipes of calls 25 on. Runs a-d of dis
   case ${1:-} in
   finish) finish_in_two ;;  # a and b (and a's critic) packed; c and d wait for `rest`
   rest) pack_later ;;       # c and d's weights and run c's critic, behind whatever finish could not send
+  latency) latency_on_card ;;  # the shipped teacher and student's latency on the card, as served
   paired) paired_on_card ;;  # every run's final EMA, and its mean with the start, against the start, paired on the card
   *) student_runs "$@" ;;
   esac
