@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     # one/few-step models, whose decode is most of the GPU time: SD-Turbo 59.5 -> 80.9 img/s for
     # 34 s of warm-up on an H200; and for every model when compile_unet is on: SD1.5 fast mode
     # 10.91 -> 11.88 img/s with GPU JPEG; off otherwise), "off", "graphs" (CUDA graph per batch
-    # bucket: no gain at 8 images) or "compile" (torch.compile, dynamic batch: 1.56x on the bare decoder)
-    vae_accel: Literal["auto", "off", "graphs", "compile"] = "auto"
+    # bucket: no gain at 8 images), "compile" (torch.compile, dynamic batch: 1.56x on the bare decoder) or
+    # "compile_graphs" (the compiled decoder captured per bucket: for launch-bound small batches; not yet timed)
+    vae_accel: Literal["auto", "off", "graphs", "compile", "compile_graphs"] = "auto"
     # a compiled VAE decoder (vae_accel) in channels-last (NHWC) memory, CUDA only: cuDNN's fp16
     # convolutions are NHWC kernels and compiled GroupNorm does not mind the layout. The SD decoder at
     # 512x512 on an H100: 77.4 -> 65.1 ms per 8 images (bench/layout_probe.py). Exact within fp16 rounding

@@ -33,6 +33,8 @@ def test_bucketed_decoder_passes_host_tensors_through_and_copies_as_the_plain_de
     assert torch.equal(twin.decode(z, return_dict=False)[0], expected)
     with pytest.raises(ValueError, match="mode"):
         BucketedDecoder(plain, "fast")
+    compiled_graphs = BucketedDecoder(plain, "compile_graphs")  # off CUDA: the plain decoder, nothing captured
+    assert torch.equal(compiled_graphs(z), plain(z)) and compiled_graphs.buckets_seen == []
 
 
 def test_a_channels_last_decoder_gives_the_same_images_and_is_undone_with_the_lever() -> None:
@@ -46,6 +48,7 @@ def test_a_channels_last_decoder_gives_the_same_images_and_is_undone_with_the_le
     expected = autoencoder.decode(z, return_dict=False)[0]
     plain = autoencoder.decoder
     assert not BucketedDecoder(plain, "graphs", channels_last=True).channels_last  # graphs replay the eager layout
+    assert BucketedDecoder(copy.deepcopy(plain), "compile_graphs", channels_last=True).channels_last  # compiled kernels
     assert plain.conv_in.weight.is_contiguous()
     autoencoder.decoder = BucketedDecoder(plain, "compile", channels_last=True)
     assert plain.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
@@ -55,7 +58,7 @@ def test_a_channels_last_decoder_gives_the_same_images_and_is_undone_with_the_le
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled decoder is CUDA-only")
-def test_the_compiled_decoder_in_either_layout_keeps_the_eager_images() -> None:
+def test_the_compiled_decoder_in_either_layout_and_its_graphs_keep_the_eager_images() -> None:
     model = tiny_sd1()
     model.vae.vae.to("cuda", torch.float16)  # type: ignore[attr-defined]
     model.device = torch.device("cuda")
@@ -63,20 +66,23 @@ def test_the_compiled_decoder_in_either_layout_keeps_the_eager_images() -> None:
     eager = model.vae.decode(latents)  # type: ignore[attr-defined]
     from pipelines.accel import disable_vae_decoder_accel
 
-    for channels_last in (False, True):
-        assert enable_vae_decoder_accel(model, "compile", channels_last=channels_last)
-        for rows in (3, 1, 2):
+    for mode, channels_last in (("compile", False), ("compile", True), ("compile_graphs", True)):
+        assert enable_vae_decoder_accel(model, mode, channels_last=channels_last)
+        for rows in (3, 1, 2, 3):  # compile_graphs: a padded bucket, a single row, a bucket, a replay
             images = model.vae.decode(latents[:rows])  # type: ignore[attr-defined]
             side = 16 * model.vae.latent_factor  # type: ignore[attr-defined]
             assert images.shape == (rows, 3, side, side)
             assert float((images - eager[:rows]).abs().max()) < 0.02  # fp16 rounding
+        decoder = model.vae.vae.decoder  # type: ignore[attr-defined]
+        if mode == "compile_graphs":  # captured, not fallen back to compile alone
+            assert decoder.mode == "compile_graphs" and decoder.buckets_seen == [1, 2, 4]
         disable_vae_decoder_accel(model)
         torch._dynamo.reset()
 
 
 def test_vae_accel_is_a_no_op_off_cuda_and_when_off() -> None:
     model = tiny_sd1()
-    for mode in ("graphs", "compile", "auto", "off"):
+    for mode in ("graphs", "compile", "compile_graphs", "auto", "off"):
         assert not enable_vae_decoder_accel(model, mode)
     assert not isinstance(model.vae.vae.decoder, BucketedDecoder)  # type: ignore[attr-defined]
 
@@ -90,6 +96,7 @@ def test_auto_vae_accel_compiles_the_decoder_of_few_step_models_and_beside_a_com
     turbo = replace(tiny, family=replace(tiny.family, default_steps=1))
     assert vae_accel_for(turbo, "auto") == "compile"
     assert vae_accel_for(turbo, "graphs") == "graphs" and vae_accel_for(model, "compile") == "compile"
+    assert vae_accel_for(turbo, "compile_graphs") == "compile_graphs"
     assert vae_accel_for(model, "auto", compiled_unet=True) == "compile"
     assert vae_accel_for(model, "off", compiled_unet=True) == "off"
 

@@ -158,7 +158,7 @@ async def test_tiny_and_full_requests_batched_together_decode_apart() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the decoder levers are CUDA-only")
-@pytest.mark.parametrize("mode", ["graphs", "compile"])
+@pytest.mark.parametrize("mode", ["graphs", "compile", "compile_graphs"])
 def test_the_decoder_lever_wraps_the_tiny_decoder_too_and_keeps_its_images(mode: str) -> None:
     from pipelines.accel import BucketedDecoder, enable_vae_decoder_accel
 

@@ -5,14 +5,14 @@
 # of the index (the files stay on disk) and ignores it in .git/info/exclude, so the call sends
 # only code and the weights it needs; `unslim` restores the index and the exclude file. Commit
 # only with explicit paths (`git commit -- PATHS`) while slim.
-#   bash tools/device_tree.sh slim [KEEP_REGEX]    # default: code + weights/bundled + weights/judge + bundled_turbo's
+#   bash tools/device_tree.sh slim [KEEP_REGEX]    # default: code, tests, weights/bundled, weights/judge, bundled_turbo's
 #                                                  # small files (its UNet's shards stay: a call carries its start)
 #   bash tools/device_tree.sh unslim
 #   bash tools/device_tree.sh size                 # bytes that the next call would send (no carry)
 set -eu
 cd "$(git rev-parse --show-toplevel)"
 LIST=.git/device_tree.list
-KEEP_DEFAULT='^bench/[^/]*$|^pipelines/|^server/|^weights/bundled/|^weights/judge/|^weights/bundled_turbo/(model_index\.json|scheduler/[^/]*|text_encoder|tokenizer|vae|unet/[^/]*\.json)$|^weights_manifest.yaml$|^training/[a-z_]*\.(py|sh|json)$|^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$'
+KEEP_DEFAULT='^bench/[^/]*$|^pipelines/|^server/|^tests/|^weights/bundled/|^weights/judge/|^weights/bundled_turbo/(model_index\.json|scheduler/[^/]*|text_encoder|tokenizer|vae|unet/[^/]*\.json)$|^weights_manifest.yaml$|^training/[a-z_]*\.(py|sh|json)$|^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$'
 size() { (git ls-files; git ls-files -o --exclude-standard) | tr '\n' '\0' | xargs -0 du -cb 2>/dev/null | tail -n 1; }
 case ${1:-} in
 slim)

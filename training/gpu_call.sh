@@ -320,9 +320,14 @@ stage_turbo_shards() {  # bundled-turbo's UNet shards from INIT (the shipped stu
   for x in "$INIT"/*.safetensors; do [ -f "weights/bundled_turbo/unet/${x##*/}" ] || cp "$x" weights/bundled_turbo/unet/; done
 }
 
-latency_on_card() {  # the shipped teacher and one-step student at batch 1 and batched, then each serving lever in turn
-  # (training.students_eval --latency-only) -> $OUT/latency/students_latency.json
+latency_on_card() {  # the decoder levers' CUDA tests, then the shipped teacher and one-step student at batch 1 and batched
+  # and each serving lever in turn (training.students_eval --latency-only) -> $OUT/latency/{pytest.txt,students_latency.json}
   stage_turbo_shards
+  mkdir -p "${OUT:-runs}/latency"
+  $PY -m pytest -q -p no:cacheprovider -rs \
+    tests/test_perf_levers.py::test_the_compiled_decoder_in_either_layout_and_its_graphs_keep_the_eager_images \
+    tests/test_tiny_decoder_api.py::test_the_decoder_lever_wraps_the_tiny_decoder_too_and_keeps_its_images 2>&1 \
+    | tail -n 12 | tee "${OUT:-runs}/latency/pytest.txt"
   $PY -m training.students_eval --weights weights --manifest weights_manifest.yaml --out "${OUT:-runs}/latency" --latency-only \
     --models bundled-turbo > "$E/logs/latency.log" 2>&1 || tail -n 20 "$E/logs/latency.log"
   grep " ms " "$E/logs/latency.log"

@@ -18,7 +18,9 @@ served": also with the engine's default decoder lever (settings.vae_accel "auto"
 compiled for models of few default steps, so for the students and not the 25-step teacher). Last
 ("text"), also the CLIP text encoder replayed as CUDA graphs (settings.text_encoder_graphs); then
 ("text_vaegraphs") the same with every model's decoder replayed as CUDA graphs instead of compiled
-(settings.vae_accel "graphs": at batch 1 a tiny decoder is launch-bound, where compile's host work weighs).
+(settings.vae_accel "graphs": at batch 1 a tiny decoder is launch-bound, where compile's host work weighs); last
+("text_vaecompilegraphs") every model's decoder compiled and its kernels replayed as CUDA graphs (vae_accel
+"compile_graphs"), the teacher's too: both models with every lever.
 --latency-only skips the judge (students_latency.json only), e.g. for CPU figures.
 
 Writes DIR/students_eval.json, DIR/students_eval.md and DIR/students_grid.png (rows: 8 seen
@@ -31,6 +33,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -40,7 +43,8 @@ from training.data import sample_scenes
 
 # batch-1 latency again on CUDA, per stage (row keys latency_batch1_STAGE_s, speedup_batch1_STAGE) -> its column title
 CUDA_STAGES = {"graphs": "batch 1, UNet CUDA graphs", "served": "batch 1 as served (+ decoder lever)",
-               "text": "batch 1, + text encoder graphs", "text_vaegraphs": "batch 1, text graphs, decoder as CUDA graphs"}
+               "text": "batch 1, + text encoder graphs", "text_vaegraphs": "batch 1, text graphs, decoder as CUDA graphs",
+               "text_vaecompilegraphs": "batch 1, text graphs, decoder compiled + CUDA graphs"}
 
 # (manifest id, sampler, steps, guidance w, row name)
 ROWS: tuple[tuple[str, str, int, float, str], ...] = (
@@ -157,12 +161,15 @@ def main() -> None:
             enable_vae_decoder_accel,
         )
 
-        def decoder_graphs(model: object) -> None:  # every decoder as CUDA graphs, in place of "auto"'s choice
-            disable_vae_decoder_accel(model)
-            enable_vae_decoder_accel(model, "graphs")
+        def decoder_lever(mode: str) -> Callable[[object], None]:  # every decoder in `mode`, in place of "auto"'s choice
+            def enable(model: object) -> None:
+                disable_vae_decoder_accel(model)
+                enable_vae_decoder_accel(model, mode)
+            return enable
 
         levers = {"graphs": enable_cuda_graphs, "served": lambda m: enable_vae_decoder_accel(m, "auto"),  # CUDA_STAGES' order
-                  "text": enable_text_encoder_graphs, "text_vaegraphs": decoder_graphs}
+                  "text": enable_text_encoder_graphs, "text_vaegraphs": decoder_lever("graphs"),
+                  "text_vaecompilegraphs": decoder_lever("compile_graphs")}
         for stage, enable in levers.items():
             for model in models.values():
                 enable(model)

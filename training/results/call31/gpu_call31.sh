@@ -14,7 +14,8 @@
 #   (default slim tree) TRAIN_S=1150 bash training/results/call31/gpu_call31.sh launch 45   # carry runs/init31
 #   poll 400; poll 545; finish (a, b and a's critic); PAIRED_CAPTIONS=512 ... paired (each run and its mean with the
 #   start, and the mean of the start and all four, against the start on the card: ~3 minutes); rest (c and d);
-#   latency (the shipped student's and the teacher's latency on the card: no card has measured call 30's student yet)
+#   latency (the decoder levers' CUDA tests, then the shipped student's and the teacher's latency on the card, each lever in
+#   turn, the new compiled-and-graphed decoder last: no card has measured call 30's student or that lever yet)
 # TRAIN_S=1150 leaves room for paired and latency in the session's 1,800 s (call 30 held 1,689 s at 1250 without them).
 # The code-only tree: bash tools/device_tree.sh slim '^bench/[^/]*$|^pipelines/|^server/|^weights_manifest.yaml$|
 #   ^training/[a-z_]*\.(py|sh|json)$|^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$' (one line).
