@@ -187,3 +187,20 @@ def test_soup_is_the_weighted_mean_of_the_unets(tmp_path: Path) -> None:
     assert all(torch.allclose(same[k], a[k]) for k in a)
     with pytest.raises(ValueError, match="weight"):
         soup(folders, [1.0])
+
+
+def test_interleaved_latency_alternates_the_rows_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """students_eval times the teacher and the students in alternation (two warm-up rounds, then `reps` timed ones),
+    each call with its own row's settings and the round's seed, and returns one median per row."""
+    from training import students_eval
+
+    calls: list[tuple[str, int, int, int]] = []
+
+    def fake_generate(model: object, prompts: list[str], sampler: str, steps: int, guidance: float, seed: int) -> None:
+        calls.append((sampler, steps, len(prompts), seed))
+
+    monkeypatch.setattr(students_eval, "generate", fake_generate)
+    cpu = type("Model", (), {"device": torch.device("cpu")})()
+    medians = students_eval.interleaved_latency([(cpu, "ddim", 25, 4.0), (cpu, "turbo", 1, 1.0)], batch=3, reps=2)
+    assert len(medians) == 2 and all(m >= 0 for m in medians)
+    assert calls == [(sampler, steps, 3, seed) for seed in range(4) for sampler, steps in (("ddim", 25), ("turbo", 1))]

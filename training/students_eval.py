@@ -11,7 +11,8 @@ from server.commands.eval.evaluate on the same `--captions` seen and held-out ca
 Latency per image goes through the same serving path (server.commands.eval.generate: text
 encoder, sampler, UNet, VAE decoder; eager), after warm-up, as the median of repeated calls, with
 torch.cuda.synchronize around each on CUDA: "batch 1" is one prompt per call, "batched" is
-`--latency-batch` prompts per call divided by that count. On CUDA batch 1 is measured again with
+`--latency-batch` prompts per call divided by that count. The rows' calls alternate (teacher, student,
+teacher, ...: interleaved_latency), so a change of the host's speed during the run weighs on each alike. On CUDA batch 1 is measured again with
 the UNet replayed as CUDA graphs (pipelines.accel, the engine's default there): at batch 1 the
 fixed costs (text encoder, VAE decoder, launches) bound the students' speed-up. Then once more "as
 served": also with the engine's default decoder lever (settings.vae_accel "auto": the decoder
@@ -63,17 +64,25 @@ def _synchronize(device: torch.device) -> None:
 
 def latency(model: object, sampler: str, steps: int, guidance: float, batch: int, reps: int) -> float:
     """Median seconds per image over `reps` calls of `batch` prompts each, after two warm-up calls."""
-    device: torch.device = model.device  # type: ignore[attr-defined]
+    return interleaved_latency([(model, sampler, steps, guidance)], batch, reps)[0]
+
+
+def interleaved_latency(calls: list[tuple[object, str, int, float]], batch: int, reps: int) -> list[float]:
+    """latency() for several (model, sampler, steps, guidance) at once, their calls alternating: rep i times each
+    in turn, so a drift of the host's speed (shared or throttled cores) weighs on every row alike. Median seconds
+    per image per row, after two warm-up calls each."""
     prompts = [s.caption.text for s in sample_scenes(31, batch, "train")]
-    times = []
+    times: list[list[float]] = [[] for _ in calls]
     for i in range(reps + 2):
-        _synchronize(device)
-        start = time.perf_counter()
-        generate(model, prompts, sampler, steps, guidance, seed=i)
-        _synchronize(device)
-        if i >= 2:
-            times.append((time.perf_counter() - start) / batch)
-    return statistics.median(times)
+        for row, (model, sampler, steps, guidance) in enumerate(calls):
+            device: torch.device = model.device  # type: ignore[attr-defined]
+            _synchronize(device)
+            start = time.perf_counter()
+            generate(model, prompts, sampler, steps, guidance, seed=i)
+            _synchronize(device)
+            if i >= 2:
+                times[row].append((time.perf_counter() - start) / batch)
+    return [statistics.median(t) for t in times]
 
 
 def comparison_grid(models: dict[str, object], path: Path, count: int = 8,
@@ -145,9 +154,12 @@ def main() -> None:
             records = evaluate(model, judge, [Config(sampler, steps, w, ("seen", "heldout"))], args.captions, eval_batch,
                                args.out, float("inf"), label=f"{mid}_")
             row.update({r["split"]: r for r in records})  # type: ignore[misc]
-        row["latency_batch1_s"] = latency(model, sampler, steps, w, 1, reps)
-        row["latency_batched_s"] = latency(model, sampler, steps, w, lat_batch, max(3, reps // 4))
         rows.append(row)
+    calls = [(models[mid], sampler, steps, w) for mid, sampler, steps, w, _ in spec]
+    for key, batch, count in (("latency_batch1_s", 1, reps), ("latency_batched_s", lat_batch, max(3, reps // 4))):
+        for row, seconds in zip(rows, interleaved_latency(calls, batch, count)):
+            row[key] = seconds
+    for row in rows:
         print(json.dumps({k: v for k, v in row.items() if k not in ("seen", "heldout")}), flush=True)
     if not args.latency_only:
         comparison_grid(models, args.out / "students_grid.png", spec=spec)
