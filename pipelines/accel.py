@@ -257,7 +257,7 @@ class BucketedDecoder(torch.nn.Module):
     4.11 ms as served with the compiled decoder against 3.71 ms with graphs). Where a capture fails,
     the decoder stays compiled without graphs and says so once in the log.
 
-    channels_last (compile only): the decoder's weights and its input in NHWC memory. cuDNN's
+    channels_last (the compile modes): the decoder's weights and its input in NHWC memory. cuDNN's
     tensor-core convolutions are NHWC kernels, and once GroupNorm + SiLU are generated kernels
     (eager GroupNorm is slow on NHWC, so eager keeps NCHW) nothing else minds the layout: the SD
     decoder at 512x512 took 77.4 -> 65.1 ms per 8 images on an H100 (bench/layout_probe.py). The

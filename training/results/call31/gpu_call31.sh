@@ -11,15 +11,17 @@
 # Start: runs/init31/unet = weights/bundled_turbo/unet (mkdir -p runs/init31 && cp -r weights/bundled_turbo/unet
 # runs/init31/; carry it); runs/whl from `bash tools/device_wheels.sh runs/whl`. Steps, on kind nvidia-h200-x4:
 #   (code-only tree)    bash training/results/call31/gpu_call31.sh prepare runs/whl   # carry runs/whl
-#   (default slim tree) TRAIN_S=1150 bash training/results/call31/gpu_call31.sh launch 45   # carry runs/init31
-#   poll 400; poll 545; finish (a, b and a's critic); PAIRED_CAPTIONS=512 ... paired (each run and its mean with the
+#   (default slim tree) TRAIN_S=1000 bash training/results/call31/gpu_call31.sh launch 45   # carry runs/init31
+#   poll 400; poll 520; finish (a, b and a's critic); PAIRED_SEED=121 PAIRED_CAPTIONS=512 ... paired (each run and its mean with the
 #   start, and the mean of the start and all four, against the start on the card: ~3 minutes); rest (c and d);
 #   latency (the decoder levers' CUDA tests, then the shipped student's and the teacher's latency on the card, each lever in
 #   turn, the new compiled-and-graphed decoder last: no card has measured call 30's student or that lever yet)
-# TRAIN_S=1150 leaves room for paired and latency in the session's 1,800 s (call 30 held 1,689 s at 1250 without them).
+# TRAIN_S=1000 leaves room for paired (~170 s) and latency (~200 s) in the session's 1,800 s: call 30 held ~1,580 s at
+# 1250 without them (and ~110 s more in two ad hoc calls). Each run gets ~640 s of student updates (~2,100 at 3.3/s).
 # The code-only tree: bash tools/device_tree.sh slim '^bench/[^/]*$|^pipelines/|^server/|^weights_manifest.yaml$|
 #   ^training/[a-z_]*\.(py|sh|json)$|^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$' (one line).
-# A winner on the card is rebuilt here (training.soup) and paired on a fresh seed on the CPU before it is installed.
+# A winner on the card is rebuilt here (training.soup) and paired on a fresh seed on the CPU before it is installed
+# (seeds up to 121 are used: 91-121 odd, with their held-out twins).
 # On two cards: GPUS="0 1". Env: as call_settings (TRAIN_S 1250 unless set), RUNS ("a b c d"), GPUS ("0 1 2 3"), INIT, CRITIC,
 # WARMUP (500 here), LR_WARMUP (300).
 set -u -o pipefail
