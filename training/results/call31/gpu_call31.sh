@@ -21,7 +21,7 @@
 # The code-only tree: bash tools/device_tree.sh slim '^bench/[^/]*$|^pipelines/|^server/|^weights_manifest.yaml$|
 #   ^training/[a-z_]*\.(py|sh|json)$|^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$' (one line).
 # A winner on the card is rebuilt here (training.soup) and paired on a fresh seed on the CPU before it is installed
-# (seeds 91-117 are taken, odd ones with their held-out twins; this call's pairing on the card takes 121).
+# (seeds 91-117 are taken; this call's pairing on the card takes 121 and its held-out twin 122).
 # On two cards: GPUS="0 1". Env: as call_settings (TRAIN_S 1250 unless set), RUNS ("a b c d"), GPUS ("0 1 2 3"), INIT, CRITIC,
 # WARMUP (500 here), LR_WARMUP (300).
 set -u -o pipefail
