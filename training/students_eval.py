@@ -11,12 +11,13 @@ from server.commands.eval.evaluate on the same `--captions` seen and held-out ca
 Latency per image goes through the same serving path (server.commands.eval.generate: text
 encoder, sampler, UNet, VAE decoder; eager), after warm-up, as the median of repeated calls, with
 torch.cuda.synchronize around each on CUDA: "batch 1" is one prompt per call, "batched" is
-`--latency-batch` prompts per call divided by that count. The rows' calls alternate (teacher, student,
-teacher, ...: interleaved_latency), so a change of the host's speed during the run weighs on each alike. On CUDA batch 1 is measured again with
+`--latency-batch` prompts per call divided by that count. The rows' calls alternate (teacher,
+student, teacher, ...: interleaved_latency), so a change of the host's speed during the run weighs
+on each alike. On CUDA batch 1 is measured again with
 the UNet replayed as CUDA graphs (pipelines.accel, the engine's default there): at batch 1 the
 fixed costs (text encoder, VAE decoder, launches) bound the students' speed-up. Then once more "as
 served": also with the engine's default decoder lever (settings.vae_accel "auto": the decoder
-compiled for models of few default steps, so for the students and not the 25-step teacher). Last
+compiled for models of few default steps, so for the students and not the 25-step teacher). Then
 ("text"), also the CLIP text encoder replayed as CUDA graphs (settings.text_encoder_graphs); then
 ("text_vaegraphs") the same with every model's decoder replayed as CUDA graphs instead of compiled
 (settings.vae_accel "graphs": at batch 1 a tiny decoder is launch-bound, where compile's host work weighs); last
