@@ -1,0 +1,159 @@
+"""Where a batch-1 call's time goes on CUDA, phase by phase, for the bundled teacher and one-step student.
+
+server.commands.eval.generate (the path students_eval times) runs four phases: text encoding (prompt and
+empty negative, one encoder pass), the initial noise (seeded CPU generator, copied to the card), the
+sampler's denoiser calls, and the decode (decoder input, VAE decoder, clamp). Each is timed here alone,
+with the card synchronised before and after it, as the median of `--reps` calls; "total" is the whole
+call without the inner synchronisations, and "sync" the cost of one synchronisation of an idle card
+(the floor every timed call pays). Then torch.profiler records each model's calls: the aten operators and CUDA
+runtime calls per call (each launch is host time at batch 1) and the table of the costliest.
+
+Stages: "served" (UNet CUDA graphs, the default decoder lever, the text encoder's graphs: the engine's CUDA
+defaults) and "compile_graphs" (the same with every decoder compiled and replayed per bucket as a CUDA graph).
+
+    python -m bench.phases --out DIR [--reps 100]   # DIR/phases.json, DIR/phases_profiles.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from server.commands.eval import SIZE, generate
+
+MODELS = (("bundled", "ddim", 25, 4.0), ("bundled-turbo", "turbo", 1, 1.0))
+PROMPT = "a small red circle left of a large blue square"
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(call: Callable[[], object], reps: int) -> float:
+    """Median milliseconds of `call` between two synchronisations, after two warm-up calls."""
+    times = []
+    for i in range(reps + 2):
+        _sync()
+        start = time.perf_counter()
+        call()
+        _sync()
+        if i >= 2:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def phases(model: object, sampler: str, steps: int, guidance: float, reps: int) -> dict[str, float]:
+    """Milliseconds per phase of generate(model, [PROMPT], ...), each phase timed alone, and the whole call."""
+    from pipelines.conditioning import GuidedConditioning
+    from pipelines.guidance import cfg
+    from pipelines.samplers import make_sampler, run, seeded_noise
+    from pipelines.text import encode_with_negative
+    from pipelines.text_to_image import sampling_sigmas
+
+    spec, device = model.family, model.device  # type: ignore[attr-defined]
+    state: dict[str, object] = {}
+
+    def encode() -> None:
+        cond, uncond, _ = encode_with_negative(model.text_encoder, [PROMPT], [""], size=(SIZE, SIZE))  # type: ignore[attr-defined]
+        state["gc"] = GuidedConditioning(cond=cond.to(device), uncond=uncond.to(device), guidance_scale=torch.full((1,), guidance))
+
+    def noise() -> None:
+        sigmas = sampling_sigmas(model, sampler, steps)  # type: ignore[arg-type]
+        generator = torch.Generator("cpu").manual_seed(0)
+        side = SIZE // spec.latent_factor
+        eps = torch.randn((1, spec.latent_channels, side, side), generator=generator).to(device)
+        state.update(sigmas=sigmas, generator=generator, x=eps * model.denoiser.prior_scale(float(sigmas[0])))  # type: ignore[attr-defined]
+
+    def denoise() -> None:
+        guided, gc = cfg(model.denoiser), state["gc"]  # type: ignore[attr-defined]
+        x = state["x"]
+        state["out"] = run(make_sampler(sampler, x, state["sigmas"], seeded_noise(x, state["generator"])),  # type: ignore[arg-type]
+                           lambda x_now, sigma_rows: guided(x_now, sigma_rows, gc))  # type: ignore[arg-type]
+
+    def decode() -> None:
+        latents = model.denoiser.to_decoder_input(state["out"], float(state["sigmas"][-1]))  # type: ignore[attr-defined, index]
+        model.vae.decode(latents).float().clamp(0, 1)  # type: ignore[attr-defined]
+
+    result = {name: timed(call, reps) for name, call in (("encode", encode), ("noise", noise), ("denoise", denoise),
+                                                          ("decode", decode))}
+    result["sum"] = sum(result.values())
+    result["total"] = timed(lambda: generate(model, [PROMPT], sampler, steps, guidance, seed=0), reps)
+    return result
+
+
+def profile_table(model: object, sampler: str, steps: int, guidance: float, calls: int) -> tuple[dict[str, float], str]:
+    """Per call: aten operators (nested ones too) and CUDA runtime calls (kernel and graph launches, copies,
+    synchronisations); and the profiler's table of the costliest by self CPU time, over `calls` calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    generate(model, [PROMPT], sampler, steps, guidance, seed=0)
+    _sync()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            generate(model, [PROMPT], sampler, steps, guidance, seed=0)
+        _sync()
+    averages = prof.key_averages()
+    counts = {"aten_ops_per_call": sum(e.count for e in averages if e.key.startswith("aten::")) / calls,
+              "cuda_runtime_calls_per_call": sum(e.count for e in averages if e.key.startswith("cuda")) / calls}
+    return counts, averages.table(sort_by="self_cpu_time_total", row_limit=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, default=Path("weights"))
+    parser.add_argument("--manifest", type=Path, default=Path("weights_manifest.yaml"))
+    parser.add_argument("--reps", type=int, default=100, help="timed calls per phase (the teacher: a fifth)")
+    parser.add_argument("--device", default="cuda", help="cpu: a smoke run of this script (the levers are CUDA-only)")
+    args = parser.parse_args()
+    from pipelines.accel import (
+        disable_vae_decoder_accel,
+        enable_cuda_graphs,
+        enable_text_encoder_graphs,
+        enable_vae_decoder_accel,
+    )
+    from pipelines.loading import load_from_manifest
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = {mid: load_from_manifest(mid, args.manifest, args.weights, device=torch.device(args.device),
+                                 dtype=torch.float16 if args.device == "cuda" else torch.float32)
+              for mid, *_ in MODELS}
+    for model in models.values():
+        enable_cuda_graphs(model)
+        enable_vae_decoder_accel(model, "auto")
+        enable_text_encoder_graphs(model)
+    result: dict[str, object] = {"card": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "prompt_words": len(PROMPT.split()),
+                                 "sync_ms": timed(lambda: None, 1000)}
+    tables = []
+    for stage in ("served", "compile_graphs"):
+        if stage == "compile_graphs":
+            for model in models.values():
+                disable_vae_decoder_accel(model)
+                enable_vae_decoder_accel(model, "compile_graphs")
+        for mid, sampler, steps, guidance in MODELS:
+            reps = args.reps if steps == 1 else max(5, args.reps // 5)
+            try:
+                row = phases(models[mid], sampler, steps, guidance, reps)
+                counts, table = profile_table(models[mid], sampler, steps, guidance, 20 if steps == 1 else 2)
+            except (RuntimeError, ValueError, TypeError, AssertionError) as e:  # one stage's failure keeps the others
+                result[f"{stage}/{mid}"] = {"error": f"{type(e).__name__}: {e}"}
+                continue
+            row.update(counts)
+            result[f"{stage}/{mid}"] = row
+            tables.append(f"== {stage} {mid} {json.dumps(counts)}\n{table}\n")
+            print(stage, mid, json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)
+    (args.out / "phases.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "phases_profiles.txt").write_text("".join(tables))
+    print(f"sync {result['sync_ms']:.3f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
