@@ -5,13 +5,14 @@ empty negative, one encoder pass), the initial noise (seeded CPU generator, copi
 sampler's denoiser calls, and the decode (decoder input, VAE decoder, clamp). Each is timed here alone,
 with the card synchronised before and after it, as the median of `--reps` calls; "total" is the whole
 call without the inner synchronisations, and "sync" the cost of one synchronisation of an idle card
-(the floor every timed call pays). Then torch.profiler records each model's calls: the aten operators and CUDA
+(the floor every timed call pays), and "syncs_per_call" the host-card synchronisations of one call (torch's sync
+debug mode; their file:line in "STAGE/MODEL/sync_sites"). Then torch.profiler records each model's calls: the aten operators and CUDA
 runtime calls per call (each launch is host time at batch 1) and the table of the costliest.
 
-Stages: "served" (UNet CUDA graphs, the default decoder lever, the text encoder's graphs: the engine's CUDA
+Each stage is timed at batch 1 and per image at `--batch` prompts per call. Stages: "eager" (no lever), "served" (UNet CUDA graphs, the default decoder lever, the text encoder's graphs: the engine's CUDA
 defaults) and "compile_graphs" (the same with every decoder compiled and replayed per bucket as a CUDA graph).
 
-    python -m bench.phases --out DIR [--reps 100]   # DIR/phases.json, DIR/phases_profiles.txt
+    python -m bench.phases --out DIR [--reps 100] [--batch 256]   # DIR/phases.json, DIR/phases_profiles.txt
 """
 
 from __future__ import annotations
@@ -49,26 +50,28 @@ def timed(call: Callable[[], object], reps: int) -> float:
     return statistics.median(times)
 
 
-def phases(model: object, sampler: str, steps: int, guidance: float, reps: int) -> dict[str, float]:
-    """Milliseconds per phase of generate(model, [PROMPT], ...), each phase timed alone, and the whole call."""
-    from pipelines.conditioning import GuidedConditioning
+def phases(model: object, sampler: str, steps: int, guidance: float, reps: int, batch: int = 1) -> dict[str, float]:
+    """Milliseconds per image per phase of generate(model, [PROMPT] * batch, ...), each phase timed alone, and
+    the whole call."""
+    from pipelines.conditioning import GuidedConditioning, to_device
     from pipelines.guidance import cfg
     from pipelines.samplers import make_sampler, run, seeded_noise
     from pipelines.text import encode_with_negative
     from pipelines.text_to_image import sampling_sigmas
 
     spec, device = model.family, model.device  # type: ignore[attr-defined]
+    prompts = [PROMPT] * batch
     state: dict[str, object] = {}
 
     def encode() -> None:
-        cond, uncond, _ = encode_with_negative(model.text_encoder, [PROMPT], [""], size=(SIZE, SIZE))  # type: ignore[attr-defined]
-        state["gc"] = GuidedConditioning(cond=cond.to(device), uncond=uncond.to(device), guidance_scale=torch.full((1,), guidance))
+        cond, uncond, _ = encode_with_negative(model.text_encoder, prompts, [""] * batch, size=(SIZE, SIZE))  # type: ignore[attr-defined]
+        state["gc"] = GuidedConditioning(cond=cond.to(device), uncond=uncond.to(device), guidance_scale=torch.full((batch,), guidance))
 
     def noise() -> None:
         sigmas = sampling_sigmas(model, sampler, steps)  # type: ignore[arg-type]
         generator = torch.Generator("cpu").manual_seed(0)
         side = SIZE // spec.latent_factor
-        eps = torch.randn((1, spec.latent_channels, side, side), generator=generator).to(device)
+        eps = to_device(torch.randn((batch, spec.latent_channels, side, side), generator=generator), device)
         state.update(sigmas=sigmas, generator=generator, x=eps * model.denoiser.prior_scale(float(sigmas[0])))  # type: ignore[attr-defined]
 
     def denoise() -> None:
@@ -84,8 +87,26 @@ def phases(model: object, sampler: str, steps: int, guidance: float, reps: int) 
     result = {name: timed(call, reps) for name, call in (("encode", encode), ("noise", noise), ("denoise", denoise),
                                                           ("decode", decode))}
     result["sum"] = sum(result.values())
-    result["total"] = timed(lambda: generate(model, [PROMPT], sampler, steps, guidance, seed=0), reps)
-    return result
+    result["total"] = timed(lambda: generate(model, prompts, sampler, steps, guidance, seed=0), reps)
+    return {name: ms / batch for name, ms in result.items()}
+
+
+def sync_sites(call: Callable[[], object]) -> list[str]:
+    """file:line of each host-card synchronisation during one call (torch's sync debug mode; CUDA only)."""
+    import warnings
+
+    if not torch.cuda.is_available():
+        return []
+    call()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
 
 
 def profile_table(model: object, sampler: str, steps: int, guidance: float, calls: int) -> tuple[dict[str, float], str]:
@@ -112,6 +133,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=Path("weights"))
     parser.add_argument("--manifest", type=Path, default=Path("weights_manifest.yaml"))
     parser.add_argument("--reps", type=int, default=100, help="timed calls per phase (the teacher: a fifth)")
+    parser.add_argument("--batch", type=int, default=256, help="also per image at this many prompts per call (1: not)")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke run of this script (the levers are CUDA-only)")
     args = parser.parse_args()
     from pipelines.accel import (
@@ -126,19 +148,26 @@ def main() -> None:
     models = {mid: load_from_manifest(mid, args.manifest, args.weights, device=torch.device(args.device),
                                  dtype=torch.float16 if args.device == "cuda" else torch.float32)
               for mid, *_ in MODELS}
-    for model in models.values():
-        enable_cuda_graphs(model)
-        enable_vae_decoder_accel(model, "auto")
-        enable_text_encoder_graphs(model)
     result: dict[str, object] = {"card": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "prompt_words": len(PROMPT.split()),
                                  "sync_ms": timed(lambda: None, 1000)}
     tables = []
-    for stage in ("served", "compile_graphs"):
-        if stage == "compile_graphs":
-            for model in models.values():
+    for stage in ("eager", "served", "compile_graphs"):
+        for model in models.values():
+            if stage == "served":
+                enable_cuda_graphs(model)
+                enable_vae_decoder_accel(model, "auto")
+                enable_text_encoder_graphs(model)
+            elif stage == "compile_graphs":
                 disable_vae_decoder_accel(model)
                 enable_vae_decoder_accel(model, "compile_graphs")
         for mid, sampler, steps, guidance in MODELS:
+            if args.batch > 1:  # per image at the batched size first: the throughput-bound end
+                try:
+                    row = phases(models[mid], sampler, steps, guidance, max(3, args.reps // 20), args.batch)
+                    result[f"{stage}/batch{args.batch}/{mid}"] = row
+                    print(stage, f"batch {args.batch}", mid, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+                except (RuntimeError, ValueError, TypeError, AssertionError, torch.cuda.OutOfMemoryError) as e:
+                    result[f"{stage}/batch{args.batch}/{mid}"] = {"error": f"{type(e).__name__}: {e}"}
             reps = args.reps if steps == 1 else max(5, args.reps // 5)
             try:
                 row = phases(models[mid], sampler, steps, guidance, reps)
@@ -147,6 +176,9 @@ def main() -> None:
                 result[f"{stage}/{mid}"] = {"error": f"{type(e).__name__}: {e}"}
                 continue
             row.update(counts)
+            sites = sync_sites(lambda: generate(models[mid], [PROMPT], sampler, steps, guidance, seed=0))  # noqa: B023
+            row["syncs_per_call"] = len(sites)
+            result[f"{stage}/{mid}/sync_sites"] = sorted(set(sites))
             result[f"{stage}/{mid}"] = row
             tables.append(f"== {stage} {mid} {json.dumps(counts)}\n{table}\n")
             print(stage, mid, json.dumps({k: round(v, 3) for k, v in row.items()}), flush=True)

@@ -19,7 +19,13 @@ from dataclasses import fields, replace
 import torch
 from torch import Tensor
 
-from pipelines.conditioning import Conditioning, Denoiser, GuidedConditioning, GuidedDenoiser
+from pipelines.conditioning import (
+    Conditioning,
+    Denoiser,
+    GuidedConditioning,
+    GuidedDenoiser,
+    to_device,
+)
 
 # (x, sigma) -> logits (B, K) or one (B, K_i) tensor per head; x in the VE view, sigma (B,)
 NoisyClassifier = Callable[[Tensor, Tensor], Tensor | Sequence[Tensor]]
@@ -41,17 +47,18 @@ def cfg(denoise: Denoiser) -> GuidedDenoiser:
 
     def guided(x: Tensor, sigma: Tensor, cond: GuidedConditioning) -> Tensor:
         rows = x.shape[0]
-        index = guided_rows(cond).to(x.device).nonzero().flatten()  # (G,) rows with an uncond pass
-        if index.numel() == 0:
+        # (G,) rows with an uncond pass, picked on the host where the scales live: no round trip to the card
+        index_cpu = guided_rows(cond).cpu().nonzero().flatten()
+        if index_cpu.numel() == 0:
             return denoise(x, sigma, cond.cond)
         assert cond.uncond is not None
-        index_cpu = index.cpu()
+        index = to_device(index_cpu, x.device)
         x_in = torch.cat([x, x[index]])  # (B + G, C, h, w)
-        sigma_in = torch.cat([sigma, sigma[index.to(sigma.device)]])
+        sigma_in = torch.cat([sigma, sigma[to_device(index_cpu, sigma.device)]])
         cond_in = Conditioning.cat([cond.cond, _rows_on(cond.uncond, index_cpu)])
         out = denoise(x_in, sigma_in, cond_in)
         x0_c, x0_u = out[:rows], out[rows:]
-        w = cond.guidance_scale.to(x.device, x.dtype)[index].view(-1, *([1] * (x.dim() - 1)))
+        w = to_device(cond.guidance_scale, x.device).to(x.dtype)[index].view(-1, *([1] * (x.dim() - 1)))
         x0 = x0_c.clone()
         x0[index] = x0_u + w * (x0_c[index] - x0_u)
         return x0
@@ -65,7 +72,7 @@ def _rows_on(cond: Conditioning, index: Tensor) -> Conditioning:
     for f in fields(cond):
         value = getattr(cond, f.name)
         if value is not None:
-            picked[f.name] = value[index.to(value.device)]
+            picked[f.name] = value[to_device(index, value.device)]
     return replace(cond, **picked)
 
 

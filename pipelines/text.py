@@ -25,7 +25,7 @@ import torch
 from open_clip.tokenizer import SimpleTokenizer, bytes_to_unicode, default_bpe
 from torch import Tensor
 
-from pipelines.conditioning import Conditioning
+from pipelines.conditioning import Conditioning, to_device
 
 BOS_ID = 49406  # <|startoftext|>
 EOS_ID = 49407  # <|endoftext|>
@@ -122,7 +122,7 @@ class ClipTextEncoder:
         if self.both_directions:
             reversed_ids, _ = self.tokenizer.tokenize([reverse_words(p) for p in prompts])
             ids = torch.cat((ids, reversed_ids))
-        ids = ids.to(_device_of(self.model))
+        ids = to_device(ids, _device_of(self.model))
         if self.hidden_layer == -1:
             hidden = self.model(ids).last_hidden_state  # (B, 77, D)
         else:
@@ -160,8 +160,8 @@ class SDXLTextEncoder:
         """Context (B, 77, D1+D2), pooled (B, D2) and time_ids (B, 6) for output size (height, width)."""
         ids_1, truncated_1 = self.tokenizer.tokenize(prompts)
         ids_2, truncated_2 = self.tokenizer_2.tokenize(prompts)
-        out_1 = self.model(ids_1.to(_device_of(self.model)), output_hidden_states=True)
-        out_2 = self.model_2(ids_2.to(_device_of(self.model_2)), output_hidden_states=True)
+        out_1 = self.model(to_device(ids_1, _device_of(self.model)), output_hidden_states=True)
+        out_2 = self.model_2(to_device(ids_2, _device_of(self.model_2)), output_hidden_states=True)
         context = torch.cat([out_1.hidden_states[-2], out_2.hidden_states[-2].to(out_1.hidden_states[-2].device)], dim=-1)
         pooled = out_2.text_embeds.to(context.device)  # (B, D2)
         time_ids = sdxl_time_ids(size or self.default_size, len(prompts)).to(context.device, context.dtype)
@@ -202,7 +202,7 @@ class T5TextEncoder:
             return_tensors="pt",
         )
         device = _device_of(self.model)
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        ids, mask = to_device(batch["input_ids"], device), to_device(batch["attention_mask"], device)
         hidden = self.model(ids, attention_mask=mask)[0]  # (B, L, D)
         return Conditioning(text_embeddings=hidden, text_mask=mask), truncated
 
@@ -218,7 +218,7 @@ def encode_with_negative(
     n = len(prompts)
     cond, uncond = both.rows(slice(0, n)), both.rows(slice(n, 2 * n))
     if getattr(encoder, "zero_empty_negative", False):
-        empty = torch.tensor([p == "" for p in negative_prompts], device=_cond_device(uncond))
+        empty = to_device(torch.tensor([p == "" for p in negative_prompts]), _cond_device(uncond))
         uncond = _zero_rows(uncond, empty)
     return cond, uncond, truncated[:n]
 

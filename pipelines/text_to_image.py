@@ -19,7 +19,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from pipelines.conditioning import Conditioning, GuidedConditioning
+from pipelines.conditioning import Conditioning, GuidedConditioning, to_device
 from pipelines.guidance import (
     NoisyClassifier,
     cfg,
@@ -206,10 +206,10 @@ def text_to_image(
     shape = (num_images, spec.latent_channels, height // spec.latent_factor, width // spec.latent_factor)
     if init is not None:
         x0_init = model.vae.encode(init.to(model.device), generator=generator).float()  # (1, C, h, w)
-        eps = torch.randn(shape, generator=generator, dtype=torch.float32).to(model.device)
+        eps = to_device(torch.randn(shape, generator=generator, dtype=torch.float32), model.device)
         x = x0_init + float(sigmas[0]) * eps
     else:
-        eps = torch.randn(shape, generator=generator, dtype=torch.float32).to(model.device)
+        eps = to_device(torch.randn(shape, generator=generator, dtype=torch.float32), model.device)
         x = eps * denoiser.prior_scale(float(sigmas[0]))
 
     guided = cfg(denoiser)

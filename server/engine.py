@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipelines.conditioning import Conditioning, Denoiser, GuidedConditioning
+from pipelines.conditioning import Conditioning, Denoiser, GuidedConditioning, to_device
 from pipelines.guidance import cfg, classifier_guidance
 from pipelines.model import LatentAutoencoder, LoadedModel
 from pipelines.samplers import SAMPLERS, make_sampler, seeded_noise
@@ -775,10 +775,10 @@ class Engine:
             sigmas = sigmas[spec.steps - used :]
             image = torch.from_numpy(spec.init_image).permute(2, 0, 1)[None].float().div(255)  # (1, 3, H, W)
             x0_init = model.vae.encode(image.to(device), generator=generator).float()  # (1, C, h, w)
-            eps = torch.randn((n, c, h, w), generator=generator, dtype=torch.float32).to(device)
+            eps = to_device(torch.randn((n, c, h, w), generator=generator, dtype=torch.float32), device)
             x = x0_init + float(sigmas[0]) * eps
         else:
-            eps = torch.randn((n, c, h, w), generator=generator, dtype=torch.float32).to(device)
+            eps = to_device(torch.randn((n, c, h, w), generator=generator, dtype=torch.float32), device)
             x = eps * denoiser.prior_scale(float(sigmas[0]))
         work.sigmas = sigmas
         work.evals_total = self._evals_total(spec.sampler, len(sigmas) - 1)
@@ -910,7 +910,7 @@ class Engine:
             sigma_rows.append(sigma.to(torch.float64).reshape(1).expand(n))
             conds.append(self._guided_at(work, float(sigma)))
         x = torch.cat(xs)  # (rows, C, h, w)
-        sigma = torch.cat(sigma_rows).to(x.device)  # (rows,) float64: each row at its own step
+        sigma = to_device(torch.cat(sigma_rows), x.device)  # (rows,) float64: each row at its own step
         cond = GuidedConditioning.cat(conds)
         rows = x.shape[0]
         pad = self.settings.pad_to_bucket
@@ -919,7 +919,7 @@ class Engine:
         padded = bucket_size(rows, self.settings.max_batch) if pad else rows
         if padded > rows:
             # padding repeats the last real row: valid inputs whose outputs are dropped
-            index = torch.cat([torch.arange(rows), torch.full((padded - rows,), rows - 1)]).to(x.device)
+            index = to_device(torch.cat([torch.arange(rows), torch.full((padded - rows,), rows - 1)]), x.device)
             x, sigma, cond = x[index], sigma[index], cond.rows(index)
         guided = self._guided_forward(members[0].key)
         started = time.perf_counter()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from pipelines.conditioning import Conditioning
+from pipelines.conditioning import Conditioning, to_device
 from pipelines.model import module_dtype
 from pipelines.models.discrete import DiscreteScheduleConfig, DiscreteVPDenoiser
 
@@ -123,7 +123,7 @@ class LatentUNetDenoiser(DiscreteVPDenoiser):
         timestep_cond = None
         if self.time_cond_dim is not None:
             w = torch.full((x.shape[0],), (self.lcm.guidance_scale if self.lcm else 1.0) - 1.0)
-            timestep_cond = guidance_scale_embedding(w, self.time_cond_dim).to(x.device, dtype)
+            timestep_cond = to_device(guidance_scale_embedding(w, self.time_cond_dim), x.device).to(dtype)
 
         down_residuals: list[Tensor] | None = None
         mid_residual: Tensor | None = None

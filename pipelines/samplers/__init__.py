@@ -23,6 +23,8 @@ from collections.abc import Callable, Generator
 import torch
 from torch import Tensor
 
+from pipelines.conditioning import to_device
+
 NoiseFn = Callable[[], Tensor]
 Sampler = Generator[tuple[Tensor, Tensor], Tensor, Tensor]
 
@@ -32,7 +34,7 @@ def seeded_noise(like: Tensor, generator: torch.Generator) -> NoiseFn:
 
     def noise() -> Tensor:
         z = torch.randn(like.shape, generator=generator, device=generator.device, dtype=torch.float32)
-        return z.to(device=like.device, dtype=like.dtype)
+        return to_device(z, like.device).to(like.dtype)
 
     return noise
 
@@ -42,7 +44,7 @@ def run(sampler: Sampler, denoise: Callable[[Tensor, Tensor], Tensor]) -> Tensor
     try:
         x, sigma = next(sampler)
         while True:
-            sigma_rows = sigma.to(torch.float64).expand(x.shape[0]).to(x.device)
+            sigma_rows = to_device(sigma.to(torch.float64).expand(x.shape[0]), x.device)
             x, sigma = sampler.send(denoise(x, sigma_rows))
     except StopIteration as stop:
         return stop.value

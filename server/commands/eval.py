@@ -74,7 +74,7 @@ def generate(model: object, prompts: list[str], sampler: str, steps: int, guidan
     classifier_scale * sigma^2 * grad log p(labels | x)."""
     from dataclasses import replace
 
-    from pipelines.conditioning import GuidedConditioning
+    from pipelines.conditioning import GuidedConditioning, to_device
     from pipelines.guidance import cfg, classifier_guidance, in_guidance_interval
     from pipelines.samplers import make_sampler, run, seeded_noise
     from pipelines.text import encode_with_negative
@@ -87,7 +87,7 @@ def generate(model: object, prompts: list[str], sampler: str, steps: int, guidan
     sigmas = sampling_sigmas(model, sampler, steps)  # type: ignore[arg-type]
     generator = torch.Generator("cpu").manual_seed(seed)
     shape = (n, spec.latent_channels, SIZE // spec.latent_factor, SIZE // spec.latent_factor)
-    eps = torch.randn(shape, generator=generator, dtype=torch.float32).to(model.device)  # type: ignore[attr-defined]
+    eps = to_device(torch.randn(shape, generator=generator, dtype=torch.float32), model.device)  # type: ignore[attr-defined]
     x = eps * model.denoiser.prior_scale(float(sigmas[0]))  # type: ignore[attr-defined]
     guided = cfg(model.denoiser)  # type: ignore[attr-defined]
     gc = GuidedConditioning(cond=cond, uncond=uncond, guidance_scale=torch.full((n,), max(1.0, guidance)))

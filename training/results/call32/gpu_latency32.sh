@@ -28,13 +28,14 @@ latency)
   card | tee "$O/card.txt"
   $PY -m pytest -q -p no:cacheprovider -rs \
     tests/test_perf_levers.py::test_the_compiled_decoder_in_either_layout_and_its_graphs_keep_the_eager_images \
-    tests/test_tiny_decoder_api.py::test_the_decoder_lever_wraps_the_tiny_decoder_too_and_keeps_its_images 2>&1 \
-    | tail -n 12 | tee "$O/pytest.txt"
+    tests/test_tiny_decoder_api.py::test_the_decoder_lever_wraps_the_tiny_decoder_too_and_keeps_its_images \
+    tests/test_sync_free.py tests/test_text_graphs.py tests/pipelines/test_accel.py 2>&1 \
+    | tail -n 25 | tee "$O/pytest.txt"
   $PY -m training.students_eval --weights weights --manifest weights_manifest.yaml --out "$O" --latency-only \
     --models bundled-turbo > "$O/latency.log" 2>&1 || tail -n 20 "$O/latency.log"
   grep " ms " "$O/latency.log"
   $PY -m bench.phases --out "$O" > "$O/phases.log" 2>&1 || tail -n 30 "$O/phases.log"
-  cat "$O/phases.log" | tail -n 8
+  grep -v USDT "$O/phases.log" | tail -n 16
   ;;
 *) echo "usage: $0 prepare WHEEL_DIR | latency" >&2; exit 2 ;;
 esac
