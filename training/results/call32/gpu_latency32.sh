@@ -5,6 +5,7 @@
 # weights and the wheels is over the 64 MiB a call sends):
 #   (code-only tree)    bash training/results/call32/gpu_latency32.sh prepare runs/whl   # carry runs/whl
 #   (weights tree)      bash training/results/call32/gpu_latency32.sh latency            # -> $OUT
+#   (weights tree)      bash training/results/call32/gpu_latency32.sh serve              # after prepare, on a fresh machine
 # The code-only tree: as call 31's. The weights tree: bash tools/device_tree.sh slim '^bench/[^/]*$|^pipelines/|
 #   ^server/|^tests/|^weights/bundled/|^weights/bundled_turbo/|^weights_manifest.yaml$|^training/[a-z_]*\.(py|sh)$|
 #   ^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$' (one line).
@@ -37,5 +38,9 @@ latency)
   $PY -m bench.phases --out "$O" > "$O/phases.log" 2>&1 || tail -n 30 "$O/phases.log"
   grep -v USDT "$O/phases.log" | tail -n 16
   ;;
-*) echo "usage: $0 prepare WHEEL_DIR | latency" >&2; exit 2 ;;
+serve)  # the server as deployed on the card after the sync-free change (bench/serve_smoke.py: determinism, batching)
+  card | tee "$O/card.txt"
+  timeout 300 $PY -m bench.serve_smoke "$O" 2>&1 | tail -n 5
+  ;;
+*) echo "usage: $0 prepare WHEEL_DIR | latency | serve" >&2; exit 2 ;;
 esac
