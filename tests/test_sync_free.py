@@ -30,7 +30,11 @@ def test_to_device_off_cuda_is_a_plain_move() -> None:
                          [("bundled", "ddim", 4, 4.0), ("bundled-turbo", "turbo", 1, 1.0), ("bundled-lcm", "lcm", 2, 1.0)])
 def test_a_call_with_the_serving_levers_never_waits_for_the_card(model_id: str, sampler: str, steps: int,
                                                                   guidance: float) -> None:
-    from pipelines.accel import enable_cuda_graphs, enable_text_encoder_graphs, enable_vae_decoder_accel
+    from pipelines.accel import (
+        enable_cuda_graphs,
+        enable_text_encoder_graphs,
+        enable_vae_decoder_accel,
+    )
     from pipelines.loading import load_from_manifest
     from server.commands.eval import generate
 
