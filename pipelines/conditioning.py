@@ -17,7 +17,7 @@ def to_device(t: Tensor, device: torch.device | str) -> Tensor:
     """`t.to(device)`, without a host synchronisation when a CPU tensor goes to CUDA. A blocking copy waits for the
     card to drain its queue; at batch 1, where the host launches while the card computes, each such wait serialises
     the two (six per guided step before the sampling path used this). Asynchronous from pageable memory, the driver
-    stages the few bytes before it returns, so the source may go at once; staging through pinned memory instead
+    stages the source before it returns, so the source may go at once; staging through pinned memory instead
     cost ~0.25 ms per copy on an H200 host (training/results/call32/record.md)."""
     device = torch.device(device)
     if t.device.type == "cpu" and device.type == "cuda":
