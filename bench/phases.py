@@ -19,35 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from bench.timing import card_name, sync, time_call
 from server.commands.eval import SIZE, generate
 
 MODELS = (("bundled", "ddim", 25, 4.0), ("bundled-turbo", "turbo", 1, 1.0))
 PROMPT = "a small red circle left of a large blue square"
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def timed(call: Callable[[], object], reps: int) -> float:
     """Median milliseconds of `call` between two synchronisations, after two warm-up calls."""
-    times = []
-    for i in range(reps + 2):
-        _sync()
-        start = time.perf_counter()
-        call()
-        _sync()
-        if i >= 2:
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return time_call(call, warmup=2, repeats=reps) * 1e3
 
 
 def phases(model: object, sampler: str, steps: int, guidance: float, reps: int, batch: int = 1) -> dict[str, float]:
@@ -115,12 +101,12 @@ def profile_table(model: object, sampler: str, steps: int, guidance: float, call
     from torch.profiler import ProfilerActivity, profile
 
     generate(model, [PROMPT], sampler, steps, guidance, seed=0)
-    _sync()
+    sync()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities) as prof:
         for _ in range(calls):
             generate(model, [PROMPT], sampler, steps, guidance, seed=0)
-        _sync()
+        sync()
     averages = prof.key_averages()
     counts = {"aten_ops_per_call": sum(e.count for e in averages if e.key.startswith("aten::")) / calls,
               "cuda_runtime_calls_per_call": sum(e.count for e in averages if e.key.startswith("cuda")) / calls}
@@ -148,7 +134,7 @@ def main() -> None:
     models = {mid: load_from_manifest(mid, args.manifest, args.weights, device=torch.device(args.device),
                                  dtype=torch.float16 if args.device == "cuda" else torch.float32)
               for mid, *_ in MODELS}
-    result: dict[str, object] = {"card": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "prompt_words": len(PROMPT.split()),
+    result: dict[str, object] = {"card": card_name() if args.device == "cuda" else "cpu", "prompt_words": len(PROMPT.split()),
                                  "sync_ms": timed(lambda: None, 1000)}
     tables = []
     for stage in ("eager", "served", "compile_graphs"):
