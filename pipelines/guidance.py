@@ -54,8 +54,9 @@ def cfg(denoise: Denoiser) -> GuidedDenoiser:
         assert cond.uncond is not None
         index = to_device(index_cpu, x.device)
         x_in = torch.cat([x, x[index]])  # (B + G, C, h, w)
-        sigma_in = torch.cat([sigma, sigma[to_device(index_cpu, sigma.device)]])
-        cond_in = Conditioning.cat([cond.cond, _rows_on(cond.uncond, index_cpu)])
+        on = {x.device: index}  # the index on each device that needs it, copied once
+        sigma_in = torch.cat([sigma, sigma[_index_on(on, index_cpu, sigma.device)]])
+        cond_in = Conditioning.cat([cond.cond, _rows_on(cond.uncond, index_cpu, on)])
         out = denoise(x_in, sigma_in, cond_in)
         x0_c, x0_u = out[:rows], out[rows:]
         w = to_device(cond.guidance_scale, x.device).to(x.dtype)[index].view(-1, *([1] * (x.dim() - 1)))
@@ -66,13 +67,20 @@ def cfg(denoise: Denoiser) -> GuidedDenoiser:
     return guided
 
 
-def _rows_on(cond: Conditioning, index: Tensor) -> Conditioning:
-    """Rows by an index tensor, each field indexed on its own device."""
+def _index_on(on: dict[torch.device, Tensor], index: Tensor, device: torch.device) -> Tensor:
+    """`index` on `device`, from `on` or copied there once (and kept in `on`)."""
+    if device not in on:
+        on[device] = to_device(index, device)
+    return on[device]
+
+
+def _rows_on(cond: Conditioning, index: Tensor, on: dict[torch.device, Tensor]) -> Conditioning:
+    """Rows by an index tensor, each field indexed on its own device (the index copied there once: `on`)."""
     picked = {}
     for f in fields(cond):
         value = getattr(cond, f.name)
         if value is not None:
-            picked[f.name] = value[to_device(index, value.device)]
+            picked[f.name] = value[_index_on(on, index, value.device)]
     return replace(cond, **picked)
 
 
