@@ -10,9 +10,11 @@ from pipelines.text import (
     ClipTextEncoder,
     ClipTokenizer,
     SDXLTextEncoder,
+    clip_token_ids,
     encode_with_negative,
     write_hf_clip_tokenizer_files,
 )
+from pipelines.text import _bpe as open_clip_bpe
 from pipelines.tiny import tiny_sd1_components, tiny_sdxl_components
 
 PROMPTS = [
@@ -67,6 +69,36 @@ def test_truncation_is_reported_beyond_77_tokens(hf_files) -> None:
     assert ids[1, -1].item() == 49407 and ids[1, 0].item() == 49406
     hf = CLIPTokenizer(vocab, merges, model_max_length=77)
     assert ids[1].tolist() == hf(too_long, padding="max_length", max_length=77, truncation=True).input_ids
+
+
+def test_plain_prompt_ids_equal_open_clip_encode() -> None:
+    # clip_token_ids skips open_clip's cleaning for printable ASCII without "&" or "<"; the ids must not change.
+    # Fuzzed strings are drawn from the characters that matter: case, digits, runs of spaces, the apostrophe
+    # contractions, punctuation runs, and every other printable ASCII character.
+    import random
+
+    from training.data import sample_scenes
+
+    captions = [scene.caption.text for scene in sample_scenes(5, 300, "train") + sample_scenes(6, 300, "heldout")]
+    rng = random.Random(0)
+    alphabet = [*"aAzZ09 '.,!?-_/()[]{}:;\"|~`^$%#@*+=>", "'s", "'T", "'re", "'ll", "  ", "cat", "SQUARE"]
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(2000)]
+    printable = "".join(chr(c) for c in range(32, 127) if chr(c) not in "&<")
+    for prompt in [*PROMPTS, *captions, *fuzz, printable, "  leading and trailing  "]:
+        assert clip_token_ids(prompt) == open_clip_bpe().encode(prompt), prompt
+
+
+@pytest.mark.parametrize("prompt", ["fish &amp; chips", "caf\u00e9 au lait", "tab\tand\nnewline", "<start_of_text> a cat",
+                                    "\u201ccurly\u201d quotes", "\ufb01ne ligature", "a\x1b[31mred"])
+def test_other_prompts_take_open_clip_cleaning(prompt: str) -> None:
+    assert clip_token_ids(prompt) == open_clip_bpe().encode(prompt)
+
+
+def test_tokenize_pads_each_row_to_max_tokens() -> None:
+    ids, truncated = ClipTokenizer(pad_token_id=0).tokenize(["a cat", "", "a red circle left of a blue square"])
+    assert ids.shape == (3, 77) and ids.dtype == torch.long
+    assert ids[1, :3].tolist() == [49406, 49407, 0] and truncated == [False, False, False]
+    assert ClipTokenizer().tokenize([])[0].shape == (0, 77)
 
 
 def test_sd1_encoder_is_last_hidden_state() -> None:
