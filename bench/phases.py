@@ -1,7 +1,7 @@
 """Where a batch-1 call's time goes on CUDA, phase by phase, for the bundled teacher and one-step student.
 
-server.commands.eval.generate (the path students_eval times) runs four phases: text encoding (prompt and
-empty negative, one encoder pass), the initial noise (seeded CPU generator, copied to the card), the
+server.commands.eval.generate (the path students_eval times) runs four phases: text encoding (the prompt, and
+the empty negative in the same encoder pass when the call is guided), the initial noise (seeded CPU generator, copied to the card), the
 sampler's denoiser calls, and the decode (decoder input, VAE decoder, clamp). Each is timed here alone,
 with the card synchronised before and after it, as the median of `--reps` calls; "total" is the whole
 call without the inner synchronisations, and "sync" the cost of one synchronisation of an idle card
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from bench.timing import card_name, sync, time_call
-from server.commands.eval import SIZE, generate
+from server.commands.eval import decode, denoise, encode_prompts, generate, initial_noise
 
 MODELS = (("bundled", "ddim", 25, 4.0), ("bundled-turbo", "turbo", 1, 1.0))
 PROMPT = "a small red circle left of a large blue square"
@@ -37,41 +37,25 @@ def timed(call: Callable[[], object], reps: int) -> float:
 
 
 def phases(model: object, sampler: str, steps: int, guidance: float, reps: int, batch: int = 1) -> dict[str, float]:
-    """Milliseconds per image per phase of generate(model, [PROMPT] * batch, ...), each phase timed alone, and
-    the whole call."""
-    from pipelines.conditioning import GuidedConditioning, to_device
-    from pipelines.guidance import cfg
-    from pipelines.samplers import make_sampler, run, seeded_noise
-    from pipelines.text import encode_with_negative
-    from pipelines.text_to_image import sampling_sigmas
-
-    spec, device = model.family, model.device  # type: ignore[attr-defined]
+    """Milliseconds per image per phase of generate(model, [PROMPT] * batch, ...) (its own four phases), each
+    timed alone, and the whole call."""
     prompts = [PROMPT] * batch
     state: dict[str, object] = {}
 
     def encode() -> None:
-        cond, uncond, _ = encode_with_negative(model.text_encoder, prompts, [""] * batch, size=(SIZE, SIZE))  # type: ignore[attr-defined]
-        state["gc"] = GuidedConditioning(cond=cond.to(device), uncond=uncond.to(device), guidance_scale=torch.full((batch,), guidance))
+        state["gc"] = encode_prompts(model, prompts, guidance)
 
     def noise() -> None:
-        sigmas = sampling_sigmas(model, sampler, steps)  # type: ignore[arg-type]
-        generator = torch.Generator("cpu").manual_seed(0)
-        side = SIZE // spec.latent_factor
-        eps = to_device(torch.randn((batch, spec.latent_channels, side, side), generator=generator), device)
-        state.update(sigmas=sigmas, generator=generator, x=eps * model.denoiser.prior_scale(float(sigmas[0])))  # type: ignore[attr-defined]
+        state["x"], state["sigmas"], state["generator"] = initial_noise(model, batch, sampler, steps, seed=0)
 
-    def denoise() -> None:
-        guided, gc = cfg(model.denoiser), state["gc"]  # type: ignore[attr-defined]
-        x = state["x"]
-        state["out"] = run(make_sampler(sampler, x, state["sigmas"], seeded_noise(x, state["generator"])),  # type: ignore[arg-type]
-                           lambda x_now, sigma_rows: guided(x_now, sigma_rows, gc))  # type: ignore[arg-type]
+    def run_sampler() -> None:
+        state["out"] = denoise(model, state["x"], state["sigmas"], state["generator"], sampler, state["gc"])  # type: ignore[arg-type]
 
-    def decode() -> None:
-        latents = model.denoiser.to_decoder_input(state["out"], float(state["sigmas"][-1]))  # type: ignore[attr-defined, index]
-        model.vae.decode(latents).float().clamp(0, 1)  # type: ignore[attr-defined]
+    def decode_images() -> None:
+        decode(model, state["out"], state["sigmas"])  # type: ignore[arg-type]
 
-    result = {name: timed(call, reps) for name, call in (("encode", encode), ("noise", noise), ("denoise", denoise),
-                                                          ("decode", decode))}
+    result = {name: timed(call, reps) for name, call in (("encode", encode), ("noise", noise),
+                                                          ("denoise", run_sampler), ("decode", decode_images))}
     result["sum"] = sum(result.values())
     result["total"] = timed(lambda: generate(model, prompts, sampler, steps, guidance, seed=0), reps)
     return {name: ms / batch for name, ms in result.items()}

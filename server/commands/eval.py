@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from pipelines.conditioning import GuidedConditioning
     from training.models import Judge
 
 # (sampler, steps): the issue's grid, cheapest-to-explain first
@@ -65,46 +66,80 @@ def spread(generated: Tensor, real: Tensor) -> float:
 
 
 @torch.no_grad()
+def encode_prompts(model: object, prompts: list[str], guidance: float) -> GuidedConditioning:
+    """The prompts' conditioning, one row each, with the empty negative prompt's rows when guidance > 1 (one encoder
+    pass for both). An unguided call (w <= 1) has no uncond pass, so it encodes no negative."""
+    from pipelines.conditioning import GuidedConditioning
+    from pipelines.text import encode_with_negative
+
+    n, device = len(prompts), model.device  # type: ignore[attr-defined]
+    scale = torch.full((n,), max(1.0, guidance))
+    if guidance <= 1.0:
+        cond, _ = model.text_encoder.encode(prompts, size=(SIZE, SIZE))  # type: ignore[attr-defined]
+        return GuidedConditioning(cond=cond.to(device), uncond=None, guidance_scale=scale)
+    cond, uncond, _ = encode_with_negative(model.text_encoder, prompts, [""] * n, size=(SIZE, SIZE))  # type: ignore[attr-defined]
+    return GuidedConditioning(cond=cond.to(device), uncond=uncond.to(device), guidance_scale=scale)
+
+
+def initial_noise(model: object, n: int, sampler: str, steps: int, seed: int) -> tuple[Tensor, Tensor, torch.Generator]:
+    """(x at the first sigma, the sampler's sigmas, the seeded CPU generator that also draws the sampler's noise)."""
+    from pipelines.conditioning import to_device
+    from pipelines.text_to_image import sampling_sigmas
+
+    spec = model.family  # type: ignore[attr-defined]
+    sigmas = sampling_sigmas(model, sampler, steps)  # type: ignore[arg-type]
+    generator = torch.Generator("cpu").manual_seed(seed)
+    shape = (n, spec.latent_channels, SIZE // spec.latent_factor, SIZE // spec.latent_factor)
+    eps = to_device(torch.randn(shape, generator=generator, dtype=torch.float32), model.device)  # type: ignore[attr-defined]
+    return eps * model.denoiser.prior_scale(float(sigmas[0])), sigmas, generator  # type: ignore[attr-defined]
+
+
+def denoise(model: object, x: Tensor, sigmas: Tensor, generator: torch.Generator, sampler: str,
+            gc: GuidedConditioning, classifier: torch.nn.Module | None = None,
+            guidance_interval: tuple[float, float] | None = None) -> Tensor:
+    """The sampler's run from x over sigmas, each denoiser call guided by gc (CFG, and the classifier when gc
+    carries its scales and labels)."""
+    from dataclasses import replace
+
+    from pipelines.guidance import cfg, classifier_guidance, in_guidance_interval
+    from pipelines.samplers import make_sampler, run, seeded_noise
+
+    guided = cfg(model.denoiser)  # type: ignore[attr-defined]
+    if classifier is not None and gc.classifier_labels is not None:
+        guided = classifier_guidance(guided, classifier)
+
+    def call(x_now: Tensor, sigma_rows: Tensor) -> Tensor:
+        if guidance_interval is None:
+            return guided(x_now, sigma_rows, gc)
+        guide = in_guidance_interval(sigma_rows.cpu(), guidance_interval[0], guidance_interval[1])
+        return guided(x_now, sigma_rows, replace(gc, guide=guide))
+
+    return run(make_sampler(sampler, x, sigmas, seeded_noise(x, generator)), call)
+
+
+def decode(model: object, x: Tensor, sigmas: Tensor) -> Tensor:
+    """Images (N, 3, H, W) in [0, 1] from the sampler's last x."""
+    latents = model.denoiser.to_decoder_input(x, float(sigmas[-1]))  # type: ignore[attr-defined]
+    return model.vae.decode(latents).float().clamp(0, 1)  # type: ignore[attr-defined]
+
+
 def generate(model: object, prompts: list[str], sampler: str, steps: int, guidance: float, seed: int,
              classifier: torch.nn.Module | None = None, classifier_scale: float = 0.0,
              classifier_labels: Tensor | None = None, guidance_interval: tuple[float, float] | None = None) -> Tensor:
     """Images (N, 3, 64, 64) in [0, 1] for many prompts at once, exactly as text_to_image draws one
     (seeded CPU generator, prior noise, CFG with the empty negative prompt, the sampler's sigmas,
     the guidance interval); with a classifier, x0 is also shifted by
-    classifier_scale * sigma^2 * grad log p(labels | x)."""
+    classifier_scale * sigma^2 * grad log p(labels | x). Four phases: encode_prompts, initial_noise,
+    denoise, decode (bench/phases.py times each alone)."""
     from dataclasses import replace
 
-    from pipelines.conditioning import GuidedConditioning, to_device
-    from pipelines.guidance import cfg, classifier_guidance, in_guidance_interval
-    from pipelines.samplers import make_sampler, run, seeded_noise
-    from pipelines.text import encode_with_negative
-    from pipelines.text_to_image import sampling_sigmas
-
-    spec = model.family  # type: ignore[attr-defined]
-    n = len(prompts)
-    cond, uncond, _ = encode_with_negative(model.text_encoder, prompts, [""] * n, size=(SIZE, SIZE))  # type: ignore[attr-defined]
-    cond, uncond = cond.to(model.device), uncond.to(model.device)  # type: ignore[attr-defined]
-    sigmas = sampling_sigmas(model, sampler, steps)  # type: ignore[arg-type]
-    generator = torch.Generator("cpu").manual_seed(seed)
-    shape = (n, spec.latent_channels, SIZE // spec.latent_factor, SIZE // spec.latent_factor)
-    eps = to_device(torch.randn(shape, generator=generator, dtype=torch.float32), model.device)  # type: ignore[attr-defined]
-    x = eps * model.denoiser.prior_scale(float(sigmas[0]))  # type: ignore[attr-defined]
-    guided = cfg(model.denoiser)  # type: ignore[attr-defined]
-    gc = GuidedConditioning(cond=cond, uncond=uncond, guidance_scale=torch.full((n,), max(1.0, guidance)))
+    gc = encode_prompts(model, prompts, guidance)
     if classifier is not None and classifier_labels is not None:
-        guided = classifier_guidance(guided, classifier)
-        gc = GuidedConditioning(cond=cond, uncond=uncond, guidance_scale=gc.guidance_scale,
-                                classifier_scale=torch.full((n,), classifier_scale), classifier_labels=classifier_labels)
-
-    def denoise(x_now: Tensor, sigma_rows: Tensor) -> Tensor:
-        if guidance_interval is None:
-            return guided(x_now, sigma_rows, gc)
-        guide = in_guidance_interval(sigma_rows.cpu(), guidance_interval[0], guidance_interval[1])
-        return guided(x_now, sigma_rows, replace(gc, guide=guide))
-
-    x = run(make_sampler(sampler, x, sigmas, seeded_noise(x, generator)), denoise)
-    latents = model.denoiser.to_decoder_input(x, float(sigmas[-1]))  # type: ignore[attr-defined]
-    return model.vae.decode(latents).float().clamp(0, 1)  # type: ignore[attr-defined]
+        gc = replace(gc, classifier_scale=torch.full((len(prompts),), classifier_scale),
+                     classifier_labels=classifier_labels)
+    x, sigmas, generator = initial_noise(model, len(prompts), sampler, steps, seed)
+    x = denoise(model, x, sigmas, generator, sampler, gc, classifier, guidance_interval)
+    return decode(model, x, sigmas)
 
 
 def _grid_png(images: Tensor, path: Path, columns: int = 8) -> None:
