@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 31 (GPU, issue 6; prepared in session 31, not yet run): four plain continuations of the shipped student, and
+# Call 31 (GPU, issue 6; prepared in session 31, run in session 33 as written: record.md): four plain continuations of the shipped student, and
 # their means with it. Call 30 (training/results/call30/record.md) found the output anchor harmful, but its control,
 # call 26's recipe with the critic restarted from the teacher, moved the student by +0.015 on its own, and the mean of
 # the start and that run gained +0.027 +- 0.010 on 1,536 fresh captions (shipped since). Calls 21, 23 and 25 gained the
