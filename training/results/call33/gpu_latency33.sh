@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 33a (GPU, issue 6; session 33): the shipped teacher and call 31's one-step student on the card after the
+# Call 33 (GPU, issue 6; session 33): the shipped teacher and call 31's one-step student on the card after the
 # tokenizer's fast path (pipelines.text.clip_token_ids) and the unguided call's single encoding (eval.encode_prompts).
 # Steps, on one machine of kind nvidia-h200, in two calls (the weights and the wheels together pass the 64 MiB a
 # call sends), each within the machine's 30 s idle release:

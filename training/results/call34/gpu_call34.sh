@@ -1,18 +1,18 @@
 #!/bin/bash
-# Call 33 (GPU, issue 6; prepared in session 33, not yet run): call 31's recipe again, from the student it shipped.
+# Call 34 (GPU, issue 6; prepared in session 33, not yet run): call 31's recipe again, from the student it shipped.
 # Call 31 (training/results/call31/record.md): four continuations of call 30's student, each alone within noise of
 # its start on the card (-0.004 to +0.013), each one's mean with the start +0.003 to +0.033; the best of those means,
 # start + run c, was confirmed on two fresh CPU sets (+0.016 +- 0.0066 over 3,072) and shipped. This call repeats the
 # step from there with four new seeds:
 #   a, b, c, d: batch 512, lr 2e-5, lr warm-up 300, EMA 0.998 from the start, w = 6, fake lr 1e-4, GAN 0.05, seeds 25-28
 # The critic restarts from the teacher with 500 warm-up updates (a carried critic does not fit beside the start in the
-# 64 MiB upload). Start: runs/init33/unet = weights/bundled_turbo/unet (mkdir -p runs/init33 && cp -r
-# weights/bundled_turbo/unet runs/init33/; carry it); runs/whl from `bash tools/device_wheels.sh runs/whl`. Steps, on
+# 64 MiB upload). Start: runs/init34/unet = weights/bundled_turbo/unet (mkdir -p runs/init34 && cp -r
+# weights/bundled_turbo/unet runs/init34/; carry it); runs/whl from `bash tools/device_wheels.sh runs/whl`. Steps, on
 # kind nvidia-h200-x4, each issued within the machine's 30 s idle release:
-#   (code-only tree)    bash training/results/call33/gpu_call33.sh prepare runs/whl   # carry runs/whl
-#   (default slim tree) GPUS="0 1 2 3" TRAIN_S=1000 bash training/results/call33/gpu_call33.sh launch 45   # carry runs/init33
+#   (code-only tree)    bash training/results/call34/gpu_call34.sh prepare runs/whl   # carry runs/whl
+#   (default slim tree) GPUS="0 1 2 3" TRAIN_S=1000 bash training/results/call34/gpu_call34.sh launch 45   # carry runs/init34
 #   poll 400; poll 520; finish (a, b and a's critic); PAIRED_SEED=127 PAIRED_CAPTIONS=512 ... paired (carry
-#   weights/bundled_turbo only: with runs/init33 too the upload passes 64 MiB; ~280 s); rest (c and d).
+#   weights/bundled_turbo only: with runs/init34 too the upload passes 64 MiB; ~280 s); rest (c and d).
 # Call 31 held 1,481 s this way (prepare 50, launch 74, polls 920, finish 100, paired 279, rest 0.3).
 # The code-only tree: bash tools/device_tree.sh slim '^bench/[^/]*$|^pipelines/|^server/|^weights_manifest.yaml$|
 #   ^training/[a-z_]*\.(py|sh|json)$|^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$' (one line).
@@ -25,7 +25,7 @@ set -u -o pipefail
 . training/gpu_call.sh
 GPUS=${GPUS-0 1 2 3}
 WARMUP=${WARMUP:-500}
-[ -f "${CRITIC:-runs/critic33}/fake_score.safetensors" ] && WARMUP=${WARMUP_CARRIED:-200}
+[ -f "${CRITIC:-runs/critic34}/fake_score.safetensors" ] && WARMUP=${WARMUP_CARRIED:-200}
 DMD_HEAD="--guidance 6 --fake-lr 1e-4 --gan-weight 0.05 --lr-warmup ${LR_WARMUP:-300} --ema-from-init"
 dmd_run_args() {
   case $1 in
@@ -35,4 +35,4 @@ dmd_run_args() {
   d) echo "--lr 2e-5 --seed 28" ;;
   esac
 }
-dmd_four_runs 33 "$@"
+dmd_four_runs 34 "$@"
