@@ -49,7 +49,7 @@ _WORD_IDS_LIMIT = 1 << 16  # a bound on what user text can grow it to
 
 def clip_token_ids(prompt: str) -> list[int]:
     """open_clip SimpleTokenizer.encode(prompt), without BOS/EOS. Plain prompts (see _PLAIN) skip its
-    cleaning and reuse each word's ids: about 10x faster, the same ids (tests/test_text_tokenizer.py)."""
+    cleaning and reuse each word's ids: about 5x faster, the same ids (tests/pipelines/test_text.py)."""
     if not _PLAIN.issuperset(prompt):
         return _bpe().encode(prompt)
     bpe = _bpe()

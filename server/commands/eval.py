@@ -81,6 +81,7 @@ def encode_prompts(model: object, prompts: list[str], guidance: float) -> Guided
     return GuidedConditioning(cond=cond.to(device), uncond=uncond.to(device), guidance_scale=scale)
 
 
+@torch.no_grad()
 def initial_noise(model: object, n: int, sampler: str, steps: int, seed: int) -> tuple[Tensor, Tensor, torch.Generator]:
     """(x at the first sigma, the sampler's sigmas, the seeded CPU generator that also draws the sampler's noise)."""
     from pipelines.conditioning import to_device
@@ -94,6 +95,7 @@ def initial_noise(model: object, n: int, sampler: str, steps: int, seed: int) ->
     return eps * model.denoiser.prior_scale(float(sigmas[0])), sigmas, generator  # type: ignore[attr-defined]
 
 
+@torch.no_grad()
 def denoise(model: object, x: Tensor, sigmas: Tensor, generator: torch.Generator, sampler: str,
             gc: GuidedConditioning, classifier: torch.nn.Module | None = None,
             guidance_interval: tuple[float, float] | None = None) -> Tensor:
@@ -117,12 +119,14 @@ def denoise(model: object, x: Tensor, sigmas: Tensor, generator: torch.Generator
     return run(make_sampler(sampler, x, sigmas, seeded_noise(x, generator)), call)
 
 
+@torch.no_grad()
 def decode(model: object, x: Tensor, sigmas: Tensor) -> Tensor:
     """Images (N, 3, H, W) in [0, 1] from the sampler's last x."""
     latents = model.denoiser.to_decoder_input(x, float(sigmas[-1]))  # type: ignore[attr-defined]
     return model.vae.decode(latents).float().clamp(0, 1)  # type: ignore[attr-defined]
 
 
+@torch.no_grad()
 def generate(model: object, prompts: list[str], sampler: str, steps: int, guidance: float, seed: int,
              classifier: torch.nn.Module | None = None, classifier_scale: float = 0.0,
              classifier_labels: Tensor | None = None, guidance_interval: tuple[float, float] | None = None) -> Tensor:
