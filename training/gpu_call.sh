@@ -15,6 +15,19 @@ install_wheels() {  # WHEEL_DIR...: the carried wheel folders that exist -> runs
   done
 }
 
+latency_settings() {  # N: a latency call's environment (calls 32, 33): runs/site importable, PY, and its outputs in O
+  export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
+  PY=${PYTHON:-python3}
+  O=${OUT:-runs/out$1}
+  mkdir -p "$O"
+}
+
+prepare_card() {  # WHEEL_DIR: a latency call's first step (calls 32, 33): the wheels -> runs/site, the card, the imports
+  install_wheels "${1:?prepare WHEEL_DIR}" || return 1
+  card
+  $PY -c 'import diffusers, open_clip, fastapi, pydantic_settings, torch; print("imports ok", torch.__version__)'
+}
+
 # The student UNet (17.9 MB) does not fit in one upload beside the wheels: config, index and the
 # second shard travel with `prepare`, the first shard with `launch`.
 stage_student_part2() { mkdir -p "$1"; cp $TURBO_UNET/config.json $TURBO_UNET/*.index.json $TURBO_UNET/*00002-of-00002.safetensors "$1"/; }

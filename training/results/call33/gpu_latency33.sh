@@ -11,16 +11,9 @@
 set -u -o pipefail
 # shellcheck source=training/gpu_call.sh
 . training/gpu_call.sh
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/runs/site:$PWD
-PY=${PYTHON:-python3}
-O=${OUT:-runs/out33}
-mkdir -p "$O"
+latency_settings 33
 case ${1:-} in
-prepare)
-  install_wheels "${2:?prepare WHEEL_DIR}" || exit 1
-  card
-  $PY -c 'import diffusers, open_clip, fastapi, pydantic_settings, torch; print("imports ok", torch.__version__)'
-  ;;
+prepare) prepare_card "${2:-}" || exit 1 ;;
 latency)
   card | tee "$O/card.txt"
   timeout "${EVAL_S:-150}" $PY -m training.students_eval --weights weights --manifest weights_manifest.yaml --out "$O" \
