@@ -128,3 +128,21 @@ def test_the_relation_word_sets_the_layout(bundled, judge) -> None:  # type: ign
     assert result["pairs"] >= 9, result  # measured 12
     assert result["both_hold"] >= 0.6, result  # measured 0.917 (call-12 UNet: 0.467, call-4: 0.0)
     assert result["same_layout"] <= 0.25, result  # measured 0.0 (call-12 UNet: 0.467, call-4: 1.0)
+
+
+@pytest.mark.skipif(not HAVE_BUNDLED, reason="weights/bundled not present")
+def test_an_unguided_call_encodes_no_negative_and_draws_the_same_image(bundled) -> None:  # type: ignore[no-untyped-def]
+    """eval.encode_prompts: w <= 1 encodes only the prompts (no uncond pass runs), w > 1 the empty negative too, in
+    the same encoder pass; the unguided image equals the one drawn with the negative encoded and unused."""
+    from dataclasses import replace
+
+    from server.commands.eval import decode, denoise, encode_prompts, generate, initial_noise
+
+    prompts = ["a red circle left of a blue square", "a small green triangle"]
+    unguided, guided = encode_prompts(bundled, prompts, 1.0), encode_prompts(bundled, prompts, 4.0)
+    assert unguided.uncond is None and guided.uncond is not None
+    assert guided.uncond.text_embeddings.shape == guided.cond.text_embeddings.shape
+    torch.testing.assert_close(unguided.cond.text_embeddings, guided.cond.text_embeddings, rtol=1e-5, atol=1e-6)
+    x, sigmas, generator = initial_noise(bundled, len(prompts), "ddim", 5, seed=3)
+    with_negative = decode(bundled, denoise(bundled, x, sigmas, generator, "ddim", replace(guided, guidance_scale=unguided.guidance_scale)), sigmas)
+    torch.testing.assert_close(generate(bundled, prompts, "ddim", 5, 1.0, seed=3), with_negative, rtol=0, atol=1e-5)
