@@ -17,7 +17,7 @@
 # The code-only tree: bash tools/device_tree.sh slim '^bench/[^/]*$|^pipelines/|^server/|^weights_manifest.yaml$|
 #   ^training/[a-z_]*\.(py|sh|json)$|^training/results/[^/]*/[^/]*\.sh$|^pyproject.toml$|^\.gitignore$' (one line).
 # A winner on the card is rebuilt here (training.soup) and paired on fresh seeds on the CPU before it is installed
-# (seeds 91-125 are taken; this call's pairing on the card takes 127, the CPU confirmations 129 and 131).
+# (seeds 91-125 and 133 are taken; this call's pairing on the card takes 127, the CPU confirmations 129 and 131).
 # On two cards: GPUS="0 1" RUNS="a b". Env: as call_settings (TRAIN_S 1250 unless set), RUNS ("a b c d"), GPUS
 # ("0 1 2 3"), INIT, CRITIC, WARMUP (500 here), LR_WARMUP (300).
 set -u -o pipefail
