@@ -24,6 +24,9 @@ compiled for models of few default steps, so for the students and not the 25-ste
 ("text_vaecompilegraphs") every model's decoder compiled and its kernels replayed as CUDA graphs (vae_accel
 "compile_graphs"), the teacher's too: both models with every lever.
 --latency-only skips the judge (students_latency.json only), e.g. for CPU figures.
+--decoder tiny draws every row through its model's tiny decoder (fast mode, `"decoder": "tiny"`: the manifest's
+tiny_vae entry, weights/bundled_tiny_vae for the bundled models) in place of its KL decoder: accuracy, FID and every
+latency stage then measure fast mode, the teacher's too.
 
 Writes DIR/students_eval.json, DIR/students_eval.md and DIR/students_grid.png (rows: 8 seen
 captions; columns: teacher, LCM 1, 2, 4, one-step).
@@ -120,6 +123,15 @@ def markdown(result: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def use_tiny_decoders(models: dict[str, object]) -> None:
+    """Fast mode for every model: its tiny decoder (model.tiny_vae) becomes the one eval.generate decodes with."""
+    for mid, model in models.items():
+        tiny = getattr(model, "tiny_vae", None)
+        if tiny is None:
+            raise SystemExit(f"--decoder tiny: model {mid!r} has no tiny decoder (its manifest entry's tiny_vae, or its weights)")
+        model.vae = tiny  # type: ignore[attr-defined]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, required=True, help="weights root holding bundled/, bundled_lcm/, bundled_turbo/, judge/")
@@ -131,6 +143,8 @@ def main() -> None:
     parser.add_argument("--latency-reps", type=int, default=None, help="default: 20 on CUDA, 5 on CPU")
     parser.add_argument("--latency-only", action="store_true", help="latency rows only -> students_latency.json (no judge, no grid)")
     parser.add_argument("--models", nargs="+", default=None, help="only these manifest ids' rows (the teacher, bundled, always runs)")
+    parser.add_argument("--decoder", choices=("full", "tiny"), default="full",
+                        help="tiny: every model decodes with its manifest's tiny decoder (fast mode)")
     args = parser.parse_args()
     spec = tuple(r for r in ROWS if args.models is None or r[0] == "bundled" or r[0] in args.models)
     from pipelines.loading import load_from_manifest
@@ -142,6 +156,8 @@ def main() -> None:
     judge = None if args.latency_only else load_judge(args.weights, device)
     dtype = torch.float16 if cuda else torch.float32
     models = {mid: load_from_manifest(mid, manifest, args.weights, device=device, dtype=dtype) for mid in dict.fromkeys(r[0] for r in spec)}
+    if args.decoder == "tiny":
+        use_tiny_decoders(models)
     lat_batch = args.latency_batch or (256 if cuda else 16)
     reps = args.latency_reps or (20 if cuda else 5)
     eval_batch = 512 if cuda else 16
@@ -214,7 +230,7 @@ def main() -> None:
     result = {
         "device": str(device), "card": torch.cuda.get_device_name(device) if cuda else "cpu",
         "torch": torch.__version__, "threads": torch.get_num_threads(), "captions_per_split": args.captions,
-        "latency_batch": lat_batch, "latency_reps": reps, "dtype": str(dtype).removeprefix("torch."),
+        "latency_batch": lat_batch, "latency_reps": reps, "dtype": str(dtype).removeprefix("torch."), "decoder": args.decoder,
         "latency_note": ("median seconds per image through the serving path (eval.generate: text encoder, sampler, UNet, "
                          "VAE decoder), eager; on CUDA torch.cuda.synchronize around each call, and batch 1 again with "
                          "the UNet as CUDA graphs (the engine's CUDA default), then also with the engine's default "

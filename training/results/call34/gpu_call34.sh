@@ -1,5 +1,8 @@
 #!/bin/bash
-# Call 34 (GPU, issue 6; prepared in session 33, not yet run): call 31's recipe again, from the student it shipped.
+# Call 34 (GPU, issue 6; prepared in session 33): call 31's recipe again, from the student it shipped.
+# Session 34 was lent one-card machines only: it runs run a alone (GPUS="0" RUNS="a"), after gpu_latency34.sh's two
+# steps on the same machine, and skips the card pairing: the run's EMA and its mean with the start are paired on the
+# CPU instead (training.paired_compare, seeds 127, 129, 131).
 # Call 31 (training/results/call31/record.md): four continuations of call 30's student, each alone within noise of
 # its start on the card (-0.004 to +0.013), each one's mean with the start +0.003 to +0.033; the best of those means,
 # start + run c, was confirmed on two fresh CPU sets (+0.016 +- 0.0066 over 3,072) and shipped. This call repeats the
