@@ -204,3 +204,26 @@ def test_interleaved_latency_alternates_the_rows_calls(monkeypatch: pytest.Monke
     medians = students_eval.interleaved_latency([(cpu, "ddim", 25, 4.0), (cpu, "turbo", 1, 1.0)], batch=3, reps=2)
     assert len(medians) == 2 and all(m >= 0 for m in medians)
     assert calls == [(sampler, steps, 3, seed) for seed in range(4) for sampler, steps in (("ddim", 25), ("turbo", 1))]
+
+
+def test_students_eval_decoder_tiny_draws_every_row_through_its_models_tiny_decoder() -> None:
+    """`students_eval --decoder tiny` (fast mode): generate then decodes the same latents with the model's tiny decoder,
+    and a model without one is refused by name."""
+    from dataclasses import replace
+
+    from server.commands.eval import decode, denoise, encode_prompts, generate, initial_noise
+    from training.students_eval import use_tiny_decoders
+
+    model = _load("bundled-turbo")
+    if model.tiny_vae is None:  # type: ignore[attr-defined]
+        pytest.skip("weights/bundled_tiny_vae not present")
+    prompts, sampler, steps = ["a red circle", "a small blue square left of a green triangle"], "turbo", 1
+    full = generate(model, prompts, sampler, steps, 1.0, seed=5)
+    x, sigmas, generator = initial_noise(model, len(prompts), sampler, steps, 5)
+    x = denoise(model, x, sigmas, generator, sampler, encode_prompts(model, prompts, 1.0))
+    expected = decode(replace(model, vae=model.tiny_vae), x, sigmas)  # type: ignore[type-var, attr-defined]
+    use_tiny_decoders({"bundled-turbo": model})
+    tiny = generate(model, prompts, sampler, steps, 1.0, seed=5)
+    assert torch.equal(tiny, expected) and not torch.equal(tiny, full)
+    with pytest.raises(SystemExit, match="--decoder tiny: model 'plain' has no tiny decoder"):
+        use_tiny_decoders({"plain": replace(model, tiny_vae=None)})  # type: ignore[type-var]
