@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from array import array
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -45,6 +46,10 @@ def _bpe() -> SimpleTokenizer:
 _PLAIN = frozenset(chr(c) for c in range(32, 127)) - {"&", "<"}
 _WORD_IDS: dict[str, list[int]] = {}  # a word of plain text -> its ids (BPE of each word is fixed)
 _WORD_IDS_LIMIT = 1 << 16  # a bound on what user text can grow it to
+# Lower-case letters, spaces and lone commas: open_clip's word pattern (letter runs, each digit, runs of other
+# symbols) then splits at the spaces and around each comma, so str.split does its work (a run ",," is one piece
+# to the pattern, so it keeps the pattern)
+_LETTERS_AND_COMMAS = frozenset("abcdefghijklmnopqrstuvwxyz ,")
 
 
 def clip_token_ids(prompt: str) -> list[int]:
@@ -53,8 +58,13 @@ def clip_token_ids(prompt: str) -> list[int]:
     if not _PLAIN.issuperset(prompt):
         return _bpe().encode(prompt)
     bpe = _bpe()
+    text = " ".join(prompt.split()).lower()
+    if _LETTERS_AND_COMMAS.issuperset(text) and ",," not in text:
+        words = text.replace(",", " , ").split()
+    else:
+        words = bpe.pat.findall(text)
     ids: list[int] = []
-    for word in bpe.pat.findall(" ".join(prompt.split()).lower()):
+    for word in words:
         word_ids = _WORD_IDS.get(word)
         if word_ids is None:
             # a word holds no space, and the rest of printable ASCII is its own symbol in CLIP's byte encoding
@@ -75,14 +85,17 @@ class ClipTokenizer:
     def tokenize(self, prompts: list[str]) -> tuple[Tensor, list[bool]]:
         """(B, max_tokens) int64 ids and, per prompt, whether words beyond max_tokens were dropped."""
         room = self.max_tokens - 2  # BOS and EOS take two places
-        rows: list[list[int]] = []
+        flat = array("q")  # the rows back to back: one buffer, read by torch without a per-element conversion
         truncated: list[bool] = []
         for prompt in prompts:
             tokens = clip_token_ids(prompt)
             truncated.append(len(tokens) > room)
             row = [BOS_ID, *tokens[:room], EOS_ID]
-            rows.append(row + [self.pad_token_id] * (self.max_tokens - len(row)))
-        return torch.tensor(rows, dtype=torch.long).view(len(prompts), self.max_tokens), truncated
+            flat.extend(row)
+            flat.extend([self.pad_token_id] * (self.max_tokens - len(row)))
+        if not prompts:
+            return torch.zeros(0, self.max_tokens, dtype=torch.long), truncated
+        return torch.frombuffer(flat, dtype=torch.long).view(len(prompts), self.max_tokens).clone(), truncated
 
 
 def write_hf_clip_tokenizer_files(directory: str | Path) -> tuple[Path, Path]:

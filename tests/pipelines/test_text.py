@@ -83,8 +83,12 @@ def test_plain_prompt_ids_equal_open_clip_encode() -> None:
     rng = random.Random(0)
     alphabet = [*"aAzZ09 '.,!?-_/()[]{}:;\"|~`^$%#@*+=>", "'s", "'T", "'re", "'ll", "  ", "cat", "SQUARE"]
     fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(2000)]
+    # letters, spaces and commas only: the path that splits at spaces and commas without the word pattern
+    words_and_commas = ["".join(rng.choice([*"abZ ,", "  ", ",,", " , ", "cat", "Square"]) for _ in range(rng.randint(0, 30)))
+                        for _ in range(2000)]
+    assert sum(",," not in w and "," in w for w in words_and_commas) > 300  # the new path, with a comma
     printable = "".join(chr(c) for c in range(32, 127) if chr(c) not in "&<")
-    for prompt in [*PROMPTS, *captions, *fuzz, printable, "  leading and trailing  "]:
+    for prompt in [*PROMPTS, *captions, *fuzz, *words_and_commas, printable, "  leading and trailing  "]:
         assert clip_token_ids(prompt) == open_clip_bpe().encode(prompt), prompt
 
 
