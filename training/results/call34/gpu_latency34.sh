@@ -6,6 +6,7 @@
 # Steps, on one machine of kind nvidia-h200, each within the machine's 30 s idle release:
 #   (code-only tree)    bash training/results/call34/gpu_latency34.sh prepare runs/whl   # carry runs/whl
 #   (weights tree)      bash training/results/call34/gpu_latency34.sh latency            # -> $OUT
+# or, on a later machine, `latency_only` in place of `latency`: the latency rows only, both decoders.
 # then the training steps of gpu_call34.sh on the same machine. The code-only tree: as gpu_call34.sh's. The weights
 # tree: bash tools/device_tree.sh slim '^bench/[^/]*$|^pipelines/|^server/|^weights/bundled/|^weights/bundled_turbo/|
 #   ^weights/bundled_tiny_vae/|^weights/judge/|^weights_manifest.yaml$|^training/[a-z_]*\.(py|sh|json)$|
@@ -29,5 +30,13 @@ for r in json.load(open(sys.argv[1]))["rows"]:
                       if k.startswith(("latency_", "speedup_")) and isinstance(v, float)})' "$O/$dec/students_eval.json"
   done
   ;;
-*) echo "usage: $0 prepare WHEEL_DIR | latency" >&2; exit 2 ;;
+latency_only)  # session 34's second machine, after the tokenizer's letters-and-commas path: latency only, both decoders
+  card | tee "$O/card.txt"
+  for dec in full tiny; do
+    timeout "${EVAL_S:-150}" $PY -m training.students_eval --weights weights --manifest weights_manifest.yaml \
+      --out "$O/$dec" --latency-only --models bundled-turbo --decoder $dec > "$O/$dec.log" 2>&1 || tail -n 20 "$O/$dec.log"
+    echo "== decoder $dec"; grep -E "^(teacher|one-step)" "$O/$dec.log"
+  done
+  ;;
+*) echo "usage: $0 prepare WHEEL_DIR | latency | latency_only" >&2; exit 2 ;;
 esac
