@@ -10,7 +10,8 @@ debug mode; their file:line in "STAGE/MODEL/sync_sites"). Then torch.profiler re
 runtime calls per call (each launch is host time at batch 1) and the table of the costliest.
 
 Each stage is timed at batch 1 and per image at `--batch` prompts per call. Stages: "eager" (no lever), "served" (UNet CUDA graphs, the default decoder lever, the text encoder's graphs: the engine's CUDA
-defaults) and "compile_graphs" (the same with every decoder compiled and replayed per bucket as a CUDA graph).
+defaults; on a CPU also the decoder in bf16 where settings.vae_cpu_bf16 "auto", an opt-in, turns it on) and "compile_graphs" (the same
+with every decoder compiled and replayed per bucket as a CUDA graph).
 
     python -m bench.phases --out DIR [--reps 100] [--batch 256]   # DIR/phases.json, DIR/phases_profiles.txt
 """
@@ -108,6 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     from pipelines.accel import (
         disable_vae_decoder_accel,
+        enable_cpu_bf16_decoder,
         enable_cuda_graphs,
         enable_text_encoder_graphs,
         enable_vae_decoder_accel,
@@ -126,6 +128,7 @@ def main() -> None:
             if stage == "served":
                 enable_cuda_graphs(model)
                 enable_vae_decoder_accel(model, "auto")
+                enable_cpu_bf16_decoder(model, "auto")
                 enable_text_encoder_graphs(model)
             elif stage == "compile_graphs":
                 disable_vae_decoder_accel(model)

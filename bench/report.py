@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"same seeds{unet})\n")
             print("\n".join(interval_quality_table(result)) + "\n")
             continue
-        if "torch" not in result:  # bench/tiny_decoder_quality.py's gpu_*_tiny_decoder_quality.json: the README's fast-mode section
+        if "torch" not in result:  # bench/decoder_quality.py's gpu_*_decoder_quality.json: the README's decoder sections
             continue
         print(f"### {path.name}: {result['card']}, torch {result['torch']}, diffusers {result.get('diffusers', '?')}, "
               f"matmul ceiling {result.get('matmul_ceiling_tflops', '?')} TFLOP/s\n")

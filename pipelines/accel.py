@@ -11,6 +11,10 @@ ControlNet residuals) go to the eager module unchanged.
 forwards, so it bounds one-step models): decode batches are padded to a bucket size and each
 bucket replays a CUDA graph or runs a torch.compile'd decoder specialised to that shape.
 
+`CpuBf16Decoder` is the CPU's decoder lever, and unlike the others it changes the arithmetic: a float32
+decoder runs under autocast to bfloat16 (settings.vae_cpu_bf16; its quality cost is measured in
+bench/decoder_quality.py).
+
 Graphs are captured on their own stream with capture_error_mode="thread_local", one capture at
 a time (a process-wide lock), so another thread (the engine's decode thread, on its own stream)
 may launch, allocate or synchronise while one thread captures.
@@ -28,6 +32,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from pipelines.model import module_dtype
 
 log = logging.getLogger(__name__)
 
@@ -381,6 +387,104 @@ def disable_vae_decoder_accel(model: object) -> None:
 def _autoencoders(model: object) -> list[Any]:
     """The model's pipelines.vae autoencoders (its KL autoencoder, and its tiny one if it has one)."""
     return [a for a in (getattr(model, "vae", None), getattr(model, "tiny_vae", None)) if hasattr(a, "vae")]
+
+
+CPU_BF16_MODES = ("auto", "on", "off")
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware: Intel AMX tiles with AVX512-BF16, as torch's cpuinfo
+    reports them; False where this torch cannot say (another architecture, an older build)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() and torch.cpu._is_avx512_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_bf16_decoder_for(model: object, mode: str) -> bool:
+    """Whether a model's decoders run in bf16 (settings.vae_cpu_bf16): only a CPU model whose VAE is float32,
+    then always for "on", for "auto" where the CPU has bf16 matrix units (cpu_has_bf16_matrix_units)."""
+    if mode not in CPU_BF16_MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, CPU_BF16_MODES))}, got {mode!r}")
+    device = getattr(model, "device", None)
+    vae = getattr(getattr(model, "vae", None), "vae", None)
+    if mode == "off" or device is None or torch.device(device).type != "cpu" or not isinstance(vae, torch.nn.Module):
+        return False
+    if module_dtype(vae) != torch.float32:  # already low precision: nothing to gain, and autocast would recast fp16
+        return False
+    return mode == "on" or cpu_has_bf16_matrix_units()
+
+
+class _ContiguousGroupNorm(torch.overrides.TorchFunctionMode):
+    """F.group_norm computed on an NCHW-contiguous copy of its input, handed back in the input's layout. oneDNN's
+    bf16 convolutions hand back channels-last tensors, and on them torch's GroupNorm kernel rounded a row differently
+    by the batch's size and the thread count (the bundled decoder on this CPU: rows of odd batches differed from even
+    ones at 2 threads, rows' positions mattered at 3); on NCHW inputs every row was the same bits at any size and
+    position, at 1 to 8 threads. The output goes back to channels-last for the next convolution (the same values;
+    16 latents of the bundled decoder 60.3 -> 56.5 ms against leaving it NCHW)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is not torch.nn.functional.group_norm:
+            return func(*args, **kwargs)
+        x = args[0]
+        out = func(x.contiguous(), *args[1:], **kwargs)
+        if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            return out.contiguous(memory_format=torch.channels_last)
+        return out
+
+
+class CpuBf16Decoder(torch.nn.Module):
+    """A float32 VAE decoder (KL or tiny) run on the CPU under autocast to bfloat16: convolutions and matmuls in
+    bf16 on oneDNN's kernels (AMX tiles where the CPU has them), GroupNorm on NCHW inputs (_ContiguousGroupNorm),
+    the images handed back in float32.
+
+    The bundled decoder on this repo's 2-core AMX CPU: 136.7 -> 64.4 ms per 16 latents, images within 0.032 of
+    fp32 on [0, 1] (bench/results/cpu_bf16_decoder_quality.json). A row's image is the same bits alone and in any
+    batch, at any position (tests/pipelines/test_cpu_bf16_decoder.py), at the price of GroupNorm's NCHW copies:
+    ~13% of the bf16 decoder's time (the bundled one at 16 latents, 50.1 -> 56.5 ms).
+    A deep copy is the plain decoder: the fp32 NaN retry (pipelines.vae) decodes with such a copy.
+    """
+
+    computes_in_bf16 = True  # pipelines.vae: this decoder's VAE is not its own fp32 copy
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> torch.nn.Module:
+        return copy.deepcopy(self.decoder, memo)
+
+    def forward(self, sample: Tensor, latent_embeds: Tensor | None = None) -> Tensor:
+        if sample.device.type != "cpu":
+            return self.decoder(sample) if latent_embeds is None else self.decoder(sample, latent_embeds)
+        with torch.autocast("cpu", dtype=torch.bfloat16), _ContiguousGroupNorm():
+            # a tiny decoder (AutoencoderTiny's) takes the latents alone
+            images = self.decoder(sample) if latent_embeds is None else self.decoder(sample, latent_embeds)
+        return images.to(sample.dtype)
+
+
+def enable_cpu_bf16_decoder(model: object, mode: str) -> bool:
+    """Wrap a CPU model's float32 VAE decoder, and its tiny decoder if it has one, in CpuBf16Decoder when
+    cpu_bf16_decoder_for says so; whether any was wrapped."""
+    if not cpu_bf16_decoder_for(model, mode):
+        return False
+    wrapped = False
+    for autoencoder in _autoencoders(model):
+        decoder = getattr(autoencoder.vae, "decoder", None)
+        if decoder is None or isinstance(decoder, CpuBf16Decoder) or module_dtype(autoencoder.vae) != torch.float32:
+            continue
+        autoencoder.vae.decoder = CpuBf16Decoder(decoder)
+        wrapped = True
+    return wrapped
+
+
+def disable_cpu_bf16_decoder(model: object) -> None:
+    """Undo enable_cpu_bf16_decoder in place: the model's decoders (KL and tiny) as loaded."""
+    for autoencoder in _autoencoders(model):
+        decoder = getattr(autoencoder.vae, "decoder", None)
+        if isinstance(decoder, CpuBf16Decoder):
+            autoencoder.vae.decoder = decoder.decoder
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:

@@ -60,7 +60,9 @@ class KLAutoencoder:
             self._fp32_copy()
 
     def _fp32_copy(self) -> torch.nn.Module:
-        if self.vae.dtype == torch.float32:
+        # a float32 VAE is its own fp32 copy, unless its decoder computes in bf16 (pipelines.accel.CpuBf16Decoder,
+        # whose deep copy is the plain decoder)
+        if self.vae.dtype == torch.float32 and not getattr(getattr(self.vae, "decoder", None), "computes_in_bf16", False):
             return self.vae
         if self._fp32 is None:
             self._fp32 = copy.deepcopy(self.vae).float().eval()

@@ -109,6 +109,7 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
     from pipelines.accel import (
         enable_batch_invariance,
         enable_compile,
+        enable_cpu_bf16_decoder,
         enable_cuda_graphs,
         enable_cudnn_benchmark,
         enable_fp8_unet,
@@ -129,4 +130,6 @@ def load_served_models(settings: Settings) -> tuple[list[LoadedModel], str | Non
             enable_text_encoder_graphs(model)
         enable_vae_decoder_accel(model, settings.vae_accel, compiled_unet=settings.compile_unet,
                                  channels_last=settings.vae_channels_last)
+        if enable_cpu_bf16_decoder(model, settings.vae_cpu_bf16):  # the CPU's decoder lever (CUDA: vae_accel)
+            log.info("model %s: VAE decoder in bfloat16 on the CPU (vae_cpu_bf16=%s)", model.id, settings.vae_cpu_bf16)
     return models, notice

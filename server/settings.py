@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     # (tests/test_batch_invariance.py). A pass of one request then costs as much as a full one: on this repo's
     # 2-core CPU with max_batch 8 a lone bundled-teacher request took 3.4x as long (throughput under load unchanged),
     # on an H200 no longer (host-bound); a smaller max_batch trades throughput back for latency. Off: 1/255 in a
-    # few pixels under load (README)
+    # few pixels under load, up to 6/255 in about a quarter of them with the CPU's bf16 decoder (vae_cpu_bf16; README)
     batch_invariant: bool = False
     max_active: int | None = Field(default=None, ge=1)  # requests denoising at once; None: max_batch
     max_queue: int = Field(default=64, ge=0)  # requests waiting to start; beyond this: 503
@@ -71,6 +71,20 @@ class Settings(BaseSettings):
     # convolutions are NHWC kernels and compiled GroupNorm does not mind the layout. The SD decoder at
     # 512x512 on an H100: 77.4 -> 65.1 ms per 8 images (bench/layout_probe.py). Exact within fp16 rounding
     vae_channels_last: bool = True
+    # the VAE decoders (KL and tiny) of a float32 model on the CPU run in bfloat16 (pipelines.accel.CpuBf16Decoder:
+    # autocast, oneDNN's bf16 kernels). "auto": on where the CPU has bf16 matrix units (Intel AMX tiles with
+    # AVX512-BF16, as torch's cpuinfo reports them), "on": on any CPU (elsewhere oneDNN emulates bf16; not measured),
+    # "off". No effect on CUDA (there: vae_accel) or on a model served in fp16 / bf16. The bundled decoder on this
+    # repo's 2-core AMX CPU: 16.4 -> 12.3 ms for 1 latent, 136.7 -> 64.4 ms for 16, 1170 -> 349 ms for 64; the one-step
+    # student's whole call at 16 prompts 26.1-27.1x faster than the teacher's, against 18.9-20.4x in fp32
+    # (training/results/call34/cpu_bf16_decoder/record.md). Changes the output: pixels within 0.032 (8/255) of fp32,
+    # mean 0.0006; whole-caption accuracy and judge FID of the teacher and the student moved by at most 0.004 on
+    # 512 + 512 captions (bench/results/cpu_bf16_decoder_quality.json). A decode's rows are the same bits at any batch
+    # size, but bf16 rounding carries the UNet's differences between pass sizes further: without batch_invariant a
+    # batched image is within 6/255 of the same request alone (fp32: 1/255). So it is off by default: a request's
+    # image should not depend on what it was batched with beyond the fp32 path's 1/255; set "auto" where that
+    # matters less than the decoder's speed
+    vae_cpu_bf16: Literal["auto", "on", "off"] = "off"
     # decode finished latents on a second CUDA stream in a decode thread, overlapping the next
     # denoising steps (CUDA only). Off: it lost on an H200 (SD-Turbo HTTP 55.0 -> 44.9 img/s, the
     # extra Python thread contends for the GIL; the GPU is already busy with large batches)

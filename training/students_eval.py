@@ -23,7 +23,10 @@ compiled for models of few default steps, so for the students and not the 25-ste
 (settings.vae_accel "graphs": at batch 1 a tiny decoder is launch-bound, where compile's host work weighs); last
 ("text_vaecompilegraphs") every model's decoder compiled and its kernels replayed as CUDA graphs (vae_accel
 "compile_graphs"), the teacher's too: both models with every lever.
---latency-only skips the judge (students_latency.json only), e.g. for CPU figures.
+--latency-only skips the judge (students_latency.json only), e.g. for CPU figures. --vae-cpu-bf16 on (or auto) runs
+every model's VAE decoder in bf16 on the CPU, as the server does with settings.vae_cpu_bf16 auto (opt-in) on a CPU
+with bf16 matrix units (settings.vae_cpu_bf16, pipelines.accel.CpuBf16Decoder), for the accuracy and the latency alike; the JSON records the
+mode and, per row, whether the model's decoder ran in bf16. Off by default: the fp32 figures of earlier calls.
 --decoder tiny draws every row through its model's tiny decoder (fast mode, `"decoder": "tiny"`: the manifest's
 tiny_vae entry, weights/bundled_tiny_vae for the bundled models) in place of its KL decoder: accuracy, FID and every
 latency stage then measure fast mode, the teacher's too.
@@ -145,8 +148,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=None, help="only these manifest ids' rows (the teacher, bundled, always runs)")
     parser.add_argument("--decoder", choices=("full", "tiny"), default="full",
                         help="tiny: every model decodes with its manifest's tiny decoder (fast mode)")
+    parser.add_argument("--vae-cpu-bf16", choices=("auto", "on", "off"), default="off",
+                        help="every model's VAE decoder in bf16 on the CPU (settings.vae_cpu_bf16; no effect on CUDA)")
     args = parser.parse_args()
     spec = tuple(r for r in ROWS if args.models is None or r[0] == "bundled" or r[0] in args.models)
+    from pipelines.accel import enable_cpu_bf16_decoder
     from pipelines.loading import load_from_manifest
 
     device = torch.device(args.device)
@@ -158,6 +164,7 @@ def main() -> None:
     models = {mid: load_from_manifest(mid, manifest, args.weights, device=device, dtype=dtype) for mid in dict.fromkeys(r[0] for r in spec)}
     if args.decoder == "tiny":
         use_tiny_decoders(models)
+    bf16_decoder = {mid: enable_cpu_bf16_decoder(model, args.vae_cpu_bf16) for mid, model in models.items()}
     lat_batch = args.latency_batch or (256 if cuda else 16)
     reps = args.latency_reps or (20 if cuda else 5)
     eval_batch = 512 if cuda else 16
@@ -166,7 +173,8 @@ def main() -> None:
     for mid, sampler, steps, w, name in spec:
         model = models[mid]
         generate(model, ["a red circle"], sampler, steps, w, seed=0)  # warm-up (kernels, allocator)
-        row: dict[str, object] = {"name": name, "model": mid, "sampler": sampler, "steps": steps, "guidance": w}
+        row: dict[str, object] = {"name": name, "model": mid, "sampler": sampler, "steps": steps, "guidance": w,
+                                  "cpu_bf16_decoder": bf16_decoder[mid]}
         if not args.latency_only:
             records = evaluate(model, judge, [Config(sampler, steps, w, ("seen", "heldout"))], args.captions, eval_batch,
                                args.out, float("inf"), label=f"{mid}_")
@@ -231,6 +239,7 @@ def main() -> None:
         "device": str(device), "card": torch.cuda.get_device_name(device) if cuda else "cpu",
         "torch": torch.__version__, "threads": torch.get_num_threads(), "captions_per_split": args.captions,
         "latency_batch": lat_batch, "latency_reps": reps, "dtype": str(dtype).removeprefix("torch."), "decoder": args.decoder,
+        "vae_cpu_bf16": args.vae_cpu_bf16,
         "latency_note": ("median seconds per image through the serving path (eval.generate: text encoder, sampler, UNet, "
                          "VAE decoder), eager; on CUDA torch.cuda.synchronize around each call, and batch 1 again with "
                          "the UNet as CUDA graphs (the engine's CUDA default), then also with the engine's default "
