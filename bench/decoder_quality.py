@@ -22,16 +22,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
+
+from bench.timing import cpu_model, time_call
 
 if TYPE_CHECKING:
     from pipelines.model import LatentAutoencoder
@@ -48,22 +48,6 @@ DECODE_REPS = 7
 SIZE = 64  # pixels per side, as server.commands.eval generates
 
 
-def decode_ms(decode: Callable[[Tensor], Tensor], latents: Tensor, reps: int) -> float:
-    """Median wall time (ms) of decode(latents) over `reps` calls, after one warm-up call."""
-    cuda = latents.device.type == "cuda"
-    times = []
-    for rep in range(reps + 1):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        decode(latents)
-        if cuda:
-            torch.cuda.synchronize()
-        if rep > 0:
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 @torch.no_grad()
 def decode_timings(
     decoders: dict[str, LatentAutoencoder],
@@ -77,7 +61,8 @@ def decode_timings(
     for batch in DECODE_BATCHES:
         latents = torch.randn(batch, *latent_shape, generator=generator).to(device, dtype)
         for name, vae in decoders.items():
-            timings[name][f"batch_{batch}"] = round(decode_ms(vae.decode, latents, DECODE_REPS), 2)
+            ms = time_call(partial(vae.decode, latents), warmup=1, repeats=DECODE_REPS) * 1e3
+            timings[name][f"batch_{batch}"] = round(ms, 2)
     return timings
 
 
@@ -118,17 +103,6 @@ def cpu_bf16_decoders(model: Any) -> dict[str, LatentAutoencoder]:
     return {"fp32": model.vae, "bf16": bf16}
 
 
-def cpu_name() -> str:
-    """The CPU's model name as /proc/cpuinfo (lscpu) gives it; "cpu" where it cannot be read."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "cpu"
-
-
 def decoder_quality(compare: str, device: str, captions: int, batch: int, tiny_path: Path) -> dict:
     """{"records": [...], "summary": [...], "image_difference": {...}, "decode_ms": {...}, "seconds": s}: eval
     records per model x decoder x split, the two decoders' deltas, and the decode-alone timings."""
@@ -161,7 +135,7 @@ def decoder_quality(compare: str, device: str, captions: int, batch: int, tiny_p
     if compare == "tiny":
         result["tiny_vae"] = str(tiny_path)
     else:
-        result["cpu"] = cpu_name()
+        result["cpu"] = cpu_model()
         result["threads"] = torch.get_num_threads()
     prompts = [s.caption.text for s in sample_scenes(CAPTION_SEED, batch, "train")]
     for model_id, sampler, steps, guidance in MODELS:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
+from bench.timing import cpu_model
 
 MODES: dict[str, list[str]] = {
     "json_png": ["--output-format", "png"],
@@ -164,15 +165,6 @@ def serve(port_file: str, model_name: str, max_batch: int, torch_threads: int, p
 
 def _cpus(text: str | None) -> set[int] | None:
     return {int(c) for c in text.split(",")} if text else None
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def process_cpu_s(pid: int) -> float:

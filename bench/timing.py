@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import platform
 import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -42,6 +45,15 @@ def card_name() -> str:
         return out.stdout.strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def matmul_ceiling_tflops(n: int = 8192, repeats: int = 10) -> float:
