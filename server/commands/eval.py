@@ -73,12 +73,13 @@ def encode_prompts(model: object, prompts: list[str], guidance: float) -> Guided
     from pipelines.text import encode_with_negative
 
     n, device = len(prompts), model.device  # type: ignore[attr-defined]
-    scale = torch.full((n,), max(1.0, guidance))
     if guidance <= 1.0:
         cond, _ = model.text_encoder.encode(prompts, size=(SIZE, SIZE))  # type: ignore[attr-defined]
-        return GuidedConditioning(cond=cond.to(device), uncond=None, guidance_scale=scale)
-    cond, uncond, _ = encode_with_negative(model.text_encoder, prompts, [""] * n, size=(SIZE, SIZE))  # type: ignore[attr-defined]
-    return GuidedConditioning(cond=cond.to(device), uncond=uncond.to(device), guidance_scale=scale)
+        uncond = None
+    else:
+        cond, negative, _ = encode_with_negative(model.text_encoder, prompts, [""] * n, size=(SIZE, SIZE))  # type: ignore[attr-defined]
+        uncond = negative.to(device)
+    return GuidedConditioning(cond=cond.to(device), uncond=uncond, guidance_scale=torch.full((n,), max(1.0, guidance)))
 
 
 @torch.no_grad()
