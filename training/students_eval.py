@@ -24,9 +24,10 @@ compiled for models of few default steps, so for the students and not the 25-ste
 ("text_vaecompilegraphs") every model's decoder compiled and its kernels replayed as CUDA graphs (vae_accel
 "compile_graphs"), the teacher's too: both models with every lever.
 --latency-only skips the judge (students_latency.json only), e.g. for CPU figures. --vae-cpu-bf16 on (or auto) runs
-every model's VAE decoder in bf16 on the CPU, as the server does with settings.vae_cpu_bf16 auto (opt-in) on a CPU
-with bf16 matrix units (settings.vae_cpu_bf16, pipelines.accel.CpuBf16Decoder), for the accuracy and the latency alike; the JSON records the
-mode and, per row, whether the model's decoder ran in bf16. Off by default: the fp32 figures of earlier calls.
+every model's VAE decoder in bf16 on the CPU (pipelines.accel.CpuBf16Decoder), as the server does when its opt-in
+settings.vae_cpu_bf16 is on (or auto, on a CPU with bf16 matrix units), for the accuracy and the latency alike; the
+JSON records the mode and, per row, whether the model's decoder ran in bf16. Off by default: the fp32 figures of
+earlier calls.
 --decoder tiny draws every row through its model's tiny decoder (fast mode, `"decoder": "tiny"`: the manifest's
 tiny_vae entry, weights/bundled_tiny_vae for the bundled models) in place of its KL decoder: accuracy, FID and every
 latency stage then measure fast mode, the teacher's too.
