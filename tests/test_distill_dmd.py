@@ -3,6 +3,7 @@ the classifier on the fake score UNet's mid-block features."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -160,11 +161,55 @@ def test_gan_probe_trains_each_classifier_kind_on_the_same_samples(tmp_path: Pat
     first = Samples(tmp_path, student, seed=1).batch(3)
     again = Samples(tmp_path, student, seed=1).batch(3)
     assert all(torch.equal(a, b) for a, b in zip(first, again))  # both kinds read the same sequence of samples
-    real, fake, t, text = first
-    assert real.shape == fake.shape == (3, 4, 16, 16) and t.shape == (3,) and text.shape[0] == 3
+    assert first.real.shape == first.fake.shape == (3, 4, 16, 16) and first.t.shape == (3,)
+    assert first.text.shape == first.negative.shape and not torch.equal(first.text, first.negative)
+    assert first.right.dtype == torch.bool and first.right.shape == (3,)
     for kind in ("mid", "multi"):
-        result = probe(Samples(tmp_path, student, seed=1), kind, steps=2, batch=2, eval_batches=1)
-        assert 0.0 <= result["accuracy"] <= 1.0 and len(result) == 1 + len(T_BANDS)
+        result = probe(Samples(tmp_path, student, seed=1), kind, steps=2, batch=2, eval_batches=1, mismatch=1.0)
+        assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["matching"] <= 1.0
+        assert len(result) == 2 + 2 * len(T_BANDS) + 2  # accuracy and matching, each by t band, judge_auc, student_right
+
+
+def test_ranking_auc_counts_ordered_pairs() -> None:
+    from training.gan_probe import ranking_auc
+
+    right = torch.tensor([True, True, False, False])
+    assert ranking_auc(torch.tensor([3.0, 2.0, 1.0, 0.0]), right) == 1.0
+    assert ranking_auc(torch.tensor([0.0, 1.0, 2.0, 3.0]), right) == 0.0
+    assert ranking_auc(torch.tensor([1.0, 0.0, 1.0, 0.0]), right) == 0.5  # one win, one loss, two ties of four
+    assert torch.isnan(torch.tensor(ranking_auc(torch.zeros(2), torch.tensor([True, True]))))
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "bundled_turbo" / "unet" / "config.json").exists(), reason="no shipped student")
+def test_the_classifier_learns_hard_negative_captions_as_fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--mismatch-weight: the classifier's loss gains the real latents under their captions' hard negatives as fake (one
+    more mid-block pass of the fake score per update, under other caption embeddings), and the run logs how often it
+    ranks the matched caption above the mismatched; without the GAN term it is refused."""
+    import training.distill_dmd as dmd
+    from training.checkpoint import load_state
+    from training.export import import_weights
+
+    import_weights(ROOT / "weights", tmp_path)
+    with pytest.raises(ValueError, match="mismatch_weight"):
+        dmd.train(tmp_path, 0.0, torch.device("cpu"), mismatch_weight=1.0)
+    texts: list[torch.Tensor] = []
+    original = dmd.unet_with_mid
+
+    def spy(unet, sample, timestep, text, mid_only=False, scales=("mid",)):  # type: ignore[no-untyped-def]
+        texts.append(text.detach().clone())
+        return original(unet, sample, timestep, text, mid_only, scales)
+
+    monkeypatch.setattr(dmd, "unet_with_mid", spy)
+    dmd.train(tmp_path, RUN_S, torch.device("cpu"), batch=2, init_unet=ROOT / "weights" / "bundled_turbo" / "unet",
+              gan_weight=0.05, mismatch_weight=1.0, eval_count=2, pool_size=16, fake_steps=1, max_iterations=50)
+    state = load_state(tmp_path / dmd.STAGE)
+    assert state.metrics["mismatch_weight"] == 1.0
+    # per iteration: the student's GAN pass (student turns), the fake score's denoising pass, the real side and the
+    # mismatched side; the last two read the same latents under different captions
+    assert len(texts) >= 3 * 50
+    assert len(state.losses["classifier_matching"]) == 1 and 0.0 <= state.losses["classifier_matching"][0][1] <= 1.0
+    negatives = [text for previous, text in itertools.pairwise(texts) if text.shape == previous.shape and not torch.equal(text, previous)]
+    assert negatives  # the mismatched side's captions differ from the real side's
 
 
 @pytest.mark.skipif(not (ROOT / "weights" / "bundled_turbo" / "unet" / "config.json").exists(), reason="no shipped student")

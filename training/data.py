@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,6 +130,58 @@ def mirrored(scene: Scene) -> Scene:
         row, col = divmod(cell, GRID)
         cells.append(row * GRID + (GRID - 1 - col) if horizontal else (GRID - 1 - row) * GRID + col)
     return Scene(swap_relation(caption), tuple(cells), scene.sizes)
+
+
+SWAPPED_POSITION = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+
+
+def swap_position(caption: Caption) -> Caption:
+    """A single-object caption with its side word swapped ("left" <-> "right", "top" <-> "bottom")."""
+    if caption.position not in SWAPPED_POSITION:
+        raise ValueError(f"caption states no side: {caption.text!r}")
+    text = " ".join(SWAPPED_POSITION.get(word, word) for word in caption.text.split(" "))
+    return replace(caption, text=text, position=SWAPPED_POSITION[caption.position])
+
+
+def _with_object(caption: Caption, index: int, new: ObjectSpec) -> Caption:
+    """The caption with objects[index] replaced and its phrase rewritten in place (article included)."""
+    old = caption.objects[index]
+    pattern = re.compile(rf"(?<![a-z]){re.escape(_object_phrase(old))}(?![a-z])")
+    text, count = pattern.subn(_object_phrase(new), caption.text, count=1)
+    if count != 1:
+        raise ValueError(f"object phrase {_object_phrase(old)!r} not in {caption.text!r}")
+    objects = caption.objects[:index] + (new,) + caption.objects[index + 1:]
+    return replace(caption, text=text, objects=objects)
+
+
+def hard_negative(caption: Caption, rng: random.Random) -> Caption:
+    """A caption that one scene satisfying `caption` does not: one attribute of one object (shape, colour or a
+    stated size) or the stated side / relation changed, phrased alike. The kind of change is drawn uniformly from
+    those the caption allows; a changed object never forms a held-out (shape, colour) pair nor repeats another
+    object's pair, so a negative of a training caption is itself a training-split caption."""
+    kinds = ["shape", "colour"]
+    if any(o.size is not None for o in caption.objects):
+        kinds.append("size")
+    if caption.relation is not None or caption.position in SWAPPED_POSITION:
+        kinds.append("layout")
+    kind = rng.choice(kinds)
+    if kind == "layout":
+        return swap_relation(caption) if caption.relation is not None else swap_position(caption)
+    if kind == "size":
+        index = rng.choice([i for i, o in enumerate(caption.objects) if o.size is not None])
+        old = caption.objects[index]
+        return _with_object(caption, index, replace(old, size=1 - old.size))  # type: ignore[operator]
+    taken = {(o.shape, o.colour) for o in caption.objects}
+    options = []
+    for index, old in enumerate(caption.objects):
+        values = range(len(SHAPES)) if kind == "shape" else range(len(COLOURS))
+        for value in values:
+            new = replace(old, shape=value) if kind == "shape" else replace(old, colour=value)
+            pair = (new.shape, new.colour)
+            if pair not in taken and pair not in HELD_OUT_PAIRS:
+                options.append((index, new))
+    index, new = rng.choice(options)
+    return _with_object(caption, index, new)
 
 
 def position_holds(cell: int, position: str) -> bool:

@@ -22,6 +22,13 @@ weight gan_d_weight beside the denoising loss); the student gets gan_weight x so
 its own noised sample through the fake UNet. Unlike ADD's heads on frozen judge features, the
 features learn with the classifier.
 
+Optional (mismatch_weight > 0, with the GAN term): the classifier is matching-aware (Reed et al. 2016's
+conditional discriminator): the same noised real latents under a hard negative of their caption
+(training.data.hard_negative: one object's shape, colour or stated size, or the side / relation, changed)
+count as fake too, at that weight. Real vs fake alone can be told apart by texture; this side can only
+be told by reading the caption against the image, so the student's GAN term pulls it toward its caption
+(its weakest: three objects' shapes and sizes, and relations).
+
 Optional (judge_gan_weight > 0): ADD's discriminator beside DMD (Sauer et al. 2023, sec. 3.2; the issue's
 "a discriminator on frozen image features - the judge's"): training.distill_add.JudgeDiscriminator's projection heads on
 the frozen judge's feature maps of the decoded 64 px image, conditioned on the pooled caption embedding, hinge loss
@@ -41,12 +48,13 @@ UNet's x0 at t = 999 from pure noise.
         [--fake-lr LR] [--fake-steps K] [--init-unet DIR] [--ode-weight W --bank N --bank-file F]
         [--gan-weight G --gan-d-weight D] [--guidance W] [--compile MODE [--compile-cache FILE]] [--init-critic DIR]
         [--three-object-weight W] [--classifier-features mid|multi] [--judge-gan-weight J [--judge-gan-lr LR]]
-        [--seed K] [--lr-warmup N] [--ema-from-init] [--t-range LO HI] [--draws D]
+        [--seed K] [--lr-warmup N] [--ema-from-init] [--t-range LO HI] [--draws D] [--mismatch-weight W]
 """
 
 from __future__ import annotations
 
 import copy
+import random
 from pathlib import Path
 
 import torch
@@ -63,7 +71,7 @@ from training.checkpoint import (
     save_weights,
     stage_parser,
 )
-from training.data import Scene, render, sample_scenes, scenes_to_batch, tokenize
+from training.data import Scene, hard_negative, render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.distill_add import (
     BANK_SHARE,
@@ -202,7 +210,7 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
           classifier_features: str = "mid", critic_warmup: int = 0, judge_gan_weight: float = 0.0,
           judge_gan_lr: float = 2e-4, seed: int = 0, lr_warmup: int = 0, ema_from_init: bool = False,
           t_range: tuple[int, int] = (T_MIN, T_MAX), draws: int = 1, anchor_weight: float = 0.0, anchor_every: int = 32,
-          max_iterations: int | None = None) -> dict[str, float]:
+          mismatch_weight: float = 0.0, max_iterations: int | None = None) -> dict[str, float]:
     """Distil (or resume) the one-step student for `seconds` of wall clock, or `max_iterations` fake-score updates
     if fewer (a test's bound that a busy machine cannot cut short); returns its judge accuracy.
 
@@ -240,12 +248,16 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     copy of the student taken every anchor_every student updates (the first update of each period feels no pull). It
     charges an update for moving the student's outputs where the batch does not ask it to: on the CPU, regressions of
     the shipped student onto better targets near its own samples moved them as far off their useful direction as along
-    it and gained nothing; with an anchor the off-line part shrank tenfold (training/results/call30/record.md)."""
+    it and gained nothing; with an anchor the off-line part shrank tenfold (training/results/call30/record.md).
+    mismatch_weight: the GAN classifier also learns noised real latents under a hard negative of their caption as fake, at
+    this weight (module docstring; needs gan_weight > 0). Each pool caption gets one negative, drawn once per run."""
     t_lo_hi = comparison_range(t_range)  # a bad range fails before any loading
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
     if anchor_weight < 0 or anchor_every < 1:
         raise ValueError(f"anchor_weight must be >= 0 and anchor_every >= 1, got {anchor_weight}, {anchor_every}")
+    if mismatch_weight < 0 or (mismatch_weight > 0 and gan_weight <= 0):
+        raise ValueError(f"mismatch_weight must be >= 0 and needs the GAN term (gan_weight > 0), got {mismatch_weight}, {gan_weight}")
     deadline = Deadline(seconds, out / "STOP")  # `touch RUN/STOP` ends the training early
     cuda = device.type == "cuda"
     batch = batch or (256 if cuda else 4)
@@ -284,18 +296,25 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
                           "gan_weight": gan_weight, "gan_d_weight": gan_d_weight,
                           "judge_gan_weight": judge_gan_weight, "judge_gan_lr": judge_gan_lr, "seed": seed,
                           "lr_warmup": lr_warmup, "ema_from_init": ema_from_init, "t_range": list(t_lo_hi),
-                          "draws": draws, "anchor_weight": anchor_weight, "anchor_every": anchor_every})
+                          "draws": draws, "anchor_weight": anchor_weight, "anchor_every": anchor_every,
+                          "mismatch_weight": mismatch_weight})
     gen = torch.Generator(device=device).manual_seed(9000 + state.step + 100_003 * seed)
 
     scenes = sample_scenes(300 + state.step + 100_003 * seed, pool_size if cuda else 64, "train")
     tokens = tokenize([s.caption.text for s in scenes]).to(device)
     draw = caption_draw_weights(scenes, three_object_weight).to(device) if three_object_weight != 1.0 else None
     empty = tokenize([EMPTY_PROMPT]).to(device)
+    mismatch = mismatch_weight > 0
+    if mismatch:  # one hard negative per pool caption (the classifier's mismatched side)
+        rng = random.Random(f"negative:{seed}:{state.step}")
+        negative_tokens = tokenize([hard_negative(s.caption, rng).text for s in scenes]).to(device)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):  # the frozen encoder, once
         encoded = [teacher.text_encoder(chunk) for chunk in tokens.split(1024)]
         text_pool = torch.cat([e.last_hidden_state for e in encoded])
         pooled_pool = torch.cat([e.pooler_output.float() for e in encoded])  # the judge discriminator's condition
         empty_text = teacher.text_encoder(empty).last_hidden_state
+        negative_pool = (torch.cat([teacher.text_encoder(chunk).last_hidden_state for chunk in negative_tokens.split(1024)])
+                         if mismatch else None)
     pool = scenes_to_batch(scenes).to(device) if gan or judge_gan else None
     top = STUDENT_TIMESTEPS[0]
     bank = None
@@ -431,9 +450,14 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             if gan:  # the classifier: the same noised student samples vs noised latents of real renders
                 logit_fake = classifier(feature)
                 real = real_latents(pool, rows)
-                _, feature = fake_pass(add_noise(real, torch.randn(real.shape, generator=gen, device=device), t, alpha_bar), t, text, True)
+                real_t = add_noise(real, torch.randn(real.shape, generator=gen, device=device), t, alpha_bar)
+                _, feature = fake_pass(real_t, t, text, True)
                 logit_real = classifier(feature)
                 loss_d = F.softplus(logit_fake).mean() + F.softplus(-logit_real).mean()
+                if negative_pool is not None:  # the same real latents under a hard negative of their caption: fake
+                    _, feature = fake_pass(real_t, t, negative_pool[rows], True)
+                    logit_mismatch = classifier(feature)
+                    loss_d = loss_d + mismatch_weight * F.softplus(logit_mismatch).mean()
                 loss_f = loss_f + gan_d_weight * loss_d
         clipped_step(opt_f, loss_f, [*fake.parameters(), *classifier.parameters()])
         if disc is not None:  # ADD's hinge loss: renders of the same captions vs the student's current samples
@@ -453,6 +477,8 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
             if gan:
                 state.log("classifier_logistic", loss_d.item())
                 state.log("classifier_accuracy", 0.5 * ((logit_real > 0).float().mean() + (logit_fake < 0).float().mean()).item())
+                if negative_pool is not None:  # matched above mismatched, the same real latents
+                    state.log("classifier_matching", (logit_real > logit_mismatch).float().mean().item())
 
         if deadline.elapsed() >= next_probe:
             next_probe = deadline.elapsed() + probe_every_s  # not +=: a long compile would queue probes back to back
@@ -512,6 +538,8 @@ def main() -> None:
     parser.add_argument("--anchor-weight", type=float, default=0.0,
                         help="output anchor: weight of the change of the student's outputs on a second batch of (noise, caption) pairs (0: off)")
     parser.add_argument("--anchor-every", type=int, default=32, help="student updates between refreshes of the anchor's reference")
+    parser.add_argument("--mismatch-weight", type=float, default=0.0,
+                        help="the GAN classifier also learns real latents under hard-negative captions as fake (0: off)")
     parser.add_argument("--compile-cache", type=Path, default=None,
                         help="torch.compile's artifacts: loaded from this file when present, saved to it after the first student step")
     args = parser.parse_args()
@@ -525,7 +553,8 @@ def main() -> None:
                        classifier_features=args.classifier_features, critic_warmup=args.critic_warmup,
                        judge_gan_weight=args.judge_gan_weight, judge_gan_lr=args.judge_gan_lr, seed=args.seed,
                        lr_warmup=args.lr_warmup, ema_from_init=args.ema_from_init, t_range=tuple(args.t_range),
-                       draws=args.draws, anchor_weight=args.anchor_weight, anchor_every=args.anchor_every), flush=True)
+                       draws=args.draws, anchor_weight=args.anchor_weight, anchor_every=args.anchor_every,
+                       mismatch_weight=args.mismatch_weight), flush=True)
 
 
 if __name__ == "__main__":

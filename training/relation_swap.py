@@ -20,25 +20,24 @@ One object at random is on a given side 3 / 9 of the time.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from training.analysis import ROOT, add_candidate_args, emit, load_model, model_name
-from training.data import Caption, position_holds, relation_holds, sample_scenes, swap_relation
+from training.data import (
+    SWAPPED_POSITION,
+    Caption,
+    position_holds,
+    relation_holds,
+    sample_scenes,
+    swap_position,
+    swap_relation,
+)
 from training.judge import DetectedObject, detect
 
-SWAPPED_POSITION = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
 # rates at random placement: layout unchanged, one caption's word holds, both hold
 RANDOM = {"relation": (1 / 72, 27 / 72, (27 / 72) ** 2), "position": (1 / 9, 3 / 9, 1 / 9)}
-
-
-def swap_position(caption: Caption) -> Caption:
-    """A single-object caption with its side word swapped ("left" <-> "right", "top" <-> "bottom")."""
-    assert caption.position in SWAPPED_POSITION
-    text = " ".join(SWAPPED_POSITION.get(word, word) for word in caption.text.split(" "))
-    return replace(caption, text=text, position=SWAPPED_POSITION[caption.position])
 
 
 def cells(detected: list[DetectedObject], caption: Caption) -> tuple[int, ...] | None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import torch
 
 from training.data import (
     HELD_OUT_PAIRS,
     PAD_ID,
     cell_targets,
+    hard_negative,
     pair_presence,
     position_holds,
     relation_holds,
@@ -17,6 +21,7 @@ from training.data import (
     scenes_to_batch,
     tokenize,
 )
+from training.judge import DetectedObject, score_caption
 
 
 def test_same_seed_same_scenes_and_pixels() -> None:
@@ -85,3 +90,34 @@ def test_token_table_matches_open_clip() -> None:
     reference = open_clip.tokenize(texts)  # pads with 0
     reference[reference == 0] = PAD_ID
     assert torch.equal(tokenize(texts), reference)
+
+
+def test_a_hard_negative_changes_one_thing_a_scene_of_its_caption_then_fails() -> None:
+    """training.data.hard_negative (distill_dmd's mismatched captions): the scene drawn for a caption satisfies it
+    and not its negative, the negative differs in exactly one object attribute or the layout word, stays a training
+    caption (no held-out pair, no repeated pair) and tokenizes with the grammar's table."""
+    rng = random.Random(5)
+    kinds: Counter[str] = Counter()
+    scenes = sample_scenes(11, 1500, "train")
+    for scene in scenes:
+        caption = scene.caption
+        negative = hard_negative(caption, rng)
+        truth = [DetectedObject(cell, o.shape, o.colour, size) for o, cell, size in zip(caption.objects, scene.cells, scene.sizes)]
+        assert score_caption(truth, caption)["caption"]
+        assert not score_caption(truth, negative)["caption"], (caption.text, negative.text)
+        assert negative.text != caption.text
+        assert len(negative.text.split()) == len(caption.text.split())  # phrased alike: one word (and its article)
+        pairs = [(o.shape, o.colour) for o in negative.objects]
+        assert len(set(pairs)) == len(pairs) and not set(pairs) & HELD_OUT_PAIRS
+        changed = [(a, b) for a, b in zip(caption.objects, negative.objects) if a != b]
+        if changed:
+            assert len(changed) == 1 and (negative.position, negative.relation) == (caption.position, caption.relation)
+            (a, b), = changed
+            diffs = [k for k in ("shape", "colour", "size") if getattr(a, k) != getattr(b, k)]
+            assert len(diffs) == 1
+            kinds[diffs[0]] += 1
+        else:
+            assert (negative.position, negative.relation) != (caption.position, caption.relation)
+            kinds["layout"] += 1
+    assert tokenize([hard_negative(s.caption, rng).text for s in scenes]).shape == (len(scenes), 77)
+    assert min(kinds.values()) > 150, kinds  # every kind of change is drawn

@@ -3,9 +3,9 @@ mirrored layout, the mirrored scene satisfies it, and the tally counts ignored a
 
 from __future__ import annotations
 
-from training.data import mirrored, relation_holds, sample_scenes, swap_relation
+from training.data import mirrored, relation_holds, sample_scenes, swap_position, swap_relation
 from training.judge import DetectedObject
-from training.relation_swap import swap_position, tally
+from training.relation_swap import tally
 
 
 def test_the_swapped_caption_asks_for_the_mirrored_layout() -> None:
