@@ -53,7 +53,8 @@ from training.data import sample_scenes
 # batch-1 latency again on CUDA, per stage (row keys latency_batch1_STAGE_s, speedup_batch1_STAGE) -> its column title
 CUDA_STAGES = {"graphs": "batch 1, UNet CUDA graphs", "served": "batch 1 as served (+ decoder lever)",
                "text": "batch 1, + text encoder graphs", "text_vaegraphs": "batch 1, text graphs, decoder as CUDA graphs",
-               "text_vaecompilegraphs": "batch 1, text graphs, decoder compiled + CUDA graphs"}
+               "text_vaecompilegraphs": "batch 1, text graphs, decoder compiled + CUDA graphs",
+               "compiled": "batch 1, and the UNet compiled inside its graphs (compile_unet, as docker-compose serves)"}
 
 # (manifest id, sampler, steps, guidance w, row name)
 ROWS: tuple[tuple[str, str, int, float, str], ...] = (
@@ -149,6 +150,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=None, help="only these manifest ids' rows (the teacher, bundled, always runs)")
     parser.add_argument("--decoder", choices=("full", "tiny"), default="full",
                         help="tiny: every model decodes with its manifest's tiny decoder (fast mode)")
+    parser.add_argument("--cuda-stages", nargs="+", choices=tuple(CUDA_STAGES), default=list(CUDA_STAGES),
+                        help="the CUDA stages timed (each still turns its lever on for the stages after it)")
     parser.add_argument("--vae-cpu-bf16", choices=("auto", "on", "off"), default="off",
                         help="every model's VAE decoder in bf16 on the CPU (settings.vae_cpu_bf16; no effect on CUDA)")
     args = parser.parse_args()
@@ -193,7 +196,9 @@ def main() -> None:
         # also the decoder lever of settings.vae_accel's default, "auto" ("served": compiled for the few-step students),
         # then also the text encoder's graphs ("text")
         from pipelines.accel import (
+            CudaGraphUNet,
             disable_vae_decoder_accel,
+            enable_compile,
             enable_cuda_graphs,
             enable_text_encoder_graphs,
             enable_vae_decoder_accel,
@@ -205,18 +210,28 @@ def main() -> None:
                 enable_vae_decoder_accel(model, mode)
             return enable
 
+        def compiled_unet(model: object) -> None:  # server.models' order with compile_unet: compile, then graphs around it
+            unet = model.denoiser.unet  # type: ignore[attr-defined]
+            if isinstance(unet, CudaGraphUNet):
+                model.denoiser.unet = unet.wrapped  # type: ignore[attr-defined]
+            enable_compile(model)
+            enable_cuda_graphs(model)
+
         levers = {"graphs": enable_cuda_graphs, "served": lambda m: enable_vae_decoder_accel(m, "auto"),  # CUDA_STAGES' order
                   "text": enable_text_encoder_graphs, "text_vaegraphs": decoder_lever("graphs"),
-                  "text_vaecompilegraphs": decoder_lever("compile_graphs")}
+                  "text_vaecompilegraphs": decoder_lever("compile_graphs"), "compiled": compiled_unet}
         for stage, enable in levers.items():
             for model in models.values():
                 enable(model)
+            if stage not in args.cuda_stages:
+                continue
             for row in rows:
                 try:
                     row[f"latency_batch1_{stage}_s"] = latency(models[str(row["model"])], str(row["sampler"]), int(row["steps"]),  # type: ignore[call-overload]
                                                                float(row["guidance"]), 1, reps)  # type: ignore[arg-type]
                 except (RuntimeError, ValueError, TypeError, AssertionError) as e:  # a failed capture must not cost the other figures
                     row[f"{stage}_error"] = f"{type(e).__name__}: {e}"
+            print(stage, {str(row["name"]): row.get(f"latency_batch1_{stage}_s", row.get(f"{stage}_error")) for row in rows}, flush=True)
             if stage == "text":  # the engine's CUDA defaults: batched too (eager batched calls are bound by launches)
                 try:
                     for row, seconds in zip(rows, interleaved_latency(calls, lat_batch, max(3, reps // 4))):
