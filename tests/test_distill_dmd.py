@@ -168,6 +168,19 @@ def test_gan_probe_trains_each_classifier_kind_on_the_same_samples(tmp_path: Pat
         result = probe(Samples(tmp_path, student, seed=1), kind, steps=2, batch=2, eval_batches=1, mismatch=1.0)
         assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["matching"] <= 1.0
         assert len(result) == 2 + 2 * len(T_BANDS) + 2  # accuracy and matching, each by t band, judge_auc, student_right
+    # --critic: a run's fake score and classifier, measured as they are (no training); a folder without them is refused
+    critic = tmp_path / "critic"
+    critic.mkdir()
+    from safetensors.torch import save_file
+
+    teacher = UNet2DConditionModel.from_pretrained(ROOT / "weights" / "bundled" / "unet").float()
+    save_file({k: v.half().contiguous() for k, v in teacher.state_dict().items()}, str(critic / "fake_score.safetensors"))
+    with pytest.raises(FileNotFoundError, match="classifier"):
+        probe(Samples(tmp_path, student, seed=1), "mid", steps=0, batch=2, eval_batches=1, critic=critic)
+    save_file({k: torch.zeros_like(v).half() for k, v in MidFeatureClassifier().state_dict().items()},
+              str(critic / "classifier.safetensors"))
+    zero = probe(Samples(tmp_path, student, seed=1), "mid", steps=0, batch=2, eval_batches=1, critic=critic)
+    assert zero["accuracy"] == 0.0 and zero["matching"] == 0.0  # its logits are all 0: neither side is called right
 
 
 def test_ranking_auc_counts_ordered_pairs() -> None:

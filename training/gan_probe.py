@@ -13,12 +13,16 @@ also reports "matching" (matched vs mismatched real, by t band) and, whatever W,
 samples, how often its logit ranks one the judge reads as right (whole caption) above one it reads as wrong, at
 t < 500. A GAN term can only pull the student toward the captions where that is above 0.5.
 
-    python -m training.gan_probe [--steps 300] [--batch 32] [--kinds mid multi] [--mismatch W] [--out FILE.json]
+--critic DIR: a run's critic (distill_dmd's critic_fp16: fake score and classifier) measured as it is, with no training
+(--steps 0): the features are its fake score's, the logits its classifier's.
+
+    python -m training.gan_probe [--steps 300] [--batch 32] [--kinds mid multi] [--mismatch W] [--critic DIR] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import tempfile
@@ -30,6 +34,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
 from training.analysis import ROOT
+from training.checkpoint import load_weights
 from training.data import hard_negative, render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.distill_add import decode, one_step_x0
@@ -95,12 +100,20 @@ def ranking_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
     return ((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean()).item()
 
 
-def probe(samples: Samples, kind: str, steps: int, batch: int, eval_batches: int = 8, mismatch: float = 0.0) -> dict[str, float]:
-    """Train a `kind` classifier alone on frozen teacher-UNet features; held-out accuracy overall and per t band."""
+def probe(samples: Samples, kind: str, steps: int, batch: int, eval_batches: int = 8, mismatch: float = 0.0,
+          critic: Path | None = None) -> dict[str, float]:
+    """Train a `kind` classifier alone on frozen teacher-UNet features (or take a run's critic: its fake score's
+    features and its classifier); held-out accuracy overall and per t band."""
     torch.manual_seed(0)
     classifier = CLASSIFIERS[kind]()
     scales = classifier.scales  # what the classifier reads: the mid block, or also the down-block maps
     unet = samples.teacher.unet  # frozen (load_frozen_teacher)
+    if critic is not None:
+        unet = copy.deepcopy(unet)
+        for module, name in ((unet, "fake_score"), (classifier, "classifier")):
+            if not load_weights(module, critic / f"{name}.safetensors"):
+                raise FileNotFoundError(f"--critic {critic}: no {name}.safetensors")
+        classifier.eval()
     opt = torch.optim.AdamW(classifier.parameters(), lr=1e-4)
 
     def logits(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -155,15 +168,17 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", choices=tuple(CLASSIFIERS), default=list(CLASSIFIERS))
     parser.add_argument("--student", type=Path, default=ROOT / "weights" / "bundled_turbo" / "unet")
     parser.add_argument("--mismatch", type=float, default=0.0, help="weight of real renders under hard-negative captions as fake")
+    parser.add_argument("--critic", type=Path, default=None, help="a run's critic_fp16 folder, measured without training")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         import_weights(ROOT / "weights", run)
         result = {"steps": args.steps, "batch": args.batch, "student": str(args.student), "device": "cpu",
-                  "mismatch": args.mismatch}
+                  "mismatch": args.mismatch, "critic": str(args.critic) if args.critic else None}
         for kind in args.kinds:
-            result[kind] = probe(Samples(run, args.student, seed=4000), kind, args.steps, args.batch, mismatch=args.mismatch)
+            result[kind] = probe(Samples(run, args.student, seed=4000), kind, args.steps, args.batch, mismatch=args.mismatch,
+                                 critic=args.critic)
             print(kind, json.dumps(result[kind]), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
