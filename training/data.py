@@ -155,7 +155,7 @@ def _with_object(caption: Caption, index: int, new: ObjectSpec) -> Caption:
 
 
 def hard_negative(caption: Caption, rng: random.Random) -> Caption:
-    """A caption that one scene satisfying `caption` does not: one attribute of one object (shape, colour or a
+    """A caption that the scene drawn for `caption` does not satisfy: one attribute of one object (shape, colour or a
     stated size) or the stated side / relation changed, phrased alike. The kind of change is drawn uniformly from
     those the caption allows; a changed object never forms a held-out (shape, colour) pair nor repeats another
     object's pair, so a negative of a training caption is itself a training-split caption."""
