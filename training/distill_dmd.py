@@ -151,6 +151,15 @@ class MultiScaleClassifier(nn.Module):
 CLASSIFIERS: dict[str, type[nn.Module]] = {"mid": MidFeatureClassifier, "multi": MultiScaleClassifier}
 
 
+def critic_classifier(critic: Path, kind: str = "mid") -> nn.Module:
+    """A GAN run's classifier of `kind` (CLASSIFIERS) from its critic folder (classifier.safetensors, as CRITIC_DIR
+    holds it), in eval mode; FileNotFoundError where the folder has none."""
+    classifier = CLASSIFIERS[kind]()
+    if not load_weights(classifier, critic / "classifier.safetensors"):
+        raise FileNotFoundError(f"{critic}: no classifier.safetensors (a GAN run's critic holds one)")
+    return classifier.eval()
+
+
 def save_compile_cache(path: Path) -> None:
     """torch.compile's artifacts of this process so far (inductor's graphs and kernels) -> path."""
     artifacts = torch.compiler.save_cache_artifacts()

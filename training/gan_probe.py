@@ -38,7 +38,7 @@ from training.checkpoint import load_weights
 from training.data import hard_negative, render, sample_scenes, scenes_to_batch, tokenize
 from training.diffusion import add_noise, alphas_cumprod
 from training.distill_add import decode, one_step_x0
-from training.distill_dmd import CLASSIFIERS, unet_with_mid
+from training.distill_dmd import CLASSIFIERS, critic_classifier, unet_with_mid
 from training.distill_lcm import teacher_scaling
 from training.export import import_weights
 from training.judge import detect, score_caption
@@ -110,10 +110,9 @@ def probe(samples: Samples, kind: str, steps: int, batch: int, eval_batches: int
     unet = samples.teacher.unet  # frozen (load_frozen_teacher)
     if critic is not None:
         unet = copy.deepcopy(unet)
-        for module, name in ((unet, "fake_score"), (classifier, "classifier")):
-            if not load_weights(module, critic / f"{name}.safetensors"):
-                raise FileNotFoundError(f"--critic {critic}: no {name}.safetensors")
-        classifier.eval()
+        if not load_weights(unet, critic / "fake_score.safetensors"):
+            raise FileNotFoundError(f"--critic {critic}: no fake_score.safetensors")
+        classifier = critic_classifier(critic, kind)
     opt = torch.optim.AdamW(classifier.parameters(), lr=1e-4)
 
     def logits(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:

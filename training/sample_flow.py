@@ -26,13 +26,12 @@ from pathlib import Path
 import torch
 
 from training.analysis import analysis_parser, run_analysis
-from training.checkpoint import load_weights
 from training.diffusion import add_noise
 from training.distill_dmd import (
     T_MAX,
     T_MIN,
-    MidFeatureClassifier,
     comparison_range,
+    critic_classifier,
     matching_gradient,
     unet_with_mid,
 )
@@ -77,14 +76,6 @@ def gan_flow_step(parts: StudentBeside, classifier: torch.nn.Module, x: torch.Te
         start += text.shape[0]
 
 
-def critic_classifier(critic: Path) -> torch.nn.Module:
-    """A GAN run's mid-block classifier (critic_fp16/classifier.safetensors), frozen."""
-    classifier = MidFeatureClassifier()
-    if not load_weights(classifier, critic / "classifier.safetensors"):
-        raise FileNotFoundError(f"{critic}: no classifier.safetensors (--direction gan needs a GAN run's critic)")
-    return classifier.eval().requires_grad_(False)
-
-
 def sample_flow(run: Path, unet: Path, critic: Path | None, captions: int, iterations: int, step: float, every: int,
                 t_range: tuple[int, int], guidance: float, draws: int = 1, batch: int = 64,
                 direction: str = "dmd") -> list[tuple[int, float, float, float]]:
@@ -96,10 +87,8 @@ def sample_flow(run: Path, unet: Path, critic: Path | None, captions: int, itera
         raise ValueError("direction gan needs a critic with a classifier")
     classifier = critic_classifier(critic) if direction == "gan" and critic is not None else None
     parts = load_student_beside(run, unet, critic, torch.device("cpu"))
-    parts.fake.requires_grad_(False)
     gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        samples = seen_samples(parts, captions, batch, gen)
+    samples = seen_samples(parts, captions, batch, gen)
     x = samples.x.clone()
 
     def row(iteration: int) -> tuple[int, float, float, float]:
@@ -110,8 +99,7 @@ def sample_flow(run: Path, unet: Path, critic: Path | None, captions: int, itera
         if classifier is not None:
             gan_flow_step(parts, classifier, x, samples.texts, gen, step, draws)
         else:
-            with torch.no_grad():
-                flow_step(parts, x, samples.texts, samples.empty, gen, (lo, hi), guidance, step, draws)
+            flow_step(parts, x, samples.texts, samples.empty, gen, (lo, hi), guidance, step, draws)
         if iteration % every == 0 or iteration == iterations:
             rows.append(row(iteration))
             print(rows[-1], flush=True)
