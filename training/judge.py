@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from training.checkpoint import (
     Deadline,
@@ -59,7 +59,7 @@ def augment(images: Tensor, generator: torch.Generator) -> Tensor:
     return images.clamp(0, 1)
 
 
-def judge_loss(judge: Judge, images: Tensor, targets: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+def judge_loss(judge: nn.Module, images: Tensor, targets: tuple[Tensor, Tensor, Tensor]) -> Tensor:
     """Cross-entropy over cells: shape (incl. empty) everywhere, colour and size where occupied."""
     shape_logits, colour_logits, size_logits, _ = judge(images)
     shape_t, colour_t, size_t = targets
@@ -69,7 +69,7 @@ def judge_loss(judge: Judge, images: Tensor, targets: tuple[Tensor, Tensor, Tens
 
 
 @torch.no_grad()
-def cell_accuracy(judge: Judge, seed: int, count: int, device: torch.device, batch: int = 256) -> dict[str, float]:
+def cell_accuracy(judge: nn.Module, seed: int, count: int, device: torch.device, batch: int = 256) -> dict[str, float]:
     """Per-attribute accuracy on fresh renders (all pairs): occupancy + shape over all cells;
     colour and size over occupied cells; `scene` = every cell of the image right."""
     rng = random.Random(f"judge-eval:{seed}")
@@ -98,19 +98,23 @@ def cell_accuracy(judge: Judge, seed: int, count: int, device: torch.device, bat
     return {k: totals[k] / counts[k] for k in totals}
 
 
-def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 2e-3) -> dict[str, float]:
-    """Train (or resume) the judge for `seconds` of wall clock; returns held-out accuracy."""
+def train(out: Path, seconds: float, device: torch.device, batch: int | None = None, lr: float = 2e-3,
+          model: nn.Module | None = None, stage: str = STAGE, data_seed: int = 1000) -> dict[str, float]:
+    """Train (or resume) the judge for `seconds` of wall clock; returns held-out accuracy.
+
+    `model`, `stage` and `data_seed` train another per-cell classifier of the judge's outputs the same way, on
+    its own stream of renders (training.reward's reward model: OUT/STAGE/STAGE.safetensors)."""
     deadline = Deadline(seconds)
     batch = batch or (256 if device.type == "cuda" else 8)
-    directory = out / STAGE
-    judge = Judge().to(device)
-    load_weights(judge, directory / "judge.safetensors")
+    directory = out / stage
+    judge = (model or Judge()).to(device)
+    load_weights(judge, directory / f"{stage}.safetensors")
     state = load_state(directory)
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
     if (directory / "optimizer.pt").exists():
         opt.load_state_dict(torch.load(directory / "optimizer.pt", map_location=device))
-    rng = random.Random(f"judge-train:{state.step}")
-    gen = torch.Generator(device=device).manual_seed(1000 + state.step)
+    rng = random.Random(f"{stage}-train:{state.step}" if data_seed == 1000 else f"{stage}-train:{data_seed}:{state.step}")
+    gen = torch.Generator(device=device).manual_seed(data_seed + state.step)
     eval_reserve = 15.0 if device.type == "cuda" else 0.2 * seconds
     while deadline.left() > eval_reserve:
         sb = scenes_to_batch([sample_layout_scene(rng) for _ in range(batch)]).to(device)
@@ -127,9 +131,9 @@ def train(out: Path, seconds: float, device: torch.device, batch: int | None = N
     metrics = cell_accuracy(judge, seed=7, count=2048 if device.type == "cuda" else 64, device=device)
     state.metrics.update({f"heldout_{k}_accuracy": v for k, v in metrics.items()})
     state.elapsed_s += deadline.elapsed()
-    save_weights(judge, directory / "judge.safetensors")
+    save_weights(judge, directory / f"{stage}.safetensors")
     torch.save(opt.state_dict(), directory / "optimizer.pt")
-    save_state(directory, state, "judge: cross-entropy per cell")
+    save_state(directory, state, f"{stage}: cross-entropy per cell")
     return metrics
 
 
