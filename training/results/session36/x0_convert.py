@@ -8,7 +8,7 @@ along it. A UNet whose output is x0 needs no such pass-through. This regresses s
 student's weights, onto the student's own samples (same noise and caption; fresh seen captions every update) and
 probes it with the judge: can the student's map be carried over, and how fast.
 
-    python training/results/session36/x0_convert.py WEIGHTS OUT --seconds S [--lr 1e-4] [--batch 512] [--tag a]
+    python training/results/session36/x0_convert.py WEIGHTS OUT --seconds S [--lr 1e-4] [--batch 512] [--tag a] [--save ema|raw]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ parser.add_argument("--probe-every", type=float, default=60.0)
 parser.add_argument("--probe-captions", type=int, default=512)
 parser.add_argument("--tag", default="a")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--save", choices=("ema", "raw"), default="ema", help="which weights to keep")
 args = parser.parse_args()
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 cuda = device.type == "cuda"
@@ -129,6 +130,6 @@ while time.monotonic() - began < args.seconds:
 rows.append(probe_row(step, time.monotonic() - began, loss_value))
 out = args.out / f"x0_{args.tag}"
 out.mkdir(parents=True, exist_ok=True)
-ema.half().save_pretrained(out / "unet", max_shard_size=MAX_SHARD, safe_serialization=True)
+(ema if args.save == "ema" else new).half().save_pretrained(out / "unet", max_shard_size=MAX_SHARD, safe_serialization=True)
 (out / "x0_convert.json").write_text(json.dumps({"settings": vars(args) | {"weights": str(args.weights), "out": str(args.out)},
                                                  "device": torch.cuda.get_device_name() if cuda else "cpu", "rows": rows}, indent=1) + "\n")
