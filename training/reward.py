@@ -28,7 +28,7 @@ from training.data import COLOURS, GRID, SHAPES, SIZES, Caption, position_holds,
 from training.judge import train as train_cells
 
 STAGE = "reward"
-DATA_SEED = 50_000  # the judge's renders start at 1000 per step; these never meet them in a run's length
+DATA_SEED = 50_000  # its scenes come from their own string seed (reward-train:50000:STEP), its render noise from 50,000 + step
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
