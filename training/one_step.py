@@ -81,6 +81,7 @@ class SeenSamples(NamedTuple):
     texts: list[torch.Tensor]  # the captions' embeddings, one (batch, L, D) tensor per batch of rows
     empty: torch.Tensor  # the empty prompt's embedding (1, L, D)
     x: torch.Tensor  # the student's latent samples (N, 4, 16, 16), fp32
+    noise: torch.Tensor  # the noise they came from (N, 4, 16, 16), on the student's device
 
 
 ANALYSIS_SEED = 4343
@@ -88,9 +89,9 @@ ANALYSIS_SEED = 4343
 
 @torch.no_grad()
 def caption_embeddings(parts: StudentBeside, captions: list[Caption], batch: int) -> torch.Tensor:
-    """The teacher's text encoder's last hidden states (N, L, D) of the captions, `batch` at a time."""
+    """The teacher's text encoder's last hidden states (N, L, D) of the captions, `batch` at a time, on its device."""
     encode = parts.teacher.text_encoder
-    return torch.cat([encode(tokenize([c.text for c in captions[i : i + batch]])).last_hidden_state
+    return torch.cat([encode(tokenize([c.text for c in captions[i : i + batch]]).to(encode.device)).last_hidden_state
                       for i in range(0, len(captions), batch)])
 
 
@@ -111,13 +112,15 @@ def latent_accuracy(parts: StudentBeside, x: torch.Tensor, captions: list[Captio
 
 @torch.no_grad()
 def seen_samples(parts: StudentBeside, count: int, batch: int, gen: torch.Generator) -> SeenSamples:
-    """SeenSamples of `count` captions, the student's noise drawn first from `gen`."""
+    """SeenSamples of `count` captions, the student's noise drawn first from `gen` (a CPU generator) and moved to the
+    student's device."""
     captions = [s.caption for s in sample_scenes(ANALYSIS_SEED, count, "train")]
-    noise = torch.randn((count, 4, 16, 16), generator=gen)
     text = caption_embeddings(parts, captions, batch)
+    noise = torch.randn((count, 4, 16, 16), generator=gen).to(text.device)
+    encode = parts.teacher.text_encoder
     return SeenSamples(captions, [i for i, c in enumerate(captions) if len(c.objects) == 3], list(text.split(batch)),
-                       parts.teacher.text_encoder(tokenize([EMPTY_PROMPT])).last_hidden_state,
-                       student_latents(parts.student, parts, noise, text, batch))
+                       encode(tokenize([EMPTY_PROMPT]).to(encode.device)).last_hidden_state,
+                       student_latents(parts.student, parts, noise, text, batch), noise)
 
 
 @torch.no_grad()

@@ -48,7 +48,6 @@ def tune(run: Path, unet: Path, out: Path, steps: int, batch: int, lr: float, an
     student = parts.student.requires_grad_(True)
     start = copy.deepcopy(student).requires_grad_(False)
     probe = seen_samples(parts, probe_captions, 64, torch.Generator().manual_seed(0))
-    probe_noise = torch.randn((probe_captions, 4, 16, 16), generator=torch.Generator().manual_seed(0)).to(device)
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
     gen = torch.Generator(device=device).manual_seed(seed)
     aug = torch.Generator(device=device).manual_seed(seed + 1)
@@ -58,11 +57,11 @@ def tune(run: Path, unet: Path, out: Path, steps: int, batch: int, lr: float, an
 
     def row(step: int) -> dict[str, float]:
         student.eval()
-        x = student_latents(student, parts, probe_noise, torch.cat(probe.texts), 64)
+        x = student_latents(student, parts, probe.noise, torch.cat(probe.texts), 64)
         accuracy, three = judged(parts, x, probe)
         return {"step": step, "accuracy": accuracy, "three_objects": three,
                 "reward": sum(recent) / len(recent) if recent else float("nan"),
-                "moved": (x - probe.x.to(device)).abs().mean().item()}
+                "moved": (x - probe.x).abs().mean().item()}
 
     rows.append(row(0))
     print(rows[-1], flush=True)

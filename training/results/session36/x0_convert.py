@@ -25,13 +25,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from training.data import (
-    sample_scenes,
-    tokenize,
-)
+from training.data import sample_scenes
 from training.distill_add import one_step_x0
 from training.export import MAX_SHARD, import_weights
-from training.one_step import latent_accuracy, load_student_beside, student_latents
+from training.one_step import (
+    caption_embeddings,
+    latent_accuracy,
+    load_student_beside,
+    student_latents,
+)
 
 parser = argparse.ArgumentParser()
 parser.add_argument("weights", type=Path)
@@ -56,13 +58,6 @@ parts = load_student_beside(run, args.weights / "bundled_turbo" / "unet", None, 
 old = parts.student.requires_grad_(False)
 new = copy.deepcopy(old).requires_grad_(True).train()
 ema = copy.deepcopy(old).requires_grad_(False)
-
-
-@torch.no_grad()
-def caption_embeddings(parts: object, captions: list, batch: int) -> torch.Tensor:
-    encode = parts.teacher.text_encoder  # type: ignore[attr-defined]
-    return torch.cat([encode(tokenize([c.text for c in captions[i : i + batch]]).to(device)).last_hidden_state
-                      for i in range(0, len(captions), batch)])
 
 
 T = torch.full((args.batch,), 999, dtype=torch.long, device=device)
